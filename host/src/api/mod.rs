@@ -1,0 +1,465 @@
+//! The node's local HTTP API, for apps on the same box (a point-of-sale web
+//! app, a packing station).
+//!
+//! | method | path                                  | auth | what                          |
+//! |--------|---------------------------------------|------|-------------------------------|
+//! | GET    | `/v1/health`                          | no   | the node is up                |
+//! | GET    | `/v1/plugins`                         | yes  | installed plugins and status  |
+//! | GET    | `/v1/plugins/{vendor}/{name}`         | yes  | one plugin, with its health   |
+//! | POST   | `/v1/print/label`                     | yes  | render and print a label      |
+//! | POST   | `/v1/print/receipt`                   | yes  | render and print a receipt    |
+//! | GET    | `/v1/printers`                        | yes  | configured printers           |
+//! | GET    | `/v1/printers/{name}/status?kind=...` | yes  | ask a printer how it is       |
+//!
+//! JSON in and out. Authenticated routes need `Authorization: Bearer <token>`
+//! with the token from the data directory's `api-token`. Errors are
+//! `{"error": {"code", "message", "field"?}}` with a status that says whose
+//! fault it is: 4xx for the request, 5xx for a plugin or printer.
+
+pub mod errors;
+pub mod schema;
+
+use crate::node::Node;
+use crate::printing::{self, Document, DocumentKind};
+use bytes::Bytes;
+use errors::ApiError;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use serde_json::json;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 << 10;
+/// How long running requests get to finish on shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot read the API token {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the API token {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the API token in {path} is empty; delete the file to have a new one made")]
+    Empty { path: PathBuf },
+    #[error("cannot get randomness for a new API token: {0}")]
+    Random(String),
+}
+
+/// The bearer token: `api.token` if set, else the token file, created with
+/// 256 random bits (and mode 0600) the first time.
+pub fn load_or_create_token(node: &Node) -> Result<String, TokenError> {
+    let api = &node.config().api;
+    if let Some(token) = &api.token {
+        return Ok(token.clone());
+    }
+    let path = if api.token_file.is_absolute() {
+        api.token_file.clone()
+    } else {
+        node.data_dir().join(&api.token_file)
+    };
+    read_or_create_token_file(&path)
+}
+
+fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let token = text.trim().to_string();
+        if token.is_empty() {
+            return Err(TokenError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        return Ok(token);
+    }
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
+    let token = hex::encode(random);
+    let write_error = |source| TokenError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(write_error)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(write_error)?;
+    Ok(token)
+}
+
+/// Compares in time independent of where the strings first differ.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    if given.len() != expected.len() {
+        return false;
+    }
+    given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+        == 0
+}
+
+struct Api {
+    node: Arc<Node>,
+    token: String,
+}
+
+type ApiResponse = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> ApiResponse {
+    let bytes = serde_json::to_vec_pretty(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets running
+/// requests finish (up to ten seconds).
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    token: String,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let api = Arc::new(Api { node, token });
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!("accepting a connection failed: {error}");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let api = api.clone();
+        let service = service_fn(move |request| {
+            let api = api.clone();
+            async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, "connection ended with an error: {error}");
+            }
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => tracing::warn!("requests still running after {DRAIN:?}; stopping anyway"),
+    }
+    Ok(())
+}
+
+impl Api {
+    async fn handle(&self, request: Request<Incoming>) -> ApiResponse {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let started = std::time::Instant::now();
+        let response = match self.route(request).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        };
+        tracing::info!(
+            target: "outpost::api",
+            %method,
+            path,
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+        );
+        response
+    }
+
+    fn authorize(&self, request: &Request<Incoming>) -> Result<(), ApiError> {
+        let given = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized(
+                "send `Authorization: Bearer <token>`; the token is in the node's data directory (api-token)",
+            ))?;
+        if same_token(given.trim().as_bytes(), self.token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("the bearer token is wrong"))
+        }
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Result<ApiResponse, ApiError> {
+        let path = request.uri().path().trim_end_matches('/').to_string();
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        let method = request.method().clone();
+        if let ["v1", "health"] = segments.as_slice() {
+            return match method {
+                Method::GET => Ok(self.health()),
+                _ => Err(ApiError::MethodNotAllowed("GET")),
+            };
+        }
+        self.authorize(&request)?;
+        match (segments.as_slice(), &method) {
+            (["v1", "plugins"], &Method::GET) => Ok(json_response(
+                StatusCode::OK,
+                &json!({ "plugins": self.node.plugins() }),
+            )),
+            (["v1", "plugins", vendor, name], &Method::GET) => {
+                self.plugin(&format!("{vendor}/{name}")).await
+            }
+            (["v1", "print", "label"], &Method::POST) => {
+                let body: schema::LabelRequest = read_json(request).await?;
+                let document = Document::Label(body.label.into());
+                self.print(body.driver, body.printer, document).await
+            }
+            (["v1", "print", "receipt"], &Method::POST) => {
+                let body: schema::ReceiptRequest = read_json(request).await?;
+                let document = Document::Receipt(body.receipt.into());
+                self.print(body.driver, body.printer, document).await
+            }
+            (["v1", "printers"], &Method::GET) => Ok(self.printers()),
+            (["v1", "printers", name, "status"], &Method::GET) => {
+                let query = request.uri().query().unwrap_or_default().to_string();
+                self.printer_status(name, &query).await
+            }
+            (["v1", "plugins"] | ["v1", "plugins", _, _] | ["v1", "printers"], _)
+            | (["v1", "printers", _, "status"], _) => Err(ApiError::MethodNotAllowed("GET")),
+            (["v1", "print", "label" | "receipt"], _) => Err(ApiError::MethodNotAllowed("POST")),
+            _ => Err(ApiError::NotFound(format!(
+                "no route {method} {path}; see docs/api.md"
+            ))),
+        }
+    }
+
+    fn health(&self) -> ApiResponse {
+        let plugins = self.node.plugins();
+        let unavailable = plugins.iter().filter(|p| p.status != "active").count();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_seconds": self.node.uptime().as_secs(),
+                "plugins": {
+                    "active": plugins.len() - unavailable,
+                    "unavailable": unavailable,
+                },
+            }),
+        )
+    }
+
+    async fn plugin(&self, id: &str) -> Result<ApiResponse, ApiError> {
+        let id = crate::manifest::PluginId::parse(id)
+            .map_err(|why| ApiError::NotFound(format!("no plugin {id:?}: {why}")))?;
+        let status = self
+            .node
+            .plugin_status(&id)
+            .ok_or_else(|| ApiError::NotFound(format!("no plugin {id} is installed")))?;
+        let health = match self.node.loaded(&id) {
+            Some(plugin) => {
+                let node = self.node.clone();
+                let checked = tokio::task::spawn_blocking(move || node.health(&plugin))
+                    .await
+                    .map_err(|_| ApiError::ShuttingDown)?;
+                match checked {
+                    Ok(report) => json!({
+                        "status": crate::install::health_name(report.status),
+                        "detail": report.detail,
+                    }),
+                    Err(error) => json!({ "status": "error", "detail": error.to_string() }),
+                }
+            }
+            None => json!({ "status": "unavailable", "detail": status.reason }),
+        };
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "plugin": status, "health": health }),
+        ))
+    }
+
+    async fn print(
+        &self,
+        driver: Option<String>,
+        printer: Option<String>,
+        document: Document,
+    ) -> Result<ApiResponse, ApiError> {
+        let job =
+            printing::print(&self.node, driver.as_deref(), printer.as_deref(), document).await?;
+        Ok(json_response(StatusCode::OK, &json!({ "job": job })))
+    }
+
+    fn printers(&self) -> ApiResponse {
+        let config = self.node.config();
+        let printers: Vec<_> = config
+            .printers
+            .iter()
+            .map(|(name, printer)| {
+                let mut default_for = Vec::new();
+                if config.defaults.label_printer.as_deref() == Some(name) {
+                    default_for.push("label");
+                }
+                if config.defaults.receipt_printer.as_deref() == Some(name) {
+                    default_for.push("receipt");
+                }
+                json!({
+                    "name": name,
+                    "destination": printing::transport::describe(printer, self.node.data_dir()),
+                    "default_for": default_for,
+                })
+            })
+            .collect();
+        json_response(StatusCode::OK, &json!({ "printers": printers }))
+    }
+
+    async fn printer_status(&self, name: &str, query: &str) -> Result<ApiResponse, ApiError> {
+        let mut kind = None;
+        let mut driver = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("kind", "label")) => kind = Some(DocumentKind::Label),
+                Some(("kind", "receipt")) => kind = Some(DocumentKind::Receipt),
+                Some(("kind", other)) => {
+                    return Err(ApiError::BadQuery(format!(
+                        "kind={other:?}: use kind=label or kind=receipt"
+                    )));
+                }
+                Some(("driver", id)) => driver = Some(id.to_string()),
+                _ => {
+                    return Err(ApiError::BadQuery(format!(
+                        "unknown query parameter {pair:?}; this route takes kind and driver"
+                    )));
+                }
+            }
+        }
+        let defaults = &self.node.config().defaults;
+        let kind = match kind {
+            Some(kind) => kind,
+            None if defaults.label_printer.as_deref() == Some(name)
+                && defaults.receipt_printer.as_deref() != Some(name) =>
+            {
+                DocumentKind::Label
+            }
+            None if defaults.receipt_printer.as_deref() == Some(name)
+                && defaults.label_printer.as_deref() != Some(name) =>
+            {
+                DocumentKind::Receipt
+            }
+            None => {
+                return Err(ApiError::BadQuery(format!(
+                    "say which language printer {name:?} speaks: add ?kind=label or ?kind=receipt"
+                )));
+            }
+        };
+        let report = printing::status(&self.node, driver.as_deref(), name, kind).await?;
+        Ok(json_response(StatusCode::OK, &json!({ "status": report })))
+    }
+}
+
+/// Reads a JSON body of at most [`MAX_BODY_BYTES`], naming the field that is
+/// wrong when it does not fit `T`.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
+        let is_json = content_type
+            .to_str()
+            .map(|t| t.starts_with("application/json"))
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    let body = Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::TooLarge
+            } else {
+                ApiError::BadBody(error.to_string())
+            }
+        })?
+        .to_bytes();
+    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadJson(inner.to_string())
+        } else {
+            ApiError::BadField {
+                field: if field == "." { String::new() } else { field },
+                message: inner.to_string(),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abd", b"abc"));
+        assert!(!same_token(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn the_token_file_is_made_once_and_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api-token");
+        let first = read_or_create_token_file(&path).expect("created");
+        assert_eq!(first.len(), 64);
+        assert_eq!(read_or_create_token_file(&path).expect("read"), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "\n").expect("write");
+        assert!(matches!(
+            read_or_create_token_file(&path),
+            Err(TokenError::Empty { .. })
+        ));
+    }
+}

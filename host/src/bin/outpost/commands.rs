@@ -1,0 +1,350 @@
+//! What each command does.
+
+use crate::cli::{Command, PluginCommand};
+use anyhow::{Context, bail};
+use outpost::api;
+use outpost::config::{DEFAULT_CONFIG_TOML, NodeConfig};
+use outpost::dynamic;
+use outpost::manifest::PluginId;
+use outpost::node::{Node, NodeOptions};
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+    match command {
+        Command::Run { listen } => run_node(data_dir, config, listen),
+        Command::Plugin(PluginCommand::Add { path, yes }) => add(data_dir, config, &path, yes),
+        Command::Plugin(PluginCommand::List { json }) => list(data_dir, config, json),
+        Command::Plugin(PluginCommand::Info { plugin, json }) => {
+            info(data_dir, config, &plugin, json)
+        }
+        Command::Plugin(PluginCommand::Remove { plugin, purge }) => {
+            remove(data_dir, config, &plugin, purge)
+        }
+        Command::Call {
+            plugin,
+            function,
+            args,
+        } => call(data_dir, config, &plugin, function.as_deref(), &args),
+        Command::Config { defaults } => show_config(data_dir, config, defaults),
+        Command::Demo { .. } => bail!("the demo is started by main"),
+    }
+}
+
+pub fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Node> {
+    let options = NodeOptions::resolve(data_dir, config)?;
+    Node::open(options).with_context(|| format!("cannot open the node in {}", data_dir.display()))
+}
+
+fn plugin_id(text: &str) -> anyhow::Result<PluginId> {
+    PluginId::parse(text)
+        .map_err(|why| anyhow::anyhow!("{why}; `outpost plugin list` shows the ids"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {error}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping: finishing running requests");
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("outpost")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run_node(
+    data_dir: &Path,
+    config: Option<&Path>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let node = Arc::new(open(data_dir, config)?);
+    let token = api::load_or_create_token(&node)?;
+    let listen = listen.unwrap_or(node.config().api.listen);
+    if !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "the local API is reachable from the network; it is meant for apps on this machine"
+        );
+    }
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {listen}; is another node running? pick another address with \
+                 --listen or api.listen in outpost.toml"
+                )
+            })?;
+        let address = listener.local_addr()?;
+        let plugins = node.plugins();
+        let unavailable = plugins.iter().filter(|p| p.status != "active").count();
+        tracing::info!(
+            data_dir = %node.data_dir().display(),
+            config = node.config_origin(),
+            "node running: API on http://{address}, {} plugin(s) active, {unavailable} unavailable",
+            plugins.len() - unavailable,
+        );
+        api::serve(node, listener, token, shutdown_signal())
+            .await
+            .context("the local API stopped")
+    })
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn add(data_dir: &Path, config: Option<&Path>, path: &Path, yes: bool) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let package = outpost::package::read(path, node.config().policy.max_assets_bytes)
+        .with_context(|| format!("cannot install from {}", path.display()))?;
+    let manifest = &package.manifest;
+    println!(
+        "{} {} ({})\n  asks for: {}",
+        manifest.id,
+        manifest.version,
+        manifest.world,
+        manifest.grants.describe()
+    );
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "not approving the capabilities {} asks for without asking; run again with --yes \
+                 to approve them",
+                manifest.id
+            );
+        }
+        if !confirm("Grant these capabilities and install?")? {
+            bail!("not installed");
+        }
+    }
+    let report = node
+        .install(path)
+        .with_context(|| format!("cannot install {}", path.display()))?;
+    if !report.changed {
+        println!(
+            "{} {} is already installed; nothing to do",
+            report.id, report.version
+        );
+        return Ok(());
+    }
+    let action = match &report.previous {
+        Some(previous) => format!("upgraded from {previous} to"),
+        None => "installed".to_string(),
+    };
+    println!("{} {action} {}", report.id, report.version);
+    println!(
+        "  limits:   {} ms per call, {} MiB memory{}",
+        report.deadline_ms,
+        report.memory_mib,
+        report
+            .fuel
+            .map(|fuel| format!(", {fuel} fuel"))
+            .unwrap_or_default()
+    );
+    println!("  health:   {}", report.health);
+    Ok(())
+}
+
+fn list(data_dir: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let plugins = node.plugins();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plugins)?);
+        return Ok(());
+    }
+    if plugins.is_empty() {
+        println!("No plugins installed. Install one with `outpost plugin add <package>`.");
+        return Ok(());
+    }
+    let id_width = plugins.iter().map(|p| p.id.len()).max().unwrap_or(2).max(2);
+    let world_width = plugins
+        .iter()
+        .map(|p| p.world.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:id_width$}  {:9}  {:world_width$}  STATUS",
+        "ID", "VERSION", "WORLD"
+    );
+    for plugin in &plugins {
+        let default = if plugin.default { " (default)" } else { "" };
+        println!(
+            "{:id_width$}  {:9}  {:world_width$}  {}{default}",
+            plugin.id, plugin.version, plugin.world, plugin.status
+        );
+        if let Some(reason) = &plugin.reason {
+            println!("{:id_width$}  why: {reason}", "");
+        }
+    }
+    Ok(())
+}
+
+fn info(data_dir: &Path, config: Option<&Path>, plugin: &str, json: bool) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let id = plugin_id(plugin)?;
+    let status = node
+        .plugin_status(&id)
+        .with_context(|| format!("{id} is not installed; `outpost plugin list` shows what is"))?;
+    let loaded = node.loaded(&id);
+    let health = loaded.as_ref().map(|plugin| node.health(plugin));
+    let exports = loaded
+        .as_ref()
+        .map(|plugin| dynamic::exported_functions(&node, plugin))
+        .unwrap_or_default();
+    let usage = node.store().kv_usage(&id)?;
+    if json {
+        let health = match &health {
+            Some(Ok(report)) => serde_json::json!({
+                "status": outpost::install::health_name(report.status),
+                "detail": report.detail,
+            }),
+            Some(Err(error)) => {
+                serde_json::json!({ "status": "error", "detail": error.to_string() })
+            }
+            None => serde_json::Value::Null,
+        };
+        let value = serde_json::json!({
+            "plugin": status,
+            "health": health,
+            "kv": { "bytes": usage.bytes, "keys": usage.keys },
+            "exports": exports.iter().map(|f| f.signature.clone()).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("{} {}", status.id, status.version);
+    if !status.description.is_empty() {
+        println!("  {}", status.description);
+    }
+    println!("  world:    {}", status.world);
+    println!("  status:   {}", status.status);
+    if let Some(reason) = &status.reason {
+        println!("  why:      {reason}");
+    }
+    println!("  grants:   {}", status.grants);
+    if let Some(limits) = status.limits {
+        println!(
+            "  limits:   {} ms per call, {} MiB memory{}",
+            limits.deadline_ms,
+            limits.memory_mib,
+            limits
+                .fuel
+                .map(|f| format!(", {f} fuel"))
+                .unwrap_or_default()
+        );
+    }
+    println!("  stored:   {} keys, {} bytes", usage.keys, usage.bytes);
+    match health {
+        Some(Ok(report)) => println!("  health:   {}", outpost::install::describe_health(&report)),
+        Some(Err(error)) => println!("  health:   check failed: {error}"),
+        None => {}
+    }
+    if !exports.is_empty() {
+        println!("  exports:");
+        let mut interface = String::new();
+        for function in &exports {
+            if function.interface != interface {
+                interface = function.interface.clone();
+                println!("    {interface}");
+            }
+            println!("      {}", function.signature);
+        }
+    }
+    Ok(())
+}
+
+fn remove(data_dir: &Path, config: Option<&Path>, plugin: &str, purge: bool) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let id = plugin_id(plugin)?;
+    if !node.remove(&id, purge)? {
+        bail!("{id} is not installed; `outpost plugin list` shows what is");
+    }
+    if purge {
+        println!("{id} removed, with everything it stored");
+    } else {
+        println!(
+            "{id} removed; its stored data is kept for a reinstall (use --purge to delete it)"
+        );
+    }
+    Ok(())
+}
+
+fn call(
+    data_dir: &Path,
+    config: Option<&Path>,
+    plugin: &str,
+    function: Option<&str>,
+    args: &[String],
+) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let id = plugin_id(plugin)?;
+    let loaded = node
+        .loaded(&id)
+        .with_context(|| match node.plugin_status(&id) {
+            Some(status) => format!("{id} is unavailable: {}", status.reason.unwrap_or_default()),
+            None => format!("{id} is not installed; `outpost plugin list` shows what is"),
+        })?;
+    let Some(function) = function else {
+        println!("{id} exports:");
+        for exported in dynamic::exported_functions(&node, &loaded) {
+            println!("  {}.{}", exported.interface, exported.signature);
+        }
+        return Ok(());
+    };
+    let mut values = Vec::with_capacity(args.len());
+    for (index, arg) in args.iter().enumerate() {
+        let value: serde_json::Value = serde_json::from_str(arg).with_context(|| {
+            format!(
+                "argument {} is not JSON: {arg:?} (quote strings twice, as '\"receipt\"')",
+                index + 1
+            )
+        })?;
+        values.push(value);
+    }
+    let result = dynamic::call(&node, &loaded, function, &values)?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+fn show_config(data_dir: &Path, config: Option<&Path>, defaults: bool) -> anyhow::Result<()> {
+    if defaults {
+        print!("{DEFAULT_CONFIG_TOML}");
+        return Ok(());
+    }
+    let (config, origin) = NodeConfig::resolve(data_dir, config)?;
+    println!("# data directory: {}", data_dir.display());
+    println!("# configuration: {origin}");
+    print!("{}", config.to_toml());
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! Rust bindings for the WIT contracts, generated once for the whole node.
+//!
+//! One host-only world includes every host interface and exports every plugin
+//! kind's interface. Nothing instantiates that world as a whole: each loaded
+//! plugin resolves only the exports its own world has (`GuestIndices::new` on
+//! its `InstancePre`), which also type-checks them against these bindings.
+
+wasmtime::component::bindgen!({
+    inline: "
+        package outpost:node;
+
+        world node {
+            include outpost:host/imports@0.1.0;
+            import outpost:plugins/types@0.1.0;
+            export outpost:plugins/lifecycle@0.1.0;
+            export outpost:plugins/printer@0.1.0;
+            export outpost:plugins/tokenizer@0.1.0;
+            export outpost:plugins/courier@0.1.0;
+            export outpost:plugins/forecasting@0.1.0;
+        }
+    ",
+    path: ["../wit/host@0.1.0", "../wit/plugins@0.1.0"],
+    world: "outpost:node/node",
+});
+
+pub use self::outpost::host::{config, kv, log};
+pub use self::outpost::plugins::types;
+pub use exports::outpost::plugins::{courier, forecasting, lifecycle, printer, tokenizer};

@@ -1,0 +1,377 @@
+//! Running one plugin call, start to finish.
+//!
+//! 1. Wait for a pool slot (at most `engine.pool-slots` calls run at once).
+//! 2. Open a `plugin_call` span: plugin id, version, call id, function.
+//! 3. Make a fresh store: the sandbox, the memory limiter, an epoch deadline,
+//!    fuel if the manifest set it.
+//! 4. Instantiate from the plugin's `InstancePre` and make the call.
+//! 5. Turn whatever happened into one result: the value, the plugin's own
+//!    `plugin-error`, or a [`CallFailure`] naming why the sandbox stopped it.
+//! 6. Drop the store: memory, resources and the scratch folder go with it.
+
+use crate::bindings::types::PluginError;
+use crate::engine::Engines;
+use crate::manifest::{Limits, PluginId};
+use crate::plugins::LoadedPlugin;
+use crate::sandbox::output::panic_message;
+use crate::sandbox::{CallSetup, CallState, MemoryLimitReached};
+use crate::store::NodeStore;
+use redb::WriteTransaction;
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::Instance;
+use wasmtime::{Store, Trap};
+
+/// Why a call did not return a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    /// The plugin returned its own error.
+    #[error("{0}")]
+    Plugin(PluginFailure),
+    #[error("ran past its {}ms deadline and was stopped", .0.as_millis())]
+    DeadlineExceeded(Duration),
+    #[error("tried to use more than its {} MiB memory limit and was stopped", .limit_bytes >> 20)]
+    MemoryLimit { limit_bytes: u64 },
+    #[error("used all {0} units of its fuel and was stopped")]
+    FuelExhausted(u64),
+    #[error("panicked: {0}")]
+    Panicked(String),
+    #[error("exited with status {0} (plugins must return, not exit)")]
+    Exited(i32),
+    #[error("trapped: {0}")]
+    Trapped(String),
+    #[error(
+        "left {used} bytes in /scratch, over its {quota}-byte quota; the call's result was discarded"
+    )]
+    ScratchQuota { used: u64, quota: u64 },
+    #[error("could not start: {0}")]
+    Start(String),
+}
+
+/// The `plugin-error` variant, as the node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginFailure {
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<PluginError> for PluginFailure {
+    fn from(error: PluginError) -> Self {
+        match error {
+            PluginError::InvalidInput(why) => PluginFailure::InvalidInput(why),
+            PluginError::Unavailable(why) => PluginFailure::Unavailable(why),
+            PluginError::Denied(why) => PluginFailure::Denied(why),
+            PluginError::Internal(why) => PluginFailure::Internal(why),
+        }
+    }
+}
+
+/// A failed call: which plugin, which version, which function, and why.
+/// Boxed, so the `Result`s that carry it stay small; read its fields through
+/// `Deref` (`error.failure`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin {}@{}, {} (call {}): {}", .0.plugin, .0.version, .0.function, .0.call_id, .0.failure)]
+pub struct CallError(Box<CallErrorDetail>);
+
+#[derive(Debug, Clone)]
+pub struct CallErrorDetail {
+    pub plugin: PluginId,
+    pub version: semver::Version,
+    pub function: Cow<'static, str>,
+    pub call_id: u64,
+    pub failure: CallFailure,
+}
+
+impl std::ops::Deref for CallError {
+    type Target = CallErrorDetail;
+    fn deref(&self) -> &CallErrorDetail {
+        &self.0
+    }
+}
+
+impl CallError {
+    pub fn new(detail: CallErrorDetail) -> CallError {
+        CallError(Box::new(detail))
+    }
+
+    /// What stopped the call, taken out of the error.
+    pub fn into_failure(self) -> CallFailure {
+        self.0.failure
+    }
+
+    /// True when the sandbox stopped the plugin, as opposed to the plugin
+    /// refusing the input or reporting trouble of its own.
+    pub fn is_sandbox_stop(&self) -> bool {
+        !matches!(self.failure, CallFailure::Plugin(_))
+    }
+}
+
+/// A counting semaphore: the pooling allocator has a fixed number of slots,
+/// and a caller beyond that should wait its turn rather than fail.
+struct Slots {
+    free: Mutex<u32>,
+    released: Condvar,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .released
+                .wait(free)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut free = self
+            .0
+            .free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *free += 1;
+        self.0.released.notify_one();
+    }
+}
+
+/// Runs calls. One per node, shared by every caller.
+pub struct Invoker {
+    engines: Arc<Engines>,
+    store: Arc<NodeStore>,
+    scratch_root: PathBuf,
+    next_call_id: AtomicU64,
+    slots: Slots,
+}
+
+impl std::fmt::Debug for Invoker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invoker")
+            .field("scratch_root", &self.scratch_root)
+            .finish()
+    }
+}
+
+impl Invoker {
+    pub fn new(engines: Arc<Engines>, store: Arc<NodeStore>, scratch_root: PathBuf) -> Invoker {
+        let slots = engines.pool_slots();
+        Invoker {
+            engines,
+            store,
+            scratch_root,
+            next_call_id: AtomicU64::new(1),
+            slots: Slots {
+                free: Mutex::new(slots),
+                released: Condvar::new(),
+            },
+        }
+    }
+
+    /// Calls into `plugin`. `body` gets a fresh instance and makes the typed
+    /// call; `function` names it in errors and traces.
+    pub fn call<R: Send>(
+        &self,
+        plugin: &LoadedPlugin,
+        function: impl Into<Cow<'static, str>>,
+        body: impl FnOnce(
+            &mut Store<CallState>,
+            &Instance,
+            &LoadedPlugin,
+        ) -> wasmtime::Result<Result<R, PluginError>>
+        + Send,
+    ) -> Result<R, CallError> {
+        let function = function.into();
+        outside_async_context(|| self.run(plugin, function, None, body)).0
+    }
+
+    /// Like [`Invoker::call`], with `kv` going through `txn`, which is handed
+    /// back (uncommitted) whatever the outcome.
+    pub fn call_batched<R: Send>(
+        &self,
+        plugin: &LoadedPlugin,
+        function: impl Into<Cow<'static, str>>,
+        txn: WriteTransaction,
+        body: impl FnOnce(
+            &mut Store<CallState>,
+            &Instance,
+            &LoadedPlugin,
+        ) -> wasmtime::Result<Result<R, PluginError>>
+        + Send,
+    ) -> (Result<R, CallError>, Option<WriteTransaction>) {
+        let function = function.into();
+        outside_async_context(|| self.run(plugin, function, Some(txn), body))
+    }
+
+    fn run<R>(
+        &self,
+        plugin: &LoadedPlugin,
+        function: Cow<'static, str>,
+        kv_batch: Option<WriteTransaction>,
+        body: impl FnOnce(
+            &mut Store<CallState>,
+            &Instance,
+            &LoadedPlugin,
+        ) -> wasmtime::Result<Result<R, PluginError>>,
+    ) -> (Result<R, CallError>, Option<WriteTransaction>) {
+        let call_id = self.next_call_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "plugin_call",
+            plugin = %plugin.spec.id,
+            version = %plugin.version,
+            call_id,
+            function = &*function,
+        );
+        let _entered = span.enter();
+        let fail = |failure| {
+            CallError::new(CallErrorDetail {
+                plugin: plugin.spec.id.clone(),
+                version: plugin.version.clone(),
+                function: function.clone(),
+                call_id,
+                failure,
+            })
+        };
+
+        let _slot = self.slots.acquire();
+        let _running = self.engines.call_guard();
+        let started = Instant::now();
+        let limits = plugin.spec.limits;
+        let engine = match self.engines.get(plugin.engine_kind) {
+            Ok(engine) => engine,
+            Err(error) => return (Err(fail(CallFailure::Start(error.to_string()))), None),
+        };
+        let setup = CallSetup {
+            call_id,
+            // Waits end just after the epoch deadline has passed, so a guest
+            // woken from one traps as soon as it runs.
+            wake_by: started + limits.deadline + self.engines.deadline_slack(),
+            store: self.store.clone(),
+            scratch_root: &self.scratch_root,
+            kv_batch,
+        };
+        let state = CallState::new(&plugin.spec, setup);
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.engines.deadline_ticks(limits.deadline));
+        store.epoch_deadline_trap();
+        if let Some(fuel) = limits.fuel
+            && let Err(error) = store.set_fuel(fuel)
+        {
+            return (Err(fail(CallFailure::Start(format!("{error:#}")))), None);
+        }
+
+        let outcome = match plugin.pre.instantiate(&mut store) {
+            Ok(instance) => body(&mut store, &instance, plugin),
+            Err(error) => Err(error),
+        };
+
+        let state = store.data_mut();
+        state.log.finish();
+        let (output, dropped) = state.output.take();
+        if !output.is_empty() {
+            tracing::debug!(target: "plugin", dropped_bytes = dropped, "plugin output: {}", output.trim_end());
+        }
+        let scratch_over = state
+            .scratch
+            .as_ref()
+            .map(|scratch| (scratch.usage(), scratch.quota_bytes()))
+            .filter(|(used, quota)| used > quota);
+        let memory_hit = state.limiter.hit;
+        let setup_error = state.setup_error.take();
+        let batch = state.kv.take_batch();
+        drop(store);
+
+        let result = match (outcome, setup_error) {
+            (_, Some(why)) => Err(CallFailure::Start(why)),
+            (Ok(Ok(value)), None) => match scratch_over {
+                None => Ok(value),
+                Some((used, quota)) => Err(CallFailure::ScratchQuota { used, quota }),
+            },
+            (Ok(Err(error)), None) => Err(CallFailure::Plugin(error.into())),
+            (Err(error), None) => Err(classify(&error, memory_hit, &limits, &output)),
+        };
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        plugin.stats.record(result.as_ref().err());
+        match &result {
+            Ok(_) => tracing::debug!(elapsed_us, "call returned"),
+            Err(CallFailure::Plugin(failure)) => {
+                tracing::info!(elapsed_us, "call returned an error: {failure}")
+            }
+            Err(failure) => tracing::warn!(elapsed_us, "call failed: {failure}"),
+        }
+        (result.map_err(fail), batch)
+    }
+}
+
+/// Runs `work` where it may block. Calls are synchronous, and wasmtime-wasi's
+/// synchronous bindings block on a Tokio runtime internally, which Tokio
+/// forbids on a thread that is driving async tasks. From a plain thread or a
+/// `spawn_blocking` thread this is a direct call; from inside an async task it
+/// steps out of the task first (`block_in_place` on a multi-threaded runtime,
+/// a short-lived thread on a current-thread one), so the node's API can be
+/// called from anywhere.
+fn outside_async_context<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Err(_) => work(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(work).join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}
+
+/// Names what stopped a call.
+fn classify(
+    error: &wasmtime::Error,
+    memory_hit: bool,
+    limits: &Limits,
+    output: &str,
+) -> CallFailure {
+    if memory_hit || error.downcast_ref::<MemoryLimitReached>().is_some() {
+        return CallFailure::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return CallFailure::Exited(exit.0);
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::Interrupt => CallFailure::DeadlineExceeded(limits.deadline),
+            Trap::OutOfFuel => CallFailure::FuelExhausted(limits.fuel.unwrap_or(0)),
+            Trap::StackOverflow => CallFailure::Trapped("stack overflow".into()),
+            Trap::UnreachableCodeReached => match panic_message(output) {
+                Some(message) => CallFailure::Panicked(message),
+                None => {
+                    CallFailure::Trapped("reached unreachable code (the plugin aborted)".into())
+                }
+            },
+            other => CallFailure::Trapped(other.to_string()),
+        };
+    }
+    let text = format!("{error:#}");
+    if text.contains("concurrent") && text.contains("limit") {
+        return CallFailure::Start(format!("no free instance slot: {text}"));
+    }
+    CallFailure::Trapped(text)
+}

@@ -1,0 +1,435 @@
+//! `plugin.toml`: what a plugin says it is and what it needs.
+//!
+//! The manifest is the vendor's claim; the node checks it twice at install:
+//! against the operator's policy (no more memory, time or capability than the
+//! node allows) and against the component itself (`contract`), so a component
+//! cannot use a capability its manifest did not ask for.
+
+use crate::config::{GrantKind, Policy};
+use crate::worlds::{World, WorldError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// The file name a package's manifest must have.
+pub const MANIFEST_FILE_NAME: &str = "plugin.toml";
+
+/// A plugin's identity: `vendor/name`, lowercase letters, digits and dashes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PluginId(String);
+
+impl PluginId {
+    pub fn parse(text: &str) -> Result<PluginId, String> {
+        let (vendor, name) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not a plugin id of the form vendor/name"))?;
+        for (part, what) in [(vendor, "vendor"), (name, "name")] {
+            let valid = !part.is_empty()
+                && part.len() <= 64
+                && part.starts_with(|c: char| c.is_ascii_lowercase())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid {
+                return Err(format!(
+                    "{text:?}: the {what} must be 1 to 64 lowercase letters, digits or '-', \
+                     starting with a letter"
+                ));
+            }
+        }
+        Ok(PluginId(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PluginId {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        PluginId::parse(&text)
+    }
+}
+
+impl From<PluginId> for String {
+    fn from(id: PluginId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for PluginId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Capabilities a plugin has been granted. `log` needs no grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Grants {
+    /// Durable key-value storage with a quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<QuotaGrant>,
+    /// Reading the operator's `plugin-config` values.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub config: bool,
+    /// Reading the package's `assets/` folder, at `/assets`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub assets: bool,
+    /// A fresh writable folder for each call, at `/scratch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<QuotaGrant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QuotaGrant {
+    pub quota_bytes: u64,
+}
+
+impl Grants {
+    pub fn kinds(&self) -> Vec<GrantKind> {
+        let mut kinds = Vec::new();
+        if self.kv.is_some() {
+            kinds.push(GrantKind::Kv);
+        }
+        if self.config {
+            kinds.push(GrantKind::Config);
+        }
+        if self.assets {
+            kinds.push(GrantKind::Assets);
+        }
+        if self.scratch.is_some() {
+            kinds.push(GrantKind::Scratch);
+        }
+        kinds
+    }
+
+    pub fn has(&self, kind: GrantKind) -> bool {
+        self.kinds().contains(&kind)
+    }
+
+    /// One line for operators: "kv (4096 bytes), config, assets".
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(kv) = self.kv {
+            parts.push(format!("kv ({} bytes)", kv.quota_bytes));
+        }
+        if self.config {
+            parts.push("config".to_string());
+        }
+        if self.assets {
+            parts.push("assets (read-only)".to_string());
+        }
+        if let Some(scratch) = self.scratch {
+            parts.push(format!("scratch ({} bytes per call)", scratch.quota_bytes));
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Limits as the manifest asks for them; unset means the policy's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RequestedLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+}
+
+/// The limits a plugin runs under, after policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub deadline: Duration,
+    pub memory_bytes: u64,
+    pub fuel: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("not a valid manifest: {0}")]
+    Syntax(String),
+    #[error("[plugin] id {0}")]
+    Id(String),
+    #[error("[plugin] version {version:?} is not a semantic version (such as \"1.2.0\"): {reason}")]
+    Version { version: String, reason: String },
+    #[error("[plugin] world: {0}")]
+    World(#[from] WorldError),
+    #[error("[plugin] component {0:?} must be a file name ending in .wasm, with no folders")]
+    ComponentName(String),
+    #[error(
+        "{key} = {asked} is more than this node allows ({allowed}); ask for less, or raise policy.{policy_key} in the node's outpost.toml"
+    )]
+    OverPolicy {
+        key: &'static str,
+        asked: u64,
+        allowed: u64,
+        policy_key: &'static str,
+    },
+    #[error("{key} must be at least 1")]
+    Zero { key: &'static str },
+    #[error("the `{}` grant is not allowed on this node; policy.allowed-grants in its outpost.toml lists what is", .0.name())]
+    GrantNotAllowed(GrantKind),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawManifest {
+    plugin: RawPlugin,
+    #[serde(default)]
+    grants: Grants,
+    #[serde(default)]
+    limits: RequestedLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPlugin {
+    id: String,
+    version: String,
+    world: String,
+    #[serde(default = "default_component")]
+    component: String,
+    #[serde(default)]
+    description: String,
+}
+
+fn default_component() -> String {
+    "component.wasm".to_string()
+}
+
+/// A parsed, checked `plugin.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub id: PluginId,
+    pub version: semver::Version,
+    pub world: World,
+    pub component: String,
+    pub description: String,
+    pub grants: Grants,
+    pub limits: RequestedLimits,
+    /// The file as the vendor wrote it, kept with the installed plugin.
+    pub text: String,
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        let id = PluginId::parse(&raw.plugin.id).map_err(ManifestError::Id)?;
+        let version =
+            semver::Version::parse(&raw.plugin.version).map_err(|e| ManifestError::Version {
+                version: raw.plugin.version.clone(),
+                reason: e.to_string(),
+            })?;
+        let world = World::resolve(&raw.plugin.world)?;
+        let component = raw.plugin.component;
+        let plain_name = !component.is_empty()
+            && !component.contains(['/', '\\'])
+            && component != ".."
+            && component.ends_with(".wasm");
+        if !plain_name {
+            return Err(ManifestError::ComponentName(component));
+        }
+        for (key, value) in [
+            ("limits.deadline-ms", raw.limits.deadline_ms),
+            ("limits.memory-mib", raw.limits.memory_mib),
+            ("limits.fuel", raw.limits.fuel),
+            (
+                "grants.kv.quota-bytes",
+                raw.grants.kv.map(|q| q.quota_bytes),
+            ),
+            (
+                "grants.scratch.quota-bytes",
+                raw.grants.scratch.map(|q| q.quota_bytes),
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(ManifestError::Zero { key });
+            }
+        }
+        Ok(Manifest {
+            id,
+            version,
+            world,
+            component,
+            description: raw.plugin.description,
+            grants: raw.grants,
+            limits: raw.limits,
+            text: text.to_string(),
+        })
+    }
+
+    /// The limits this plugin gets under `policy`, or why the policy refuses
+    /// what it asks for.
+    pub fn limits_under(&self, policy: &Policy) -> Result<Limits, ManifestError> {
+        for kind in self.grants.kinds() {
+            if !policy.allows(kind) {
+                return Err(ManifestError::GrantNotAllowed(kind));
+            }
+        }
+        let checks = [
+            (
+                "grants.kv.quota-bytes",
+                self.grants.kv.map(|q| q.quota_bytes),
+                policy.max_kv_quota_bytes,
+                "max-kv-quota-bytes",
+            ),
+            (
+                "grants.scratch.quota-bytes",
+                self.grants.scratch.map(|q| q.quota_bytes),
+                policy.max_scratch_quota_bytes,
+                "max-scratch-quota-bytes",
+            ),
+            (
+                "limits.deadline-ms",
+                self.limits.deadline_ms,
+                policy.max_deadline_ms,
+                "max-deadline-ms",
+            ),
+            (
+                "limits.memory-mib",
+                self.limits.memory_mib,
+                policy.max_memory_mib,
+                "max-memory-mib",
+            ),
+        ];
+        for (key, asked, allowed, policy_key) in checks {
+            if let Some(asked) = asked
+                && asked > allowed
+            {
+                return Err(ManifestError::OverPolicy {
+                    key,
+                    asked,
+                    allowed,
+                    policy_key,
+                });
+            }
+        }
+        if let (Some(asked), Some(allowed)) = (self.limits.fuel, policy.max_fuel)
+            && asked > allowed
+        {
+            return Err(ManifestError::OverPolicy {
+                key: "limits.fuel",
+                asked,
+                allowed,
+                policy_key: "max-fuel",
+            });
+        }
+        Ok(Limits {
+            deadline: Duration::from_millis(
+                self.limits
+                    .deadline_ms
+                    .unwrap_or(policy.default_deadline_ms),
+            ),
+            memory_bytes: self.limits.memory_mib.unwrap_or(policy.default_memory_mib) << 20,
+            fuel: self.limits.fuel,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [plugin]
+        id = "acme/label-printer"
+        version = "1.2.0"
+        world = "printer-driver@0.1.0"
+        component = "acme.wasm"
+        description = "Labels"
+
+        [grants]
+        kv = { quota-bytes = 2048 }
+        config = true
+
+        [limits]
+        deadline-ms = 100
+        memory-mib = 8
+    "#;
+
+    #[test]
+    fn a_good_manifest_parses() {
+        let manifest = Manifest::parse(GOOD).expect("valid manifest");
+        assert_eq!(manifest.id.as_str(), "acme/label-printer");
+        assert_eq!(manifest.version, semver::Version::new(1, 2, 0));
+        assert_eq!(
+            manifest.world.qualified_name(),
+            "outpost:plugins/printer-driver@0.1.0"
+        );
+        assert_eq!(manifest.grants.kinds(), [GrantKind::Kv, GrantKind::Config]);
+        let limits = manifest
+            .limits_under(&Policy::default())
+            .expect("within policy");
+        assert_eq!(limits.deadline, Duration::from_millis(100));
+        assert_eq!(limits.memory_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn ids_are_vendor_slash_name() {
+        for good in ["a/b", "acme/label-printer-2", "x1/y"] {
+            assert!(PluginId::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "acme", "/b", "a/", "Acme/b", "a/b/c", "a/../b", "1a/b", "a/b c",
+        ] {
+            assert!(PluginId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mistakes_name_the_field() {
+        let error = |text: &str| {
+            Manifest::parse(text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(error(&GOOD.replace("[grants]", "[grant]")).contains("grant"));
+        assert!(error(&GOOD.replace("1.2.0", "1.2")).contains("semantic version"));
+        assert!(error(&GOOD.replace("acme.wasm", "../x.wasm")).contains("no folders"));
+        assert!(
+            error(&GOOD.replace("deadline-ms = 100", "deadline-ms = 0")).contains("at least 1")
+        );
+        let world = error(&GOOD.replace("printer-driver@0.1.0", "scale-reader@0.1.0"));
+        assert!(
+            world.contains("printer-driver@0.1.0"),
+            "lists supported: {world}"
+        );
+    }
+
+    #[test]
+    fn policy_caps_what_a_manifest_may_ask() {
+        let greedy =
+            Manifest::parse(&GOOD.replace("memory-mib = 8", "memory-mib = 512")).expect("parses");
+        let refusal = greedy
+            .limits_under(&Policy::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refusal.contains("limits.memory-mib = 512"), "{refusal}");
+        assert!(refusal.contains("policy.max-memory-mib"), "{refusal}");
+
+        let strict = Policy {
+            allowed_grants: vec![GrantKind::Config],
+            ..Policy::default()
+        };
+        let refusal = Manifest::parse(GOOD)
+            .expect("parses")
+            .limits_under(&strict)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refusal.contains("`kv` grant is not allowed"), "{refusal}");
+    }
+}

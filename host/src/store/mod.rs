@@ -1,0 +1,411 @@
+//! All of a node's state, in one redb file.
+//!
+//! | table        | key                       | value                               |
+//! |--------------|---------------------------|-------------------------------------|
+//! | `meta`       | name                      | "outpost-node", schema version      |
+//! | `plugins`    | plugin id                 | JSON [`PluginRecord`]               |
+//! | `components` | sha-256 of the wasm       | the component's bytes               |
+//! | `compiled`   | "digest/engine"           | sha-256 of the cached machine code  |
+//! | `kv`         | (plugin id, key)          | value bytes (see `kv`)              |
+//! | `kv_usage`   | plugin id                 | (bytes used, key count)             |
+//!
+//! Every write a caller is told succeeded has been committed durably. Opening
+//! never creates a database over an existing file: a file that is not an
+//! Outpost database, or is damaged, is reported and left exactly as it was.
+
+mod kv;
+
+pub(crate) use kv::KvWriter;
+pub use kv::{KvRefusal, KvUsage, MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key};
+
+use crate::manifest::{Grants, PluginId};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE_NAME: &str = "outpost.redb";
+
+const FORMAT: &str = "outpost-node";
+/// Bump when a table's layout changes; a node refuses newer schemas.
+const SCHEMA: u32 = 1;
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
+const COMPILED: TableDefinition<&str, &str> = TableDefinition::new("compiled");
+pub(crate) const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+pub(crate) const KV_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("kv_usage");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the node database {path} is in use by another Outpost process (a running node?); \
+         stop that process first, or use the running node's local API"
+    )]
+    InUse { path: PathBuf },
+    #[error(
+        "{path} is not an Outpost node database ({detail}); it was left untouched. \
+         Move it aside, or choose another data directory with --data-dir"
+    )]
+    Foreign { path: PathBuf, detail: String },
+    #[error(
+        "the node database {path} is damaged ({detail}); it was left untouched. Restore it from \
+         a backup, or move it aside to start an empty node"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the node database {path} was written by a newer Outpost (schema {found}); this build \
+         reads schema {SCHEMA}. Run a newer outpost"
+    )]
+    Newer { path: PathBuf, found: String },
+    #[error("the node database {path} cannot be opened: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("node database error: {0}")]
+    Database(#[from] redb::Error),
+    #[error("the stored record for {what} cannot be read ({detail}); the database may be damaged")]
+    Record { what: String, detail: String },
+}
+
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> Self {
+                StoreError::Database(error.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// One installed version of a plugin, as the node keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstalledVersion {
+    pub version: semver::Version,
+    /// `plugin.toml` as it was installed.
+    pub manifest: String,
+    /// Sha-256 of the component, the key into `components`.
+    pub component_digest: String,
+    pub component_bytes: u64,
+    /// What the operator approved at install.
+    pub grants: Grants,
+    /// Seconds since the Unix epoch.
+    pub installed_at: u64,
+}
+
+/// An installed plugin: the version that serves calls, and the one before it,
+/// kept so an update can be rolled back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    pub id: PluginId,
+    pub active: InstalledVersion,
+    pub previous: Option<InstalledVersion>,
+}
+
+pub struct NodeStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for NodeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
+    let path = path.to_path_buf();
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            StoreError::InUse { path }
+        }
+        redb::DatabaseError::UpgradeRequired(version) => StoreError::Corrupt {
+            path,
+            detail: format!("it is in redb file format {version}, which needs an upgrade"),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
+            StoreError::Corrupt { path, detail }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            let text = io.to_string();
+            if text.contains("magic number") {
+                StoreError::Foreign {
+                    path,
+                    detail: "it is not a redb file".into(),
+                }
+            } else if io.kind() == std::io::ErrorKind::InvalidData {
+                StoreError::Corrupt { path, detail: text }
+            } else {
+                StoreError::Open { path, source: io }
+            }
+        }
+        other => StoreError::Corrupt {
+            path,
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Record {
+        what: what.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our records are plain data; serialising them to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl NodeStore {
+    /// Opens the node database at `path`, creating it only if no file exists.
+    pub fn open(path: &Path) -> Result<NodeStore, StoreError> {
+        let mut builder = Database::builder();
+        // A Pi-class node has little memory to spare; redb's default cache
+        // may grow to 1 GiB.
+        builder.set_cache_size(16 << 20);
+        let exists = path.exists();
+        let db = if exists {
+            builder.open(path)
+        } else {
+            builder.create(path)
+        }
+        .map_err(|e| open_error(path, e))?;
+        let store = NodeStore {
+            db,
+            path: path.to_path_buf(),
+        };
+        if exists {
+            store.check_identity()?;
+        } else {
+            store.initialise()?;
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn initialise(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("format", FORMAT)?;
+            meta.insert("schema", SCHEMA.to_string().as_str())?;
+            meta.insert("created-by", env!("CARGO_PKG_VERSION"))?;
+            txn.open_table(PLUGINS)?;
+            txn.open_table(COMPONENTS)?;
+            txn.open_table(COMPILED)?;
+            txn.open_table(KV)?;
+            txn.open_table(KV_USAGE)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn check_identity(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Err(StoreError::Foreign {
+                    path: self.path.clone(),
+                    detail: "it is a redb database without Outpost's tables".into(),
+                });
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let format = meta.get("format")?.map(|v| v.value().to_string());
+        if format.as_deref() != Some(FORMAT) {
+            return Err(StoreError::Foreign {
+                path: self.path.clone(),
+                detail: format!("its format is {format:?}, not {FORMAT:?}"),
+            });
+        }
+        let schema = meta
+            .get("schema")?
+            .map(|v| v.value().to_string())
+            .unwrap_or_default();
+        match schema.parse::<u32>() {
+            Ok(found) if found <= SCHEMA => Ok(()),
+            _ => Err(StoreError::Newer {
+                path: self.path.clone(),
+                found: schema,
+            }),
+        }
+    }
+
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        Ok(self.db.begin_write()?)
+    }
+
+    // ---- plugins and their components ------------------------------------
+
+    pub fn plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGINS)?;
+        let mut records = Vec::new();
+        for entry in table.iter()? {
+            let (id, bytes) = entry?;
+            records.push(decode(&format!("plugin {}", id.value()), bytes.value())?);
+        }
+        Ok(records)
+    }
+
+    pub fn plugin(&self, id: &PluginId) -> Result<Option<PluginRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGINS)?;
+        let record = table.get(id.as_str())?;
+        record
+            .map(|bytes| decode(&format!("plugin {id}"), bytes.value()))
+            .transpose()
+    }
+
+    pub fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(COMPONENTS)?;
+        Ok(table.get(digest)?.map(|bytes| bytes.value().to_vec()))
+    }
+
+    /// Writes `record` and its component in `txn`; the caller commits.
+    pub(crate) fn put_plugin(
+        txn: &WriteTransaction,
+        record: &PluginRecord,
+        component: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut components = txn.open_table(COMPONENTS)?;
+        if components
+            .get(record.active.component_digest.as_str())?
+            .is_none()
+        {
+            components.insert(record.active.component_digest.as_str(), component)?;
+        }
+        let mut plugins = txn.open_table(PLUGINS)?;
+        plugins.insert(record.id.as_str(), encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a plugin and, with `purge`, its stored data. Components no
+    /// installed version refers to any more are dropped too.
+    pub fn remove_plugin(&self, id: &PluginId, purge: bool) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut plugins = txn.open_table(PLUGINS)?;
+            let removed = plugins.remove(id.as_str())?.is_some();
+            let mut referenced = std::collections::HashSet::new();
+            for entry in plugins.iter()? {
+                let (key, bytes) = entry?;
+                let record: PluginRecord =
+                    decode(&format!("plugin {}", key.value()), bytes.value())?;
+                referenced.insert(record.active.component_digest);
+                if let Some(previous) = record.previous {
+                    referenced.insert(previous.component_digest);
+                }
+            }
+            let mut components = txn.open_table(COMPONENTS)?;
+            components.retain(|digest, _| referenced.contains(digest))?;
+            if purge {
+                let mut kv = txn.open_table(KV)?;
+                kv.retain(|(plugin, _), _| plugin != id.as_str())?;
+                let mut usage = txn.open_table(KV_USAGE)?;
+                usage.remove(id.as_str())?;
+            }
+            removed
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    // ---- compiled-code cache digests ------------------------------------
+
+    pub fn compiled_digest(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(COMPILED)?;
+        Ok(table.get(key)?.map(|v| v.value().to_string()))
+    }
+
+    pub fn set_compiled_digest(&self, key: &str, digest: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(COMPILED)?.insert(key, digest)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (tempfile::TempDir, NodeStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = NodeStore::open(&dir.path().join(DATABASE_FILE_NAME)).expect("opens");
+        (dir, store)
+    }
+
+    #[test]
+    fn foreign_and_damaged_files_are_reported_and_left_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = dir.path().join("notes.redb");
+        std::fs::write(&text, b"shopping list: bread, milk".repeat(40)).expect("write");
+        let before = std::fs::read(&text).expect("read");
+        assert!(matches!(
+            NodeStore::open(&text),
+            Err(StoreError::Foreign { .. })
+        ));
+        assert_eq!(std::fs::read(&text).expect("read"), before);
+
+        let empty = dir.path().join("empty.redb");
+        std::fs::write(&empty, b"").expect("write");
+        assert!(matches!(
+            NodeStore::open(&empty),
+            Err(StoreError::Corrupt { .. })
+        ));
+
+        let other = dir.path().join("other.redb");
+        {
+            let db = Database::create(&other).expect("create");
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(TableDefinition::<&str, &str>::new("orders"))
+                .expect("table");
+            txn.commit().expect("commit");
+        }
+        assert!(matches!(
+            NodeStore::open(&other),
+            Err(StoreError::Foreign { .. })
+        ));
+
+        let good = dir.path().join(DATABASE_FILE_NAME);
+        drop(NodeStore::open(&good).expect("creates"));
+        let length = std::fs::metadata(&good).expect("metadata").len();
+        let truncated = dir.path().join("truncated.redb");
+        std::fs::copy(&good, &truncated).expect("copy");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&truncated)
+            .and_then(|f| f.set_len(length / 2))
+            .expect("truncate");
+        assert!(matches!(
+            NodeStore::open(&truncated),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn a_second_opener_is_told_the_database_is_in_use() {
+        let (dir, _store) = temp_store();
+        let again = NodeStore::open(&dir.path().join(DATABASE_FILE_NAME));
+        assert!(matches!(again, Err(StoreError::InUse { .. })));
+    }
+}

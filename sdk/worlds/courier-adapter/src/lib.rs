@@ -1,0 +1,9 @@
+//! Bindings for the `outpost:plugins/courier-adapter@0.1.0` world. Use them through
+//! `outpost_sdk::courier_adapter`.
+
+outpost_sdk_core::world_bindings!(
+    "outpost:plugins/courier-adapter@0.1.0",
+    "export_courier_adapter",
+    "outpost_sdk::courier_adapter",
+    courier as Courier
+);

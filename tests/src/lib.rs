@@ -1,0 +1,281 @@
+//! Helpers shared by the end-to-end tests: a node in a temporary directory,
+//! plugin packages built from `plugins/` (optionally with an edited
+//! manifest), the hostile test plugin's commands, and an HTTP client.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use outpost::bindings::printer::{LabelMedia, ShippingLabel};
+use outpost::bindings::types::Address;
+use outpost::call::CallError;
+use outpost::config::NodeConfig;
+use outpost::manifest::PluginId;
+use outpost::node::{Node, NodeOptions};
+use outpost::plugins::LoadedPlugin;
+use outpost::printing::Document;
+pub use outpost_plugin_artifacts::{self as artifacts, Artifact};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A node in its own temporary data directory.
+pub struct TestNode {
+    pub dir: tempfile::TempDir,
+    pub node: Node,
+}
+
+impl TestNode {
+    /// A node on the embedded defaults.
+    pub fn new() -> TestNode {
+        TestNode::with_config(NodeConfig::default())
+    }
+
+    /// A node with `config` (plus what `outpost.toml` text parses to).
+    pub fn with_config(config: NodeConfig) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = open(dir.path(), config);
+        TestNode { dir, node }
+    }
+
+    /// A node configured by TOML text.
+    pub fn with_toml(text: &str) -> TestNode {
+        TestNode::with_config(NodeConfig::parse(text, "test config").expect("valid test config"))
+    }
+
+    /// Closes and reopens the node on the same data directory.
+    pub fn restart(self) -> TestNode {
+        let TestNode { dir, node } = self;
+        let config = node.config().clone();
+        drop(node);
+        let node = open(dir.path(), config);
+        TestNode { dir, node }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Installs a built plugin package, panicking with the reason if refused.
+    pub fn install(&self, package: &Path) -> Arc<LoadedPlugin> {
+        let report = self
+            .node
+            .install(package)
+            .unwrap_or_else(|e| panic!("installing {}: {e}", package.display()));
+        self.loaded(&report.id)
+    }
+
+    pub fn install_artifact(&self, artifact: Artifact) -> Arc<LoadedPlugin> {
+        self.install(Path::new(artifact.package_dir))
+    }
+
+    pub fn loaded(&self, id: &str) -> Arc<LoadedPlugin> {
+        let id = PluginId::parse(id).expect("valid id");
+        self.node
+            .loaded(&id)
+            .unwrap_or_else(|| panic!("{id} is not loaded"))
+    }
+
+    /// Runs a hostile-plugin command; see `plugins/test-hostile`.
+    pub fn hostile(
+        &self,
+        plugin: &LoadedPlugin,
+        command: &str,
+        args: &[&str],
+    ) -> Result<Vec<u8>, CallError> {
+        self.node
+            .render(plugin, &Document::Label(command_label(command, args)))
+    }
+
+    /// Like [`TestNode::hostile`], expecting success, as text.
+    pub fn hostile_ok(&self, plugin: &LoadedPlugin, command: &str, args: &[&str]) -> String {
+        let bytes = self
+            .hostile(plugin, command, args)
+            .unwrap_or_else(|e| panic!("{command} {args:?} failed: {e}"));
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// A node shared between tasks (the API, async printing), with its directory.
+pub struct SharedNode {
+    pub dir: tempfile::TempDir,
+    pub node: Arc<Node>,
+}
+
+impl TestNode {
+    /// Shares the node; the directory lives as long as the result.
+    pub fn shared(self) -> SharedNode {
+        SharedNode {
+            dir: self.dir,
+            node: Arc::new(self.node),
+        }
+    }
+}
+
+impl Default for TestNode {
+    fn default() -> Self {
+        TestNode::new()
+    }
+}
+
+fn open(dir: &Path, config: NodeConfig) -> Node {
+    Node::open(NodeOptions {
+        data_dir: dir.to_path_buf(),
+        config,
+        config_origin: "test".into(),
+    })
+    .unwrap_or_else(|e| panic!("opening a node in {}: {e}", dir.display()))
+}
+
+/// A copy of a built package in a temporary folder, with `edit` applied to
+/// its manifest, for installing one build under other ids, versions or grants.
+pub struct PackageCopy {
+    pub dir: tempfile::TempDir,
+}
+
+impl PackageCopy {
+    pub fn new(artifact: Artifact, edit: impl FnOnce(String) -> String) -> PackageCopy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_tree(Path::new(artifact.package_dir), dir.path());
+        let manifest = dir.path().join("plugin.toml");
+        let text = std::fs::read_to_string(&manifest).expect("read manifest");
+        std::fs::write(&manifest, edit(text)).expect("write manifest");
+        PackageCopy { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The component file inside the copy.
+    pub fn component(&self, artifact: Artifact) -> PathBuf {
+        let name = Path::new(artifact.component)
+            .file_name()
+            .expect("component file name");
+        self.dir.path().join(name)
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read package") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+/// A label that carries a hostile-plugin command in `reference` and its
+/// arguments in `notes`.
+pub fn command_label(command: &str, args: &[&str]) -> ShippingLabel {
+    let address = || Address {
+        name: "x".into(),
+        company: None,
+        lines: vec!["x".into()],
+        city: "x".into(),
+        region: None,
+        postal_code: "x".into(),
+        country: "GB".into(),
+        phone: None,
+        email: None,
+    };
+    ShippingLabel {
+        media: LabelMedia {
+            width_mm: 102,
+            height_mm: 152,
+            dots_per_mm: 8,
+        },
+        ship_from: address(),
+        ship_to: address(),
+        service: "x".into(),
+        reference: command.into(),
+        tracking_number: None,
+        weight_grams: None,
+        parcel_number: 1,
+        parcel_count: 1,
+        barcode: None,
+        notes: args.iter().map(|a| a.to_string()).collect(),
+        copies: 1,
+    }
+}
+
+/// The example documents in `docs/examples`, as the API takes them.
+pub const LABEL_JSON: &str = include_str!("../../docs/examples/label.json");
+pub const RECEIPT_JSON: &str = include_str!("../../docs/examples/receipt.json");
+
+/// The `label` and `receipt` objects of the examples, as WIT records.
+pub fn example_label() -> ShippingLabel {
+    let request: serde_json::Value = serde_json::from_str(LABEL_JSON).expect("valid example");
+    let label: outpost::api::schema::Label =
+        serde_json::from_value(request["label"].clone()).expect("example label parses");
+    label.into()
+}
+
+pub fn example_receipt() -> outpost::bindings::printer::Receipt {
+    let request: serde_json::Value = serde_json::from_str(RECEIPT_JSON).expect("valid example");
+    let receipt: outpost::api::schema::Receipt =
+        serde_json::from_value(request["receipt"].clone()).expect("example receipt parses");
+    receipt.into()
+}
+
+/// A minimal HTTP client for the local API.
+pub struct ApiClient {
+    pub base: String,
+    pub token: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl ApiClient {
+    pub fn new(base: String, token: String) -> ApiClient {
+        ApiClient {
+            base,
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request with the bearer token (unless `token` is `None`).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("valid request");
+        let response = self.client.request(request).await.expect("API reachable");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
+        self.send(Method::GET, path, "", Some(&self.token.clone()))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+        self.send(Method::POST, path, body, Some(&self.token.clone()))
+            .await
+    }
+}
