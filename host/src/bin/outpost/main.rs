@@ -24,9 +24,12 @@ fn init_logging(filter: &str) {
         eprintln!("warning: --log {filter:?} is not a valid filter ({error}); using `info`");
         tracing_subscriber::EnvFilter::new("info")
     });
+    // Colour only for a person at a terminal, not for the journal or a file.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(true)
         .init();
 }
