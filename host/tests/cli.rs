@@ -161,6 +161,41 @@ fn plugins_are_managed_from_the_command_line() {
 }
 
 #[test]
+fn plugins_of_every_world_can_be_called_by_hand() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    succeeds(
+        data,
+        &[
+            "plugin",
+            "add",
+            outpost_plugin_artifacts::TEST_FORECASTER.package_dir,
+            "--yes",
+        ],
+    );
+    let request = r#"{"history": {"item": "sourdough", "unit": "loaves", "interval": "day",
+        "observations": [{"at": 0, "value": 30}, {"at": 86400, "value": 34}]},
+        "horizon": 2, "coverage": 0.8}"#;
+    let forecast = succeeds(data, &["call", "test/forecaster", "forecast", request]);
+    let forecast: serde_json::Value = serde_json::from_str(&forecast).expect("json");
+    assert_eq!(forecast["ok"]["points"][1]["at"], 259_200);
+    assert_eq!(forecast["ok"]["points"][0]["expected"], 32.0);
+    let refused = succeeds(
+        data,
+        &[
+            "call",
+            "test/forecaster",
+            "forecast",
+            &request.replace("0.8", "1.5"),
+        ],
+    );
+    assert!(
+        refused.contains("\"invalid-input\": \"coverage: must be in (0, 1)\""),
+        "{refused}"
+    );
+}
+
+#[test]
 fn errors_name_the_file_and_what_to_do() {
     let dir = tempfile::tempdir().expect("temp dir");
     let not_a_package = fails(dir.path(), &["plugin", "add", "/no/such/package", "--yes"]);
