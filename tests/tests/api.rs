@@ -75,6 +75,19 @@ impl Served {
     }
 }
 
+/// Sends raw HTTP and returns the raw response, headers included.
+async fn raw_request(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
 }
@@ -246,6 +259,13 @@ async fn bad_requests_say_what_is_wrong() {
     );
     let (status, _) = client.get("/v1/print/label").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let raw = raw_request(
+        &client.base,
+        "DELETE /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 405"), "{raw}");
+    assert!(raw.to_lowercase().contains("\r\nallow: get\r\n"), "{raw}");
     let (status, _) = client.get("/v2/anything").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

@@ -10,7 +10,7 @@ use crate::call::{CallFailure, PluginFailure};
 use crate::printing::PrintError;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -110,10 +110,18 @@ impl ApiError {
             _ => {}
         }
         let mut response = super::json_response(status, &json!({ "error": error }));
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::MethodNotAllowed(allowed) => {
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allowed));
+            }
+            _ => {}
         }
         response
     }
