@@ -295,12 +295,15 @@ impl Invoker {
             .map(|scratch| (scratch.usage(), scratch.quota_bytes()))
             .filter(|(used, quota)| used > quota);
         let memory_hit = state.limiter.hit;
+        let overran = state.clocks.overran();
         let setup_error = state.setup_error.take();
         let batch = state.kv.take_batch();
         drop(store);
 
         let result = match (outcome, setup_error) {
             (_, Some(why)) => Err(CallFailure::Start(why)),
+            // It waited past its deadline; whatever it returned came too late.
+            (_, None) if overran => Err(CallFailure::DeadlineExceeded(limits.deadline)),
             (Ok(Ok(value)), None) => match scratch_over {
                 None => Ok(value),
                 Some((used, quota)) => Err(CallFailure::ScratchQuota { used, quota }),

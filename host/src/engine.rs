@@ -12,10 +12,10 @@
 //! no call running, so an idle node does not wake 200 times a second.
 
 use crate::config::{EngineSettings, Policy};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Which engine a plugin runs on.
@@ -168,12 +168,12 @@ impl Engines {
         }
     }
 
-    /// How many ticks to allow for `deadline`: rounded up, plus one because
-    /// the current tick may be about to end.
+    /// How many ticks to allow a call whose deadline is `deadline`, set now:
+    /// the deadline in ticks rounded up, one more because the current tick may
+    /// be about to end, and the ticker's backlog (ticks already due for time
+    /// before now, which must not count against this call).
     pub fn deadline_ticks(&self, deadline: Duration) -> u64 {
-        let tick = self.settings.epoch_tick().as_nanos().max(1);
-        let ticks = deadline.as_nanos().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX / 2) + 1
+        ticks_for(deadline, self.settings.epoch_tick()) + self.ticker.shared.backlog()
     }
 
     /// How long after its deadline a call's epoch deadline has surely passed:
@@ -194,12 +194,65 @@ impl Engines {
     }
 }
 
+/// The ticker's state, shared with calls. `run_started` and `ticked` let a
+/// caller see how far behind wall-clock time the epoch is (see
+/// [`TickerShared::backlog`]).
 struct TickerShared {
     engines: Mutex<Vec<Engine>>,
     running_calls: AtomicUsize,
     parked: AtomicBool,
     stop: AtomicBool,
     thread: OnceLock<Thread>,
+    tick_nanos: u64,
+    /// When the current run of ticks began, in nanoseconds since `ORIGIN`;
+    /// `NOT_TICKING` while the ticker is parked.
+    run_started: AtomicU64,
+    /// Epoch increments applied since `run_started`.
+    ticked: AtomicU64,
+}
+
+const NOT_TICKING: u64 = u64::MAX;
+
+/// A fixed point to measure the ticker's runs from.
+static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn nanos_since_origin() -> u64 {
+    u64::try_from(ORIGIN.elapsed().as_nanos()).unwrap_or(NOT_TICKING - 1)
+}
+
+impl TickerShared {
+    fn new(engines: Vec<Engine>, tick: Duration) -> TickerShared {
+        TickerShared {
+            engines: Mutex::new(engines),
+            running_calls: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            tick_nanos: u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX).max(1),
+            run_started: AtomicU64::new(NOT_TICKING),
+            ticked: AtomicU64::new(0),
+        }
+    }
+
+    /// Ticks that wall-clock time has made due but the ticker has not applied
+    /// yet (it was descheduled, or is about to wake). Applied after a deadline
+    /// is set, they would count against it and stop the call early; so a
+    /// deadline set now adds them.
+    fn backlog(&self) -> u64 {
+        let started = self.run_started.load(Ordering::SeqCst);
+        if started == NOT_TICKING {
+            return 0;
+        }
+        let due = nanos_since_origin().saturating_sub(started) / self.tick_nanos;
+        due.saturating_sub(self.ticked.load(Ordering::SeqCst))
+    }
+
+    fn begin_run(&self) {
+        // `ticked` first: a reader that sees the new start sees zero ticks.
+        self.ticked.store(0, Ordering::SeqCst);
+        self.run_started
+            .store(nanos_since_origin(), Ordering::SeqCst);
+    }
 }
 
 /// Bumps the engines' epochs every tick while calls run.
@@ -215,13 +268,7 @@ fn idle_ticks_before_parking(tick: Duration) -> u32 {
 
 impl EpochTicker {
     fn start(engine: Engine, tick: Duration) -> EpochTicker {
-        let shared = Arc::new(TickerShared {
-            engines: Mutex::new(vec![engine]),
-            running_calls: AtomicUsize::new(0),
-            parked: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            thread: OnceLock::new(),
-        });
+        let shared = Arc::new(TickerShared::new(vec![engine], tick));
         let ticker_shared = shared.clone();
         let handle = thread::Builder::new()
             .name("outpost-epoch".into())
@@ -252,23 +299,25 @@ impl EpochTicker {
     }
 }
 
-/// Catch-up is capped so a machine that was suspended does not fire a burst
-/// large enough to matter.
+/// After a longer stall (a suspended machine), the missed ticks are dropped
+/// rather than fired in a burst.
 const MAX_CATCH_UP_TICKS: u64 = 100;
 
+/// The epoch follows wall-clock time, not the number of waits: a wait that
+/// overshoots is made up on the next round, and an early wake (shutdown, a
+/// spurious unpark) applies nothing that is not due. So a deadline of N ticks,
+/// plus the backlog when it was set, passes N ticks of real time after it
+/// was set, give or take one.
 fn run_ticker(shared: &TickerShared, tick: Duration) {
     let park_after = idle_ticks_before_parking(tick);
-    let tick_nanos = tick.as_nanos().max(1);
-    // The epoch follows wall-clock time, not the number of sleeps: a sleep
-    // that overshoots is made up on the next round, so a deadline of N ticks
-    // passes N ticks of real time after it is set, give or take one.
-    let mut base = std::time::Instant::now();
-    let mut ticked: u64 = 0;
+    shared.begin_run();
     let mut idle = 0;
     while !shared.stop.load(Ordering::SeqCst) {
         if shared.running_calls.load(Ordering::SeqCst) == 0 {
             idle += 1;
             if idle > park_after {
+                // Time spent parked is owed to nobody.
+                shared.run_started.store(NOT_TICKING, Ordering::SeqCst);
                 // Publish "parked" before the last look at the call count; a
                 // call starting now either sees the flag and unparks us, or
                 // we see its count and do not park.
@@ -280,30 +329,30 @@ fn run_ticker(shared: &TickerShared, tick: Duration) {
                 }
                 shared.parked.store(false, Ordering::SeqCst);
                 idle = 0;
-                // Time spent parked is not owed to anyone.
-                base = std::time::Instant::now();
-                ticked = 0;
+                shared.begin_run();
                 continue;
             }
         } else {
             idle = 0;
         }
-        // An early wake (shutdown, a spurious unpark) is harmless: ticks are
-        // counted from the clock, not from the number of waits.
         thread::park_timeout(tick);
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        let due = u64::try_from(base.elapsed().as_nanos() / tick_nanos).unwrap_or(u64::MAX);
-        let owed = due.saturating_sub(ticked).clamp(1, MAX_CATCH_UP_TICKS);
+        let owed = shared.backlog();
+        if owed == 0 {
+            continue;
+        }
+        let applied = owed.min(MAX_CATCH_UP_TICKS);
         if let Ok(engines) = shared.engines.lock() {
-            for _ in 0..owed {
+            for _ in 0..applied {
                 for engine in engines.iter() {
                     engine.increment_epoch();
                 }
             }
         }
-        ticked = ticked.saturating_add(owed).max(due);
+        // Beyond the cap, forget the rest.
+        shared.ticked.fetch_add(owed, Ordering::SeqCst);
     }
 }
 
@@ -315,6 +364,12 @@ impl Drop for EpochTicker {
             let _ = handle.join();
         }
     }
+}
+
+/// A deadline in ticks: rounded up, plus one.
+fn ticks_for(deadline: Duration, tick: Duration) -> u64 {
+    let ticks = deadline.as_nanos().div_ceil(tick.as_nanos().max(1));
+    u64::try_from(ticks).unwrap_or(u64::MAX / 2) + 1
 }
 
 /// A running call, as far as the ticker is concerned.
@@ -334,10 +389,26 @@ mod tests {
 
     #[test]
     fn deadline_ticks_round_up_and_add_one() {
-        let engines = Engines::new(&EngineSettings::default(), &Policy::default()).expect("engine");
-        assert_eq!(engines.deadline_ticks(Duration::from_millis(500)), 101);
-        assert_eq!(engines.deadline_ticks(Duration::from_millis(1)), 2);
-        assert_eq!(engines.deadline_ticks(Duration::from_micros(5_001)), 3);
+        let tick = Duration::from_millis(5);
+        assert_eq!(ticks_for(Duration::from_millis(500), tick), 101);
+        assert_eq!(ticks_for(Duration::from_millis(1), tick), 2);
+        assert_eq!(ticks_for(Duration::from_micros(5_001), tick), 3);
+    }
+
+    #[test]
+    fn a_ticker_running_behind_the_clock_reports_its_backlog() {
+        let shared = TickerShared::new(Vec::new(), Duration::from_millis(5));
+        assert_eq!(shared.backlog(), 0, "a parked ticker owes nothing");
+        // A run that started at the origin, at least 45 ms (9 ticks) ago,
+        // with 3 ticks applied.
+        let _ = nanos_since_origin();
+        std::thread::sleep(Duration::from_millis(45));
+        shared.run_started.store(0, Ordering::SeqCst);
+        shared.ticked.store(3, Ordering::SeqCst);
+        assert!(shared.backlog() >= 6, "backlog {}", shared.backlog());
+        // A ticker that is up to date owes nothing.
+        shared.ticked.store(u64::MAX / 2, Ordering::SeqCst);
+        assert_eq!(shared.backlog(), 0);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! precise clock is what timing side channels are built from: the monotonic
 //! clock ticks in milliseconds, the wall clock in whole seconds.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{self, Host};
@@ -57,17 +58,28 @@ impl HostMonotonicClock for CoarseMonotonicClock {
     }
 }
 
-/// The latest any of the call's timers may fire: just past its deadline.
+/// The latest any of the call's timers may fire (just past its deadline),
+/// and whether one had to be cut short to that.
 #[derive(Debug)]
 pub struct ClockState {
     wake_by: tokio::time::Instant,
+    overran: Arc<AtomicBool>,
 }
 
 impl ClockState {
     pub fn new(wake_by: std::time::Instant) -> Self {
         ClockState {
             wake_by: tokio::time::Instant::from_std(wake_by),
+            overran: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// True when the guest waited on a timer that had to be cut short at
+    /// the deadline: the call ran past its deadline, whatever it returns.
+    /// Usually the epoch deadline has already trapped it; this covers a
+    /// guest that returns at once after waking, before the next epoch check.
+    pub fn overran(&self) -> bool {
+        self.overran.load(Ordering::SeqCst)
     }
 }
 
@@ -77,25 +89,32 @@ pub struct ClockView<'a> {
 }
 
 /// A timer that fires at `until`: the earlier of what the guest asked for and
-/// just past the call's deadline.
+/// just past the call's deadline. `cut_short` is set when it fires early
+/// because of the deadline.
 struct BoundedSleep {
     until: tokio::time::Instant,
+    cut_short: Option<Arc<AtomicBool>>,
 }
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for BoundedSleep {
     async fn ready(&mut self) {
         tokio::time::sleep_until(self.until).await;
+        if let Some(overran) = &self.cut_short {
+            overran.store(true, Ordering::SeqCst);
+        }
     }
 }
 
 impl ClockView<'_> {
     fn sleep(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
-        let asked = tokio::time::Instant::now()
-            .checked_add(duration)
-            .unwrap_or(self.state.wake_by);
-        let until = asked.min(self.state.wake_by);
-        let timer = self.table.push(BoundedSleep { until })?;
+        let asked = tokio::time::Instant::now().checked_add(duration);
+        let cut_short = asked.is_none_or(|asked| asked > self.state.wake_by);
+        let until = asked.map_or(self.state.wake_by, |asked| asked.min(self.state.wake_by));
+        let timer = self.table.push(BoundedSleep {
+            until,
+            cut_short: cut_short.then(|| self.state.overran.clone()),
+        })?;
         subscribe(self.table, timer)
     }
 }
