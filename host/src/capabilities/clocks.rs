@@ -108,9 +108,12 @@ impl Pollable for BoundedSleep {
 
 impl ClockView<'_> {
     fn sleep(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
-        let asked = tokio::time::Instant::now().checked_add(duration);
-        let cut_short = asked.is_none_or(|asked| asked > self.state.wake_by);
-        let until = asked.map_or(self.state.wake_by, |asked| asked.min(self.state.wake_by));
+        let wake_by = self.state.wake_by;
+        let within_deadline = tokio::time::Instant::now()
+            .checked_add(duration)
+            .filter(|asked| *asked <= wake_by);
+        let cut_short = within_deadline.is_none();
+        let until = within_deadline.unwrap_or(wake_by);
         let timer = self.table.push(BoundedSleep {
             until,
             cut_short: cut_short.then(|| self.state.overran.clone()),
