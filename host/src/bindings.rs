@@ -23,6 +23,6 @@ wasmtime::component::bindgen!({
     world: "outpost:node/node",
 });
 
-pub use self::outpost::host::{config, kv, log};
+pub use self::outpost::host::{config, keystore, kv, log, outbox};
 pub use self::outpost::plugins::types;
 pub use exports::outpost::plugins::{courier, forecasting, lifecycle, printer, tokenizer};

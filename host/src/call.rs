@@ -158,6 +158,7 @@ pub struct Invoker {
     engines: Arc<Engines>,
     store: Arc<NodeStore>,
     scratch_root: PathBuf,
+    services: crate::capabilities::Services,
     next_call_id: AtomicU64,
     slots: Slots,
 }
@@ -171,12 +172,18 @@ impl std::fmt::Debug for Invoker {
 }
 
 impl Invoker {
-    pub fn new(engines: Arc<Engines>, store: Arc<NodeStore>, scratch_root: PathBuf) -> Invoker {
+    pub fn new(
+        engines: Arc<Engines>,
+        store: Arc<NodeStore>,
+        scratch_root: PathBuf,
+        services: crate::capabilities::Services,
+    ) -> Invoker {
         let slots = engines.pool_slots();
         Invoker {
             engines,
             store,
             scratch_root,
+            services,
             next_call_id: AtomicU64::new(1),
             slots: Slots {
                 free: Mutex::new(slots),
@@ -264,6 +271,7 @@ impl Invoker {
             // woken from one traps as soon as it runs.
             wake_by: started + limits.deadline + self.engines.deadline_slack(),
             store: self.store.clone(),
+            services: &self.services,
             scratch_root: &self.scratch_root,
             kv_batch,
         };

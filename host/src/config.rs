@@ -41,6 +41,8 @@ pub struct NodeConfig {
     #[serde(default = "default_printers")]
     pub printers: BTreeMap<String, PrinterConfig>,
     pub defaults: Defaults,
+    pub outbox: OutboxSettings,
+    pub centre: CentreConfig,
     pub plugin_config: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
@@ -52,9 +54,52 @@ impl Default for NodeConfig {
             policy: Policy::default(),
             printers: default_printers(),
             defaults: Defaults::default(),
+            outbox: OutboxSettings::default(),
+            centre: CentreConfig::default(),
             plugin_config: BTreeMap::new(),
         }
     }
+}
+
+/// How the outbox's delivery worker retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutboxSettings {
+    /// Attempts before a message is dead and waits for the operator.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles per failure, with
+    /// jitter, up to `max-backoff-ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// How long one attempt may take, connecting included.
+    pub attempt_timeout_ms: u64,
+    /// Deliveries running at once.
+    pub concurrency: u32,
+    /// Delivered and dropped messages are forgotten after this long.
+    pub keep_settled_hours: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            max_attempts: 12,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 300_000,
+            attempt_timeout_ms: 10_000,
+            concurrency: 4,
+            keep_settled_hours: 168,
+        }
+    }
+}
+
+/// Where the node reports its own events (sales, labels printed, bookings).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CentreConfig {
+    /// An http(s) URL that takes a JSON POST per event, delivered through
+    /// the outbox. Unset: the node keeps no events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,15 +153,31 @@ pub enum GrantKind {
     Config,
     Assets,
     Scratch,
+    Keystore,
+    Http,
+    Outbox,
 }
 
 impl GrantKind {
+    pub const ALL: [GrantKind; 7] = [
+        GrantKind::Kv,
+        GrantKind::Config,
+        GrantKind::Assets,
+        GrantKind::Scratch,
+        GrantKind::Keystore,
+        GrantKind::Http,
+        GrantKind::Outbox,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             GrantKind::Kv => "kv",
             GrantKind::Config => "config",
             GrantKind::Assets => "assets",
             GrantKind::Scratch => "scratch",
+            GrantKind::Keystore => "keystore",
+            GrantKind::Http => "http",
+            GrantKind::Outbox => "outbox",
         }
     }
 }
@@ -135,6 +196,13 @@ pub struct Policy {
     pub max_kv_quota_bytes: u64,
     pub max_scratch_quota_bytes: u64,
     pub max_assets_bytes: u64,
+    /// The most undelivered outbox messages one plugin may have.
+    pub max_outbox_pending: u32,
+    /// The largest answer a plugin's outbound HTTP request may read.
+    pub http_max_response_bytes: u64,
+    /// The longest a plugin's outbound request may wait to connect or for
+    /// the answer to start (the call's deadline may cut it shorter).
+    pub http_timeout_ms: u64,
     pub allowed_grants: Vec<GrantKind>,
 }
 
@@ -149,12 +217,10 @@ impl Default for Policy {
             max_kv_quota_bytes: 1 << 20,
             max_scratch_quota_bytes: 16 << 20,
             max_assets_bytes: 16 << 20,
-            allowed_grants: vec![
-                GrantKind::Kv,
-                GrantKind::Config,
-                GrantKind::Assets,
-                GrantKind::Scratch,
-            ],
+            max_outbox_pending: 10_000,
+            http_max_response_bytes: 1 << 20,
+            http_timeout_ms: 10_000,
+            allowed_grants: GrantKind::ALL.to_vec(),
         }
     }
 }
@@ -213,6 +279,12 @@ pub struct Defaults {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub printer_driver: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_tokenizer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub courier_adapter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecaster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub label_printer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt_printer: Option<String>,
@@ -222,6 +294,9 @@ impl Default for Defaults {
     fn default() -> Self {
         Defaults {
             printer_driver: Some("outpost/thermal-printer".into()),
+            payment_tokenizer: Some("outpost/card-tokenizer".into()),
+            courier_adapter: Some("outpost/courier".into()),
+            forecaster: Some("outpost/forecaster".into()),
             label_printer: Some("labels".into()),
             receipt_printer: Some("receipts".into()),
         }
@@ -332,9 +407,38 @@ impl NodeConfig {
                 ));
             }
         }
-        if let Some(driver) = &self.defaults.printer_driver {
-            PluginId::parse(driver)
-                .map_err(|e| format!("defaults.printer-driver = {driver:?}: {e}"))?;
+        let default_plugins = [
+            ("defaults.printer-driver", &self.defaults.printer_driver),
+            (
+                "defaults.payment-tokenizer",
+                &self.defaults.payment_tokenizer,
+            ),
+            ("defaults.courier-adapter", &self.defaults.courier_adapter),
+            ("defaults.forecaster", &self.defaults.forecaster),
+        ];
+        for (key, plugin) in default_plugins {
+            if let Some(plugin) = plugin {
+                PluginId::parse(plugin).map_err(|e| format!("{key} = {plugin:?}: {e}"))?;
+            }
+        }
+        let outbox = &self.outbox;
+        if outbox.max_attempts == 0 || outbox.concurrency == 0 || outbox.concurrency > 64 {
+            return Err(
+                "outbox.max-attempts must be at least 1 and outbox.concurrency 1..=64".into(),
+            );
+        }
+        if outbox.initial_backoff_ms == 0 || outbox.initial_backoff_ms > outbox.max_backoff_ms {
+            return Err(format!(
+                "outbox.initial-backoff-ms = {} must be between 1 and outbox.max-backoff-ms ({})",
+                outbox.initial_backoff_ms, outbox.max_backoff_ms
+            ));
+        }
+        if outbox.attempt_timeout_ms == 0 {
+            return Err("outbox.attempt-timeout-ms must be at least 1".into());
+        }
+        if let Some(url) = &self.centre.events_url {
+            crate::manifest::Origin::of_url(url)
+                .map_err(|e| format!("centre.events-url = {url:?}: {e}"))?;
         }
         for (plugin, values) in &self.plugin_config {
             PluginId::parse(plugin).map_err(|e| format!("plugin-config.{plugin:?}: {e}"))?;

@@ -70,9 +70,9 @@ const BASELINE_WASI: &[&str] = &[
 ];
 
 fn provided_summary() -> String {
-    "outpost:host/log, outpost:host/kv and outpost:host/config (@0.1.x), \
-     outpost:plugins/types (@0.1.x), and the WASI 0.2 interfaces io, cli, clocks, random \
-     and filesystem"
+    "outpost:host/log, kv, config, keystore and outbox (@0.1.x), outpost:plugins/types \
+     (@0.1.x), the WASI 0.2 interfaces io, cli, clocks, random and filesystem, and \
+     wasi:http/outgoing-handler with the `http` grant"
         .to_string()
 }
 
@@ -88,14 +88,18 @@ fn classify(path: &str) -> ImportClass {
         "outpost:host/log" | "outpost:plugins/types" => ImportClass::Always,
         "outpost:host/kv" => ImportClass::Granted(GrantKind::Kv),
         "outpost:host/config" => ImportClass::Granted(GrantKind::Config),
+        "outpost:host/keystore" => ImportClass::Granted(GrantKind::Keystore),
+        "outpost:host/outbox" => ImportClass::Granted(GrantKind::Outbox),
+        "wasi:http/outgoing-handler" | "wasi:http/types" => ImportClass::Granted(GrantKind::Http),
         p if BASELINE_WASI.contains(&p) => ImportClass::Always,
         p if p.starts_with("wasi:sockets/") => ImportClass::Forbidden(
-            "plugins get no sockets; a printer driver returns bytes and the node sends them \
-             (outbound HTTP for other plugins comes as the `http` capability)",
+            "plugins get no sockets; a printer driver returns bytes and the node sends them, \
+             and other plugins reach services through wasi:http/outgoing-handler with the \
+             `http` grant",
         ),
-        p if p.starts_with("wasi:http/") => {
-            ImportClass::Forbidden("outbound HTTP is not available to plugins on this node version")
-        }
+        p if p.starts_with("wasi:http/") => ImportClass::Forbidden(
+            "plugins may only make outbound requests (wasi:http/outgoing-handler), not serve them",
+        ),
         _ => ImportClass::Unknown,
     }
 }

@@ -12,7 +12,7 @@
 //! Results come back in the same shapes; `list<u8>` as a string when it is
 //! UTF-8 text, else as `"hex:..."`.
 
-use crate::call::CallError;
+use crate::call::{CallError, CallErrorDetail, CallFailure, PluginFailure};
 use crate::node::Node;
 use crate::plugins::LoadedPlugin;
 use serde_json::{Map, Value, json};
@@ -218,6 +218,65 @@ pub fn call(
     name: &str,
     args: &[Value],
 ) -> Result<Value, DynamicCallError> {
+    let results = call_values(node, plugin, name, args)?;
+    Ok(match results.as_slice() {
+        [] => Value::Null,
+        [one] => from_val(one),
+        many => Value::Array(many.iter().map(from_val).collect()),
+    })
+}
+
+/// Like [`call`], for a function returning `result<T, plugin-error>`: the
+/// plugin's error becomes a `CallFailure::Plugin` in the `CallError`, and the
+/// value comes back as JSON with snake_case field names, as the local API
+/// speaks.
+pub fn call_for_api(
+    node: &Node,
+    plugin: &LoadedPlugin,
+    name: &str,
+    args: &[Value],
+) -> Result<Value, DynamicCallError> {
+    let results = call_values(node, plugin, name, args)?;
+    let Some(result) = results.into_iter().next() else {
+        return Ok(Value::Null);
+    };
+    match result {
+        Val::Result(Ok(value)) => Ok(value.map_or(Value::Null, |v| to_json(&v, true))),
+        Val::Result(Err(Some(error))) => {
+            let failure = match *error {
+                Val::Variant(case, Some(payload)) => {
+                    let text = match *payload {
+                        Val::String(text) => text,
+                        other => from_val(&other).to_string(),
+                    };
+                    match case.as_str() {
+                        "invalid-input" => PluginFailure::InvalidInput(text),
+                        "unavailable" => PluginFailure::Unavailable(text),
+                        "denied" => PluginFailure::Denied(text),
+                        _ => PluginFailure::Internal(text),
+                    }
+                }
+                other => PluginFailure::Internal(from_val(&other).to_string()),
+            };
+            let function = find(node, plugin, name)?.0.qualified();
+            Err(DynamicCallError::Call(CallError::new(CallErrorDetail {
+                plugin: plugin.id().clone(),
+                version: plugin.version.clone(),
+                function: function.into(),
+                call_id: 0,
+                failure: CallFailure::Plugin(failure),
+            })))
+        }
+        other => Ok(to_json(&other, true)),
+    }
+}
+
+fn call_values(
+    node: &Node,
+    plugin: &LoadedPlugin,
+    name: &str,
+    args: &[Value],
+) -> Result<Vec<Val>, DynamicCallError> {
     let (function, ty, index) = find(node, plugin, name)?;
     let params: Vec<(String, Type)> = ty
         .params()
@@ -257,11 +316,7 @@ pub fn call(
             func.call(&mut *store, &values, &mut results)?;
             Ok(Ok(results))
         })?;
-    Ok(match results.as_slice() {
-        [] => Value::Null,
-        [one] => from_val(one),
-        many => Value::Array(many.iter().map(from_val).collect()),
-    })
+    Ok(results)
 }
 
 fn number<T: TryFrom<i64> + TryFrom<u64>>(json: &Value, what: &str) -> Result<T, String> {
@@ -465,6 +520,12 @@ pub fn to_val(json: &Value, ty: &Type, path: &mut String) -> Result<Val, String>
 
 /// Converts a value back to JSON.
 pub fn from_val(value: &Val) -> Value {
+    to_json(value, false)
+}
+
+/// Converts a value to JSON; with `snake`, record fields are snake_case.
+fn to_json(value: &Val, snake: bool) -> Value {
+    let from_val = |v: &Val| to_json(v, snake);
     match value {
         Val::Bool(b) => json!(b),
         Val::S8(n) => json!(n),
@@ -501,7 +562,14 @@ pub fn from_val(value: &Val) -> Value {
         Val::Record(fields) => Value::Object(
             fields
                 .iter()
-                .map(|(name, value)| (name.clone(), from_val(value)))
+                .map(|(name, value)| {
+                    let name = if snake {
+                        name.replace('-', "_")
+                    } else {
+                        name.clone()
+                    };
+                    (name, from_val(value))
+                })
                 .collect::<Map<_, _>>(),
         ),
         Val::Tuple(items) | Val::FixedLengthList(items) => {

@@ -81,6 +81,104 @@ pub struct Grants {
     /// A fresh writable folder for each call, at `/scratch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch: Option<QuotaGrant>,
+    /// Names of operator-provisioned keys the plugin may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keystore: Vec<String>,
+    /// Origins (`scheme://host:port`) outbound HTTP may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<Origin>,
+    /// Durable delivery through the node's outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutboxGrant {
+    /// Origins messages may be sent to.
+    pub destinations: Vec<Origin>,
+    /// The most undelivered messages the plugin may have at once.
+    pub max_pending: u32,
+}
+
+/// Where a request may go: scheme, host and port, nothing else. Written
+/// `https://api.example.com` (port implied) or `http://127.0.0.1:8080`;
+/// kept with the port explicit and the host lowercased, so comparing two
+/// is comparing strings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Origin(String);
+
+impl Origin {
+    /// Parses an origin as a manifest writes it: no path, query or user.
+    pub fn parse(text: &str) -> Result<Origin, String> {
+        let origin = Origin::of_url(text)?;
+        let rest = text.split_once("://").map_or("", |(_, rest)| rest);
+        if rest.trim_end_matches('/').contains(['/', '?', '#']) {
+            return Err(format!(
+                "{text:?} is an origin, scheme://host:port, so it takes no path; write {origin}"
+            ));
+        }
+        Ok(origin)
+    }
+
+    /// The origin of an absolute http(s) URL.
+    pub fn of_url(url: &str) -> Result<Origin, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{url:?} is not an absolute http:// or https:// URL"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(format!("{url:?}: only http and https are supported")),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(format!("{url:?}: credentials in URLs are not allowed"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("{url:?}: {port:?} is not a port number"))?;
+                (host, port)
+            }
+            _ => (authority, default_port),
+        };
+        let host = host.to_ascii_lowercase();
+        let valid_host = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+        if !valid_host {
+            return Err(format!("{url:?}: {host:?} is not a host name or address"));
+        }
+        Ok(Origin(format!("{scheme}://{host}:{port}")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Origin {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Origin::parse(&text)
+    }
+}
+
+impl From<Origin> for String {
+    fn from(origin: Origin) -> String {
+        origin.0
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +202,15 @@ impl Grants {
         if self.scratch.is_some() {
             kinds.push(GrantKind::Scratch);
         }
+        if !self.keystore.is_empty() {
+            kinds.push(GrantKind::Keystore);
+        }
+        if !self.http.is_empty() {
+            kinds.push(GrantKind::Http);
+        }
+        if self.outbox.is_some() {
+            kinds.push(GrantKind::Outbox);
+        }
         kinds
     }
 
@@ -125,6 +232,21 @@ impl Grants {
         }
         if let Some(scratch) = self.scratch {
             parts.push(format!("scratch ({} bytes per call)", scratch.quota_bytes));
+        }
+        if !self.keystore.is_empty() {
+            parts.push(format!("keystore ({})", self.keystore.join(", ")));
+        }
+        if !self.http.is_empty() {
+            let origins: Vec<&str> = self.http.iter().map(Origin::as_str).collect();
+            parts.push(format!("http to {}", origins.join(", ")));
+        }
+        if let Some(outbox) = &self.outbox {
+            let origins: Vec<&str> = outbox.destinations.iter().map(Origin::as_str).collect();
+            parts.push(format!(
+                "outbox to {} (at most {} undelivered)",
+                origins.join(", "),
+                outbox.max_pending
+            ));
         }
         if parts.is_empty() {
             "none".to_string()
@@ -177,6 +299,8 @@ pub enum ManifestError {
     },
     #[error("{key} must be at least 1")]
     Zero { key: &'static str },
+    #[error("{0}")]
+    Grant(String),
     #[error("the `{}` grant is not allowed on this node; policy.allowed-grants in its outpost.toml lists what is", .0.name())]
     GrantNotAllowed(GrantKind),
 }
@@ -257,6 +381,22 @@ impl Manifest {
                 return Err(ManifestError::Zero { key });
             }
         }
+        for name in &raw.grants.keystore {
+            crate::keystore::check_name(name)
+                .map_err(|e| ManifestError::Grant(format!("grants.keystore: {e}")))?;
+        }
+        if let Some(outbox) = &raw.grants.outbox {
+            if outbox.destinations.is_empty() {
+                return Err(ManifestError::Grant(
+                    "grants.outbox.destinations must list at least one origin".into(),
+                ));
+            }
+            if outbox.max_pending == 0 {
+                return Err(ManifestError::Zero {
+                    key: "grants.outbox.max-pending",
+                });
+            }
+        }
         Ok(Manifest {
             id,
             version,
@@ -289,6 +429,15 @@ impl Manifest {
                 self.grants.scratch.map(|q| q.quota_bytes),
                 policy.max_scratch_quota_bytes,
                 "max-scratch-quota-bytes",
+            ),
+            (
+                "grants.outbox.max-pending",
+                self.grants
+                    .outbox
+                    .as_ref()
+                    .map(|o| u64::from(o.max_pending)),
+                u64::from(policy.max_outbox_pending),
+                "max-outbox-pending",
             ),
             (
                 "limits.deadline-ms",
@@ -373,6 +522,51 @@ mod tests {
             .expect("within policy");
         assert_eq!(limits.deadline, Duration::from_millis(100));
         assert_eq!(limits.memory_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn origins_are_normalised_and_take_no_path() {
+        let origin = |text: &str| Origin::parse(text).map(|o| o.to_string());
+        assert_eq!(
+            origin("https://API.example.com").as_deref(),
+            Ok("https://api.example.com:443")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8080/").as_deref(),
+            Ok("http://127.0.0.1:8080")
+        );
+        assert!(origin("http://127.0.0.1:8080/v1").is_err());
+        assert!(origin("ftp://files.example").is_err());
+        assert!(origin("http://user@host").is_err());
+        assert!(origin("http://host:99999").is_err());
+        assert_eq!(
+            Origin::of_url("http://127.0.0.1:9/v1/x?y")
+                .map(|o| o.to_string())
+                .as_deref(),
+            Ok("http://127.0.0.1:9")
+        );
+        let manifest = Manifest::parse(&GOOD.replace(
+            "config = true",
+            "config = true\nhttp = [\"https://api.example\"]\nkeystore = [\"card-token\"]\n\
+             outbox = { destinations = [\"https://api.example\"], max-pending = 10 }",
+        ))
+        .expect("parses");
+        assert_eq!(
+            manifest.grants.kinds(),
+            [
+                GrantKind::Kv,
+                GrantKind::Config,
+                GrantKind::Keystore,
+                GrantKind::Http,
+                GrantKind::Outbox
+            ]
+        );
+        assert!(
+            Manifest::parse(&GOOD.replace("config = true", "keystore = [\"Bad Name\"]")).is_err()
+        );
+        assert!(
+            Manifest::parse(&GOOD.replace("config = true", "http = [\"https://x/y\"]")).is_err()
+        );
     }
 
     #[test]

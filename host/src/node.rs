@@ -13,10 +13,14 @@
 
 use crate::bindings::lifecycle::{HealthReport, PluginInfo};
 use crate::call::{CallError, Invoker};
+use crate::capabilities::Services;
+use crate::capabilities::http::HttpLimits;
 use crate::compile_cache::{CacheOutcome, CompileCache, CompileError};
 use crate::config::{ConfigError, NodeConfig};
 use crate::engine::{EngineError, EngineKind, Engines};
+use crate::keystore::Keystore;
 use crate::manifest::{Grants, Limits, Manifest, PluginId};
+use crate::outbox::Outbox;
 use crate::plugins::{LoadedPlugin, PluginSlot, PluginTable};
 use crate::sandbox::{CallState, SandboxSpec};
 use crate::store::{DATABASE_FILE_NAME, InstalledVersion, NodeStore, StoreError};
@@ -24,7 +28,7 @@ use crate::worlds::PluginKind;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
 
 pub const COMPILED_DIR: &str = "compiled";
@@ -162,6 +166,8 @@ pub struct Node {
     pub(crate) cache: CompileCache,
     pub(crate) table: PluginTable,
     pub(crate) invoker: Invoker,
+    keystore: Arc<Keystore>,
+    outbox: Arc<Outbox>,
     started: Instant,
     /// Installs and removals run one at a time.
     pub(crate) changing: Mutex<()>,
@@ -209,7 +215,17 @@ impl Node {
             metered: OnceLock::new(),
             creating_metered: Mutex::new(()),
         };
-        let invoker = Invoker::new(engines.clone(), store.clone(), scratch_root);
+        let keystore = Arc::new(Keystore::new(store.clone(), &data_dir));
+        let outbox = Arc::new(Outbox::new(store.clone()));
+        let services = Services {
+            keystore: keystore.clone(),
+            outbox: outbox.clone(),
+            http_limits: HttpLimits {
+                timeout: Duration::from_millis(config.policy.http_timeout_ms),
+                max_response_bytes: config.policy.http_max_response_bytes,
+            },
+        };
+        let invoker = Invoker::new(engines.clone(), store.clone(), scratch_root, services);
         let node = Node {
             data_dir,
             config,
@@ -220,6 +236,8 @@ impl Node {
             cache,
             table: PluginTable::default(),
             invoker,
+            keystore,
+            outbox,
             started: Instant::now(),
             changing: Mutex::new(()),
         };
@@ -257,6 +275,14 @@ impl Node {
         &self.store
     }
 
+    pub fn keystore(&self) -> &Arc<Keystore> {
+        &self.keystore
+    }
+
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
     pub fn invoker(&self) -> &Invoker {
         &self.invoker
     }
@@ -285,6 +311,7 @@ impl Node {
                 .grants
                 .config
                 .then(|| Arc::new(self.config.plugin_values(&id))),
+            http_allowed: manifest.grants.http.clone().into(),
             grants: manifest.grants.clone(),
             limits,
             id,
@@ -454,23 +481,24 @@ impl Node {
     }
 
     fn is_default(&self, plugin: &LoadedPlugin) -> bool {
-        match plugin.kind() {
-            PluginKind::PrinterDriver => self
-                .default_plugin(PluginKind::PrinterDriver)
-                .is_some_and(|default| default.id() == plugin.id()),
-            _ => false,
-        }
+        self.default_plugin(plugin.kind())
+            .is_some_and(|default| default.id() == plugin.id())
     }
 
     /// The plugin used for `kind` when a request names none: the configured
-    /// default, or the only loaded plugin of that kind.
+    /// default if it is loaded, else the only loaded plugin of that kind.
     pub fn default_plugin(&self, kind: PluginKind) -> Option<Arc<LoadedPlugin>> {
+        let defaults = &self.config.defaults;
         let configured = match kind {
-            PluginKind::PrinterDriver => self.config.defaults.printer_driver.as_deref(),
-            _ => None,
+            PluginKind::PrinterDriver => defaults.printer_driver.as_deref(),
+            PluginKind::PaymentTokenizer => defaults.payment_tokenizer.as_deref(),
+            PluginKind::CourierAdapter => defaults.courier_adapter.as_deref(),
+            PluginKind::Forecaster => defaults.forecaster.as_deref(),
         };
-        if let Some(id) = configured.and_then(|text| PluginId::parse(text).ok()) {
-            return self.table.loaded(&id).filter(|p| p.kind() == kind);
+        if let Some(id) = configured.and_then(|text| PluginId::parse(text).ok())
+            && let Some(plugin) = self.table.loaded(&id).filter(|p| p.kind() == kind)
+        {
+            return Some(plugin);
         }
         let mut of_kind = self.table.all().into_iter().filter_map(|slot| match slot {
             PluginSlot::Loaded(plugin) if plugin.kind() == kind => Some(plugin),

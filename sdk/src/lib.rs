@@ -4,7 +4,8 @@
 //! a printer driver, a payment tokenizer, a courier adapter or a forecaster.
 //! This crate holds the bindings for all four (generated from the WIT in the
 //! repository's `wit/` folder), plus small helpers for the host capabilities a
-//! plugin may use: [`log`], [`kv`] and [`config`].
+//! plugin may use: [`log`], [`kv`], [`config`], [`keystore`], [`outbox`] and
+//! [`http`].
 //!
 //! # A plugin in one file
 //!
@@ -61,11 +62,12 @@
 //!
 //! # Capabilities
 //!
-//! A plugin may always [`log`]. It may use [`kv`] and [`config`] only if its
-//! `plugin.toml` asks for them under `[grants]`; the node refuses to install a
-//! component that imports a capability its manifest does not request.
+//! A plugin may always [`log`]. It may use [`kv`], [`config`], [`keystore`],
+//! [`outbox`] and outbound [`http`] only if its `plugin.toml` asks for them
+//! under `[grants]`; the node refuses to install a component that imports a
+//! capability its manifest does not request.
 
-pub use outpost_sdk_core::{config, kv, log, types};
+pub use outpost_sdk_core::{config, http, keystore, kv, log, outbox, types};
 
 /// The `printer-driver` world: implement [`Lifecycle`](printer_driver::Lifecycle)
 /// and [`Printer`](printer_driver::Printer), then call [`export_printer_driver!`].

@@ -6,7 +6,7 @@
 //! a plugin ran out of time, 500 that a plugin failed. The JSON body names a
 //! stable `code` for programs and a `message` for people.
 
-use crate::call::{CallFailure, PluginFailure};
+use crate::call::{CallError, CallFailure, PluginFailure};
 use crate::printing::PrintError;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -38,6 +38,22 @@ pub enum ApiError {
     Print(#[from] PrintError),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error(
+        "no {kind} plugin is loaded; install one (`outpost plugin add`), or set {setting} in \
+         outpost.toml, or name one with \"plugin\""
+    )]
+    NoPlugin {
+        kind: &'static str,
+        setting: &'static str,
+    },
+    #[error("plugin {plugin} is installed but unavailable: {reason}")]
+    PluginUnavailable { plugin: String, reason: String },
+    #[error(transparent)]
+    Call(CallError),
+    #[error("the plugin does not export what its world promises: {0}")]
+    PluginContract(String),
+    #[error("the node database failed: {0}")]
+    Store(String),
 }
 
 fn call_status(failure: &CallFailure) -> (StatusCode, &'static str) {
@@ -78,6 +94,13 @@ impl ApiError {
             ApiError::BadField { .. } => (StatusCode::BAD_REQUEST, "invalid-field"),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
+            ApiError::NoPlugin { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no-plugin"),
+            ApiError::PluginUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "plugin-unavailable")
+            }
+            ApiError::Call(error) => call_status(&error.failure),
+            ApiError::PluginContract(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin-contract"),
+            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
             ApiError::Print(error) => match error {
                 PrintError::BadDriverId(_) => (StatusCode::BAD_REQUEST, "invalid-field"),
                 PrintError::UnknownDriver(_) => (StatusCode::NOT_FOUND, "unknown-driver"),
@@ -102,7 +125,7 @@ impl ApiError {
             ApiError::BadField { field, .. } if !field.is_empty() => {
                 error["field"] = json!(field);
             }
-            ApiError::Print(PrintError::Call(call)) => {
+            ApiError::Print(PrintError::Call(call)) | ApiError::Call(call) => {
                 error["plugin"] = json!(call.plugin.as_str());
                 error["plugin_version"] = json!(call.version.to_string());
                 error["call_id"] = json!(call.call_id);

@@ -10,6 +10,18 @@
 //! | POST   | `/v1/print/receipt`                   | yes  | render and print a receipt    |
 //! | GET    | `/v1/printers`                        | yes  | configured printers           |
 //! | GET    | `/v1/printers/{name}/status?kind=...` | yes  | ask a printer how it is       |
+//! | POST   | `/v1/payments/tokenize`               | yes  | card → token                  |
+//! | POST   | `/v1/payments/authorize-offline`      | yes  | approve a payment offline     |
+//! | POST   | `/v1/shipping/quotes`                 | yes  | courier quotes                |
+//! | POST   | `/v1/shipping/bookings`               | yes  | book (or queue) a shipment    |
+//! | GET    | `/v1/shipping/bookings/{id}`          | yes  | where a booking stands        |
+//! | DELETE | `/v1/shipping/bookings/{id}`          | yes  | cancel a booking              |
+//! | GET    | `/v1/shipping/tracking/{number}`      | yes  | tracking events               |
+//! | POST   | `/v1/forecasts`                       | yes  | demand forecast               |
+//! | GET    | `/v1/outbox?state=&limit=`            | yes  | queued deliveries             |
+//! | GET    | `/v1/outbox/{id}`                     | yes  | one delivery, with payload    |
+//! | POST   | `/v1/outbox/{id}/retry`               | yes  | put a dead delivery back      |
+//! | DELETE | `/v1/outbox/{id}`                     | yes  | drop a delivery               |
 //!
 //! JSON in and out. Authenticated routes need `Authorization: Bearer <token>`
 //! with the token from the data directory's `api-token`. Errors are
@@ -17,6 +29,8 @@
 //! fault it is: 4xx for the request, 5xx for a plugin or printer.
 
 pub mod errors;
+pub mod kinds;
+pub mod outbox;
 pub mod schema;
 
 use crate::node::Node;
@@ -94,19 +108,12 @@ fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
     let token = hex::encode(random);
-    let write_error = |source| TokenError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(write_error)?;
-    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(write_error)?;
+    crate::secret_file::create(path, &format!("{token}\n")).map_err(|source| {
+        TokenError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(token)
 }
 
@@ -127,9 +134,9 @@ struct Api {
     token: String,
 }
 
-type ApiResponse = Response<Full<Bytes>>;
+pub(crate) type ApiResponse = Response<Full<Bytes>>;
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> ApiResponse {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> ApiResponse {
     let bytes = serde_json::to_vec_pretty(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
@@ -253,13 +260,89 @@ impl Api {
                 let query = request.uri().query().unwrap_or_default().to_string();
                 self.printer_status(name, &query).await
             }
+            (["v1", "payments", "tokenize"], &Method::POST) => {
+                self.kind_with_body(kinds::TOKENIZE, request).await
+            }
+            (["v1", "payments", "authorize-offline"], &Method::POST) => {
+                self.kind_with_body(kinds::AUTHORIZE_OFFLINE, request).await
+            }
+            (["v1", "shipping", "quotes"], &Method::POST) => {
+                self.kind_with_body(kinds::QUOTES, request).await
+            }
+            (["v1", "shipping", "bookings"], &Method::POST) => {
+                self.kind_with_body(kinds::BOOK, request).await
+            }
+            (["v1", "shipping", "bookings", id], &Method::GET) => {
+                self.kind_with_path(kinds::BOOKING_STATUS, id, &request)
+                    .await
+            }
+            (["v1", "shipping", "bookings", id], &Method::DELETE) => {
+                self.kind_with_path(kinds::CANCEL, id, &request).await
+            }
+            (["v1", "shipping", "tracking", number], &Method::GET) => {
+                self.kind_with_path(kinds::TRACK, number, &request).await
+            }
+            (["v1", "forecasts"], &Method::POST) => {
+                self.kind_with_body(kinds::FORECAST, request).await
+            }
+            (["v1", "outbox", ..], _) => {
+                let query = request.uri().query().unwrap_or_default().to_string();
+                outbox::route(&self.node, &segments[2..], &method, &query).await
+            }
             (["v1", "plugins"] | ["v1", "plugins", _, _] | ["v1", "printers"], _)
-            | (["v1", "printers", _, "status"], _) => Err(ApiError::MethodNotAllowed("GET")),
-            (["v1", "print", "label" | "receipt"], _) => Err(ApiError::MethodNotAllowed("POST")),
+            | (["v1", "printers", _, "status"], _)
+            | (["v1", "shipping", "tracking", _], _) => Err(ApiError::MethodNotAllowed("GET")),
+            (["v1", "shipping", "bookings", _], _) => {
+                Err(ApiError::MethodNotAllowed("GET, DELETE"))
+            }
+            (
+                ["v1", "print", "label" | "receipt"]
+                | ["v1", "payments", "tokenize" | "authorize-offline"]
+                | ["v1", "shipping", "quotes" | "bookings"]
+                | ["v1", "forecasts"],
+                _,
+            ) => Err(ApiError::MethodNotAllowed("POST")),
             _ => Err(ApiError::NotFound(format!(
                 "no route {method} {path}; see docs/api.md"
             ))),
         }
+    }
+
+    async fn kind_with_body(
+        &self,
+        route: kinds::KindRoute,
+        request: Request<Incoming>,
+    ) -> Result<ApiResponse, ApiError> {
+        let body: serde_json::Value = read_json(request).await?;
+        let (plugin, argument) = kinds::split_body(&route, body)?;
+        let result = kinds::call(&self.node, route, plugin, argument).await?;
+        Ok(json_response(StatusCode::OK, &result))
+    }
+
+    async fn kind_with_path(
+        &self,
+        route: kinds::KindRoute,
+        segment: &str,
+        request: &Request<Incoming>,
+    ) -> Result<ApiResponse, ApiError> {
+        let mut plugin = None;
+        for pair in request.uri().query().unwrap_or_default().split('&') {
+            match pair.split_once('=') {
+                Some(("plugin", id)) => plugin = Some(id.to_string()),
+                None if pair.is_empty() => {}
+                _ => {
+                    return Err(ApiError::BadQuery(format!(
+                        "unknown query parameter {pair:?}; this route takes plugin"
+                    )));
+                }
+            }
+        }
+        let argument = serde_json::Value::String(segment.to_string());
+        let mut result = kinds::call(&self.node, route, plugin, argument).await?;
+        if route.result == "cancelled" {
+            result = json!({ "cancelled": segment });
+        }
+        Ok(json_response(StatusCode::OK, &result))
     }
 
     fn health(&self) -> ApiResponse {

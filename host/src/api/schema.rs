@@ -108,8 +108,8 @@ impl From<BarcodeJson> for wit::Barcode {
     fn from(b: BarcodeJson) -> wit::Barcode {
         wit::Barcode {
             symbology: match b.symbology {
-                Symbology::Code128 => wit::Symbology::Code128,
-                Symbology::QrCode => wit::Symbology::QrCode,
+                Symbology::Code128 => crate::bindings::types::Symbology::Code128,
+                Symbology::QrCode => crate::bindings::types::Symbology::QrCode,
             },
             data: b.data,
         }
@@ -161,7 +161,7 @@ pub struct Label {
 impl From<Label> for wit::ShippingLabel {
     fn from(l: Label) -> wit::ShippingLabel {
         wit::ShippingLabel {
-            media: wit::LabelMedia {
+            media: crate::bindings::types::LabelMedia {
                 width_mm: l.media.width_mm,
                 height_mm: l.media.height_mm,
                 dots_per_mm: l.media.dots_per_mm,

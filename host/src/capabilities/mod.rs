@@ -10,11 +10,23 @@
 pub mod clocks;
 pub mod config;
 pub mod files;
+pub mod http;
+pub mod keystore;
 pub mod kv;
 pub mod log;
+pub mod outbox;
 
 use crate::sandbox::CallState;
+use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
+
+/// What the node lends capabilities, shared by every call.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub keystore: Arc<crate::keystore::Keystore>,
+    pub outbox: Arc<crate::outbox::Outbox>,
+    pub http_limits: http::HttpLimits,
+}
 
 /// `outpost:plugins/types` declares only types, but components import it as
 /// an instance, so the linker must define it (empty).
@@ -39,6 +51,9 @@ pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     log::add_to_linker(linker, |state| &mut state.log)?;
     kv::add_to_linker(linker, |state| &mut state.kv)?;
     config::add_to_linker(linker, |state| &mut state.config)?;
+    keystore::add_to_linker(linker, |state| &mut state.keystore)?;
+    outbox::add_to_linker(linker, |state| &mut state.outbox)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)?;
     crate::bindings::types::add_to_linker::<CallState, SharedTypes>(linker, |_| SharedTypes)?;
     Ok(())
 }

@@ -13,12 +13,16 @@
 
 pub mod output;
 
+use crate::capabilities::Services;
 use crate::capabilities::clocks::{ClockState, CoarseMonotonicClock, CoarseWallClock};
 use crate::capabilities::config::ConfigState;
 use crate::capabilities::files::{self, ScratchDir};
+use crate::capabilities::http::HttpState;
+use crate::capabilities::keystore::KeystoreState;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::log::LogState;
-use crate::manifest::{Grants, Limits, PluginId};
+use crate::capabilities::outbox::OutboxState;
+use crate::manifest::{Grants, Limits, Origin, PluginId};
 use crate::store::NodeStore;
 use output::OutputCapture;
 use redb::WriteTransaction;
@@ -29,6 +33,7 @@ use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 /// The most a plugin may ask `wasi:random` for at once.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -45,6 +50,8 @@ pub struct SandboxSpec {
     pub assets_dir: Option<PathBuf>,
     /// The operator's values, if `config` is granted.
     pub config_values: Option<Arc<BTreeMap<String, String>>>,
+    /// The `http` grant, shared by every call instead of copied into each.
+    pub http_allowed: Arc<[Origin]>,
 }
 
 /// The memory cap, enforced as the guest grows its memory.
@@ -94,6 +101,9 @@ pub struct CallState {
     pub(crate) log: LogState,
     pub(crate) kv: KvState,
     pub(crate) config: ConfigState,
+    pub(crate) keystore: KeystoreState,
+    pub(crate) outbox: OutboxState,
+    pub(crate) http: HttpState,
     pub(crate) clocks: ClockState,
     pub(crate) output: OutputCapture,
     pub(crate) scratch: Option<ScratchDir>,
@@ -170,12 +180,23 @@ impl WasiView for CallState {
     }
 }
 
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http.ctx,
+            table: &mut self.table,
+            hooks: &mut self.http.hooks,
+        }
+    }
+}
+
 /// Per-call inputs besides the plugin itself.
 pub struct CallSetup<'a> {
     pub call_id: u64,
     /// The latest a guest's timer may fire (see `capabilities::clocks`).
     pub wake_by: Instant,
     pub store: Arc<NodeStore>,
+    pub services: &'a Services,
     pub scratch_root: &'a Path,
     /// A write transaction for `kv` to use instead of committing per write.
     pub kv_batch: Option<WriteTransaction>,
@@ -198,6 +219,21 @@ impl CallState {
             None => KvState::direct(spec.id.clone(), spec.grants.kv, setup.store),
         };
         let config = ConfigState::new(spec.config_values.clone().filter(|_| spec.grants.config));
+        let keystore = KeystoreState::new(
+            spec.id.clone(),
+            spec.grants.keystore.clone(),
+            setup.services.keystore.clone(),
+        );
+        let outbox = OutboxState::new(
+            spec.id.clone(),
+            spec.grants.outbox.clone(),
+            setup.services.outbox.clone(),
+        );
+        let http = HttpState::new(
+            spec.http_allowed.clone(),
+            setup.services.http_limits,
+            setup.wake_by,
+        );
         CallState {
             wasi: LazyWasi::Planned(plan),
             table: ResourceTable::new(),
@@ -208,6 +244,9 @@ impl CallState {
             log: LogState::default(),
             kv,
             config,
+            keystore,
+            outbox,
+            http,
             clocks: ClockState::new(setup.wake_by),
             output: OutputCapture::default(),
             scratch: None,

@@ -8,15 +8,24 @@
 //! | `compiled`   | "digest/engine"           | sha-256 of the cached machine code  |
 //! | `kv`         | (plugin id, key)          | value bytes (see `kv`)              |
 //! | `kv_usage`   | plugin id                 | (bytes used, key count)             |
+//! | `keys`       | (plugin id, key name)     | sealed key material (see `keys`)    |
+//! | `outbox*`    | entry id, key, due time   | queued deliveries (see `outbox`)    |
 //!
 //! Every write a caller is told succeeded has been committed durably. Opening
 //! never creates a database over an existing file: a file that is not an
 //! Outpost database, or is damaged, is reported and left exactly as it was.
 
+mod keys;
 mod kv;
+mod outbox;
 
+pub use keys::StoredKey;
 pub(crate) use kv::KvWriter;
 pub use kv::{KvRefusal, KvUsage, MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key};
+pub use outbox::{
+    AttemptOutcome, DeliveryState, EnqueueError, Enqueued, MAX_RESPONSE_BYTES, NewMessage,
+    OutboxEntry, OutboxMethod,
+};
 
 use crate::manifest::{Grants, PluginId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -27,8 +36,9 @@ use std::path::{Path, PathBuf};
 pub const DATABASE_FILE_NAME: &str = "outpost.redb";
 
 const FORMAT: &str = "outpost-node";
-/// Bump when a table's layout changes; a node refuses newer schemas.
-const SCHEMA: u32 = 1;
+/// Bump when a table's layout changes; a node refuses newer schemas and
+/// upgrades older ones in place (schema 2 added `keys` and the outbox).
+const SCHEMA: u32 = 2;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
@@ -210,8 +220,25 @@ impl NodeStore {
             txn.open_table(COMPILED)?;
             txn.open_table(KV)?;
             txn.open_table(KV_USAGE)?;
+            keys::create_tables(&txn)?;
+            outbox::create_tables(&txn)?;
         }
         txn.commit()?;
+        Ok(())
+    }
+
+    /// Brings an older schema up to this one: only new tables so far, so an
+    /// upgrade is creating them, all in one transaction.
+    fn upgrade(&self, from: u32) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            keys::create_tables(&txn)?;
+            outbox::create_tables(&txn)?;
+            txn.open_table(META)?
+                .insert("schema", SCHEMA.to_string().as_str())?;
+        }
+        txn.commit()?;
+        tracing::info!("upgraded the node database from schema {from} to {SCHEMA}");
         Ok(())
     }
 
@@ -238,8 +265,11 @@ impl NodeStore {
             .get("schema")?
             .map(|v| v.value().to_string())
             .unwrap_or_default();
+        drop(meta);
+        drop(txn);
         match schema.parse::<u32>() {
-            Ok(found) if found <= SCHEMA => Ok(()),
+            Ok(found) if found == SCHEMA => Ok(()),
+            Ok(found) if found < SCHEMA => self.upgrade(found),
             _ => Err(StoreError::Newer {
                 path: self.path.clone(),
                 found: schema,
@@ -321,6 +351,7 @@ impl NodeStore {
                 kv.retain(|(plugin, _), _| plugin != id.as_str())?;
                 let mut usage = txn.open_table(KV_USAGE)?;
                 usage.remove(id.as_str())?;
+                keys::remove_all(&txn, id)?;
             }
             removed
         };

@@ -1,5 +1,6 @@
 //! The part of [`outpost-sdk`](https://docs.rs/outpost-sdk) every plugin world
-//! shares: the host interfaces (`log`, `kv`, `config`) and the shared records
+//! shares: the host interfaces (`log`, `kv`, `config`, `keystore`, `outbox`),
+//! a small client for outbound HTTP, and the shared records
 //! (`money`, `address`, ...), generated once so that each is one Rust type
 //! whichever world uses it. Vendors depend on `outpost-sdk`, which re-exports
 //! all of this.
@@ -23,8 +24,11 @@ pub mod bindings {
 }
 
 pub mod config;
+pub mod http;
+pub mod keystore;
 pub mod kv;
 pub mod log;
+pub mod outbox;
 pub mod types;
 
 /// Generates one plugin world's bindings in the calling crate (which must
@@ -43,6 +47,8 @@ macro_rules! world_bindings {
                 "outpost:host/log@0.1.0": outpost_sdk_core::bindings::outpost::host::log,
                 "outpost:host/kv@0.1.0": outpost_sdk_core::bindings::outpost::host::kv,
                 "outpost:host/config@0.1.0": outpost_sdk_core::bindings::outpost::host::config,
+                "outpost:host/keystore@0.1.0": outpost_sdk_core::bindings::outpost::host::keystore,
+                "outpost:host/outbox@0.1.0": outpost_sdk_core::bindings::outpost::host::outbox,
                 "outpost:plugins/types@0.1.0": outpost_sdk_core::bindings::outpost::plugins::types,
             },
             additional_derives: [PartialEq],

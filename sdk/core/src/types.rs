@@ -1,7 +1,8 @@
 //! Records shared by every plugin kind, with the helpers plugins keep needing.
 
 pub use crate::bindings::outpost::plugins::types::{
-    Address, LocalDatetime, Money, Parcel, PluginError, Timestamp,
+    Address, Barcode, LabelMedia, LocalDatetime, Money, Parcel, PluginError, ShippingLabel,
+    Symbology, Timestamp,
 };
 use std::fmt;
 

@@ -7,3 +7,7 @@ outpost_sdk_core::world_bindings!(
     "outpost_sdk::printer_driver",
     printer as Printer
 );
+
+/// The label records live in `outpost:plugins/types`, shared by the worlds
+/// that make labels and the ones that print them.
+pub use outpost_sdk_core::types::{Barcode, LabelMedia, ShippingLabel, Symbology};

@@ -1,0 +1,203 @@
+//! Routes that call a plugin of a given kind: payments, shipping, forecasts.
+//!
+//! Each route names a kind and one of its functions. The request body is
+//! `{"plugin": "vendor/name" (optional), "<argument>": {...}}`; the argument
+//! is converted to the function's WIT type with the function's real type
+//! information, so a wrong field is refused with its path before any plugin
+//! runs. Field names are snake_case (kebab-case is accepted too); enum and
+//! variant cases are written as in WIT (`"in-transit"`). Without `plugin`
+//! the node uses `defaults.<kind>` or the only plugin of that kind.
+
+use super::errors::ApiError;
+use crate::dynamic::{self, DynamicCallError};
+use crate::manifest::PluginId;
+use crate::node::Node;
+use crate::plugins::LoadedPlugin;
+use crate::worlds::PluginKind;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// One plugin-backed route.
+#[derive(Debug, Clone, Copy)]
+pub struct KindRoute {
+    pub kind: PluginKind,
+    /// The function, qualified: `tokenizer.tokenize`.
+    pub function: &'static str,
+    /// The body field holding the argument, or "" when it comes from the path.
+    pub argument: &'static str,
+    /// The response field holding the result.
+    pub result: &'static str,
+}
+
+pub const TOKENIZE: KindRoute = KindRoute {
+    kind: PluginKind::PaymentTokenizer,
+    function: "tokenizer.tokenize",
+    argument: "card",
+    result: "token",
+};
+pub const AUTHORIZE_OFFLINE: KindRoute = KindRoute {
+    kind: PluginKind::PaymentTokenizer,
+    function: "tokenizer.authorize-offline",
+    argument: "payment",
+    result: "decision",
+};
+pub const QUOTES: KindRoute = KindRoute {
+    kind: PluginKind::CourierAdapter,
+    function: "courier.request-quotes",
+    argument: "request",
+    result: "quotes",
+};
+pub const BOOK: KindRoute = KindRoute {
+    kind: PluginKind::CourierAdapter,
+    function: "courier.book",
+    argument: "request",
+    result: "booking",
+};
+pub const BOOKING_STATUS: KindRoute = KindRoute {
+    kind: PluginKind::CourierAdapter,
+    function: "courier.booking-status",
+    argument: "",
+    result: "booking",
+};
+pub const CANCEL: KindRoute = KindRoute {
+    kind: PluginKind::CourierAdapter,
+    function: "courier.cancel",
+    argument: "",
+    result: "cancelled",
+};
+pub const TRACK: KindRoute = KindRoute {
+    kind: PluginKind::CourierAdapter,
+    function: "courier.track",
+    argument: "",
+    result: "tracking",
+};
+pub const FORECAST: KindRoute = KindRoute {
+    kind: PluginKind::Forecaster,
+    function: "forecasting.forecast",
+    argument: "request",
+    result: "forecast",
+};
+
+fn setting(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::PrinterDriver => "defaults.printer-driver",
+        PluginKind::PaymentTokenizer => "defaults.payment-tokenizer",
+        PluginKind::CourierAdapter => "defaults.courier-adapter",
+        PluginKind::Forecaster => "defaults.forecaster",
+    }
+}
+
+/// The plugin a request asked for, or the default for the route's kind.
+pub fn pick(
+    node: &Node,
+    kind: PluginKind,
+    requested: Option<&str>,
+) -> Result<Arc<LoadedPlugin>, ApiError> {
+    let Some(requested) = requested else {
+        return node.default_plugin(kind).ok_or_else(|| ApiError::NoPlugin {
+            kind: kind.world_name(),
+            setting: setting(kind),
+        });
+    };
+    let id = PluginId::parse(requested).map_err(|why| ApiError::BadField {
+        field: "plugin".into(),
+        message: why,
+    })?;
+    let plugin = node
+        .loaded(&id)
+        .ok_or_else(|| match node.plugin_status(&id) {
+            Some(status) => ApiError::PluginUnavailable {
+                plugin: id.to_string(),
+                reason: status.reason.unwrap_or_default(),
+            },
+            None => ApiError::NotFound(format!("no plugin {id} is installed")),
+        })?;
+    if plugin.kind() != kind {
+        return Err(ApiError::BadField {
+            field: "plugin".into(),
+            message: format!(
+                "{id} is a {}, not a {}",
+                plugin.kind().world_name(),
+                kind.world_name()
+            ),
+        });
+    }
+    Ok(plugin)
+}
+
+/// The request body: `plugin` and the route's argument, nothing else.
+pub fn split_body(route: &KindRoute, body: Value) -> Result<(Option<String>, Value), ApiError> {
+    let Value::Object(mut fields) = body else {
+        return Err(ApiError::BadField {
+            field: String::new(),
+            message: format!(
+                "the body must be a JSON object with `{}` (and optionally `plugin`)",
+                route.argument
+            ),
+        });
+    };
+    let plugin = match fields.remove("plugin") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id),
+        Some(other) => {
+            return Err(ApiError::BadField {
+                field: "plugin".into(),
+                message: format!("expected a plugin id such as \"acme/courier\", got {other}"),
+            });
+        }
+    };
+    let argument = fields
+        .remove(route.argument)
+        .ok_or_else(|| ApiError::BadField {
+            field: route.argument.into(),
+            message: "missing".into(),
+        })?;
+    if let Some(unknown) = fields.keys().next() {
+        return Err(ApiError::BadField {
+            field: unknown.clone(),
+            message: format!(
+                "unknown field; this route takes `{}` and `plugin`",
+                route.argument
+            ),
+        });
+    }
+    Ok((plugin, argument))
+}
+
+/// Runs `route` with `argument` on the chosen plugin, off the async threads.
+pub async fn call(
+    node: &Arc<Node>,
+    route: KindRoute,
+    plugin: Option<String>,
+    argument: Value,
+) -> Result<Value, ApiError> {
+    let plugin = pick(node, route.kind, plugin.as_deref())?;
+    let node = node.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        dynamic::call_for_api(&node, &plugin, route.function, &[argument])
+    })
+    .await
+    .map_err(|_| ApiError::ShuttingDown)?;
+    let value = outcome.map_err(|error| match error {
+        DynamicCallError::BadArgument {
+            name,
+            path,
+            message,
+        } => ApiError::BadField {
+            field: format!(
+                "{}{path}",
+                if route.argument.is_empty() {
+                    name
+                } else {
+                    route.argument.to_string()
+                }
+            ),
+            message,
+        },
+        DynamicCallError::Call(error) => ApiError::Call(error),
+        other => ApiError::PluginContract(other.to_string()),
+    })?;
+    let mut body = Map::new();
+    body.insert(route.result.to_string(), value);
+    Ok(Value::Object(body))
+}

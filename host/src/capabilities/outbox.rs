@@ -1,0 +1,126 @@
+//! `outpost:host/outbox`: durable delivery for a plugin's messages.
+//!
+//! Granted by `outbox = { destinations = [...], max-pending = N }` in the
+//! manifest. Each message's destination must be under a granted origin, and
+//! a plugin may have at most `max-pending` undelivered messages (pending or
+//! dead) at once: a plugin flooding the outbox is refused, not the node.
+//! Statuses are looked up by (plugin id, idempotency key), so a plugin sees
+//! only its own messages.
+
+use crate::bindings::outbox::{Delivery, DeliveryState, Host, Message, Method, OutboxError};
+use crate::manifest::{OutboxGrant, PluginId};
+use crate::outbox::{MessageRefusal, Outbox, check_message};
+use crate::store::{self, EnqueueError, NewMessage, OutboxMethod};
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker};
+
+pub struct OutboxState {
+    plugin: PluginId,
+    grant: Option<OutboxGrant>,
+    outbox: Arc<Outbox>,
+}
+
+impl std::fmt::Debug for OutboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxState")
+            .field("plugin", &self.plugin)
+            .field("grant", &self.grant)
+            .finish()
+    }
+}
+
+impl OutboxState {
+    pub fn new(plugin: PluginId, grant: Option<OutboxGrant>, outbox: Arc<Outbox>) -> Self {
+        OutboxState {
+            plugin,
+            grant,
+            outbox,
+        }
+    }
+
+    fn grant(&self) -> Result<&OutboxGrant, OutboxError> {
+        self.grant
+            .as_ref()
+            .ok_or_else(|| OutboxError::Denied("this plugin has no outbox grant".into()))
+    }
+}
+
+fn delivery(entry: &store::OutboxEntry, body: Vec<u8>) -> Delivery {
+    Delivery {
+        id: entry.id,
+        state: match entry.state {
+            store::DeliveryState::Pending => DeliveryState::Pending,
+            store::DeliveryState::Delivered => DeliveryState::Delivered,
+            store::DeliveryState::Dead | store::DeliveryState::Dropped => DeliveryState::Dead,
+        },
+        attempts: entry.attempts,
+        response_status: entry.response_status,
+        response_body: body,
+        last_error: match entry.state {
+            store::DeliveryState::Dropped => Some("dropped by the operator".into()),
+            _ => entry.last_error.clone(),
+        },
+    }
+}
+
+impl Host for OutboxState {
+    fn enqueue(&mut self, message: Message) -> Result<u64, OutboxError> {
+        let grant = self.grant()?;
+        let message = NewMessage {
+            owner: self.plugin.to_string(),
+            destination: message.destination,
+            method: match message.method {
+                Method::Post => OutboxMethod::Post,
+                Method::Put => OutboxMethod::Put,
+            },
+            content_type: message.content_type,
+            payload: message.payload,
+            idempotency_key: message.idempotency_key,
+            max_pending: grant.max_pending,
+        };
+        check_message(&message, &grant.destinations).map_err(|refusal| match refusal {
+            MessageRefusal::Denied(why) => {
+                tracing::warn!("outbox destination refused: {why}");
+                OutboxError::Denied(why)
+            }
+            MessageRefusal::Invalid(why) => OutboxError::Invalid(why),
+        })?;
+        match self.outbox.enqueue(message) {
+            Ok(enqueued) => Ok(enqueued.id),
+            Err(EnqueueError::Conflict { id, .. }) => Err(OutboxError::Conflict(id)),
+            Err(EnqueueError::QuotaExceeded { limit, .. }) => {
+                tracing::warn!(limit, "outbox quota reached");
+                Err(OutboxError::QuotaExceeded(limit))
+            }
+            Err(error) => {
+                tracing::warn!("outbox write failed: {error}");
+                Err(OutboxError::Unavailable(error.to_string()))
+            }
+        }
+    }
+
+    fn status(&mut self, idempotency_key: String) -> Result<Option<Delivery>, OutboxError> {
+        self.grant()?;
+        match self
+            .outbox
+            .store()
+            .outbox_by_key(self.plugin.as_str(), &idempotency_key)
+        {
+            Ok(found) => Ok(found.map(|(entry, body)| delivery(&entry, body))),
+            Err(error) => Err(OutboxError::Unavailable(error.to_string())),
+        }
+    }
+}
+
+struct OutboxCapability;
+
+impl HasData for OutboxCapability {
+    type Data<'a> = &'a mut OutboxState;
+}
+
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    state: fn(&mut T) -> &mut OutboxState,
+) -> wasmtime::Result<()> {
+    crate::bindings::outbox::add_to_linker::<T, OutboxCapability>(linker, state)
+}

@@ -1,0 +1,203 @@
+//! The outbox: messages the node has promised to deliver.
+//!
+//! Plugins (through `capabilities::outbox`) and the node itself (its events
+//! for the centre) enqueue messages; [`Outbox::enqueue`] returns once the
+//! message is committed durably. The delivery worker ([`delivery`]) sends
+//! what is due, records each answer, and backs off while a destination is
+//! down. State lives in the node database (`store::outbox`), so a restart, or
+//! a `kill -9` at any moment, loses nothing that was acknowledged: an attempt
+//! cut short is simply made again, with the same payload and idempotency key.
+//!
+//! Durable commits cost a disk flush each, so concurrent enqueuers share
+//! them: whoever finds no commit running takes every message waiting at that
+//! moment and commits them together (group commit); the others wait for that
+//! commit and take their results from it.
+
+pub mod delivery;
+
+use crate::manifest::Origin;
+use crate::store::{EnqueueError, Enqueued, NewMessage, NodeStore, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+
+/// The largest payload a message may carry.
+pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
+/// The longest idempotency key.
+pub const MAX_KEY_BYTES: usize = 128;
+/// The owner name of the node's own messages.
+pub const NODE_OWNER: &str = "node";
+
+/// Why a message was not accepted before it reached the database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageRefusal {
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Checks a message against the rules in `outpost:host/outbox` and the
+/// destinations its owner may use.
+pub fn check_message(message: &NewMessage, allowed: &[Origin]) -> Result<(), MessageRefusal> {
+    let key = &message.idempotency_key;
+    if key.is_empty()
+        || key.len() > MAX_KEY_BYTES
+        || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(MessageRefusal::Invalid(format!(
+            "idempotency-key must be 1 to {MAX_KEY_BYTES} printable ASCII characters"
+        )));
+    }
+    if message.payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(MessageRefusal::Invalid(format!(
+            "payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+            message.payload.len()
+        )));
+    }
+    let content_type = &message.content_type;
+    if content_type.is_empty()
+        || content_type.len() > 200
+        || !content_type
+            .bytes()
+            .all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(MessageRefusal::Invalid(
+            "content-type must be 1 to 200 printable ASCII characters".into(),
+        ));
+    }
+    let origin = Origin::of_url(&message.destination).map_err(MessageRefusal::Invalid)?;
+    if hyper::Uri::try_from(message.destination.as_str()).is_err() {
+        return Err(MessageRefusal::Invalid(format!(
+            "destination {:?} is not a valid URL",
+            message.destination
+        )));
+    }
+    if !allowed.contains(&origin) {
+        return Err(MessageRefusal::Denied(format!(
+            "{origin} is not among the outbox destinations granted ({})",
+            allowed
+                .iter()
+                .map(Origin::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(())
+}
+
+struct Queue {
+    waiting: Vec<(u64, NewMessage)>,
+    results: HashMap<u64, Result<Enqueued, EnqueueError>>,
+    committing: bool,
+    next_ticket: u64,
+}
+
+pub struct Outbox {
+    store: Arc<NodeStore>,
+    queue: Mutex<Queue>,
+    committed: Condvar,
+    /// Wakes the delivery worker when something new is due.
+    wake: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    pub fn new(store: Arc<NodeStore>) -> Outbox {
+        Outbox {
+            store,
+            queue: Mutex::new(Queue {
+                waiting: Vec::new(),
+                results: HashMap::new(),
+                committing: false,
+                next_ticket: 0,
+            }),
+            committed: Condvar::new(),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn store(&self) -> &NodeStore {
+        &self.store
+    }
+
+    /// Enqueues one message, durably, sharing the commit with any other
+    /// enqueuers waiting at the same time. Blocks; call it off async tasks.
+    pub fn enqueue(&self, message: NewMessage) -> Result<Enqueued, EnqueueError> {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.waiting.push((ticket, message));
+        loop {
+            if let Some(result) = queue.results.remove(&ticket) {
+                return result;
+            }
+            if queue.committing {
+                queue = self
+                    .committed
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            queue.committing = true;
+            let batch = std::mem::take(&mut queue.waiting);
+            drop(queue);
+            let (tickets, messages): (Vec<u64>, Vec<NewMessage>) = batch.into_iter().unzip();
+            let outcome = self.commit(&messages);
+            queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match outcome {
+                Ok(results) => queue.results.extend(tickets.into_iter().zip(results)),
+                Err(error) => {
+                    let text = error.to_string();
+                    queue.results.extend(
+                        tickets
+                            .into_iter()
+                            .map(|t| (t, Err(EnqueueError::Unavailable(text.clone())))),
+                    );
+                }
+            }
+            queue.committing = false;
+            self.committed.notify_all();
+        }
+    }
+
+    /// Enqueues `messages` in one durable commit, each with its own result.
+    pub fn enqueue_batch(
+        &self,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+        self.commit(messages)
+    }
+
+    fn commit(
+        &self,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+        let results = self
+            .store
+            .outbox_enqueue(messages, crate::install::now_millis())?;
+        if results.iter().any(|r| matches!(r, Ok(e) if e.created)) {
+            self.wake.notify_one();
+        }
+        Ok(results)
+    }
+
+    /// Tells the delivery worker to look again now (after a retry, say).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+}

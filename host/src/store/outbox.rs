@@ -1,0 +1,676 @@
+//! The outbox tables: messages waiting for delivery, and what became of them.
+//!
+//! | table              | key                     | value                          |
+//! |--------------------|-------------------------|--------------------------------|
+//! | `outbox`           | entry id                | JSON [`OutboxEntry`]           |
+//! | `outbox_payloads`  | entry id                | the payload, never rewritten   |
+//! | `outbox_responses` | entry id                | the last answer's body         |
+//! | `outbox_keys`      | (owner, idempotency key)| entry id                       |
+//! | `outbox_due`       | (due time ms, entry id) | () — pending entries only      |
+//! | `outbox_owed`      | owner                   | undelivered entries (quota)    |
+//!
+//! An entry's payload and destination are written once, when it is enqueued,
+//! and the idempotency key maps to that one entry for as long as the entry is
+//! kept, so a key can never go out with two different payloads. Every state
+//! change updates the due index and the owner's count in the same transaction.
+
+use super::{NodeStore, StoreError, decode, encode};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox_payloads");
+const RESPONSES: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox_responses");
+const KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("outbox_keys");
+const DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("outbox_due");
+const OWED: TableDefinition<&str, u64> = TableDefinition::new("outbox_owed");
+
+/// The most of a response body kept.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxMethod {
+    Post,
+    Put,
+}
+
+impl OutboxMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxMethod::Post => "POST",
+            OutboxMethod::Put => "PUT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Dead,
+    /// The operator dropped it: the payload is gone, the key stays taken.
+    Dropped,
+}
+
+impl DeliveryState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Dropped => "dropped",
+        }
+    }
+
+    /// Counts against the owner's `max-pending`.
+    fn owed(self) -> bool {
+        matches!(self, DeliveryState::Pending | DeliveryState::Dead)
+    }
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// A plugin id, or "node" for the node's own events.
+    pub owner: String,
+    pub destination: String,
+    pub method: OutboxMethod,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub idempotency_key: String,
+    /// The owner's limit on undelivered entries.
+    pub max_pending: u32,
+}
+
+impl NewMessage {
+    /// What must match for a repeated key to be the same message.
+    fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for part in [
+            self.destination.as_bytes(),
+            self.method.as_str().as_bytes(),
+            self.content_type.as_bytes(),
+        ] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+        hash.update(&self.payload);
+        hex::encode(hash.finalize())
+    }
+}
+
+/// A queued message as the node keeps it (the payload lives beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: u64,
+    pub owner: String,
+    pub destination: String,
+    pub method: OutboxMethod,
+    pub content_type: String,
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub payload_bytes: u64,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    /// Milliseconds since the Unix epoch, like every time here.
+    pub enqueued_at_ms: u64,
+    pub next_attempt_at_ms: u64,
+    pub last_attempt_at_ms: Option<u64>,
+    pub settled_at_ms: Option<u64>,
+    pub response_status: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+/// The result of enqueueing one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: u64,
+    /// False when the key was already there with the same message.
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("idempotency key {key:?} was already used for a different message (entry {id})")]
+    Conflict { key: String, id: u64 },
+    #[error("{owner} already has {limit} undelivered messages in the outbox")]
+    QuotaExceeded { owner: String, limit: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The commit this message shared with others failed.
+    #[error("the node database could not store the message: {0}")]
+    Unavailable(String),
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered {
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// Try again at `retry_at_ms`.
+    Retry {
+        status: Option<u16>,
+        body: Vec<u8>,
+        error: String,
+        retry_at_ms: u64,
+    },
+    Dead {
+        status: Option<u16>,
+        body: Vec<u8>,
+        error: String,
+    },
+}
+
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(OUTBOX)?;
+    txn.open_table(PAYLOADS)?;
+    txn.open_table(RESPONSES)?;
+    txn.open_table(KEYS)?;
+    txn.open_table(DUE)?;
+    txn.open_table(OWED)?;
+    Ok(())
+}
+
+fn entry_what(id: u64) -> String {
+    format!("outbox entry {id}")
+}
+
+fn adjust_owed(txn: &WriteTransaction, owner: &str, delta: i64) -> Result<(), StoreError> {
+    let mut owed = txn.open_table(OWED)?;
+    let current = owed.get(owner)?.map(|v| v.value()).unwrap_or(0);
+    let next = current.saturating_add_signed(delta);
+    if next == 0 {
+        owed.remove(owner)?;
+    } else {
+        owed.insert(owner, next)?;
+    }
+    Ok(())
+}
+
+fn load(txn: &WriteTransaction, id: u64) -> Result<Option<OutboxEntry>, StoreError> {
+    let table = txn.open_table(OUTBOX)?;
+    let entry = table.get(id)?;
+    entry
+        .map(|bytes| decode(&entry_what(id), bytes.value()))
+        .transpose()
+}
+
+fn save(txn: &WriteTransaction, entry: &OutboxEntry) -> Result<(), StoreError> {
+    txn.open_table(OUTBOX)?
+        .insert(entry.id, encode(entry).as_slice())?;
+    Ok(())
+}
+
+/// Moves `entry` to `state`, keeping the due index and the owed count right.
+fn transition(
+    txn: &WriteTransaction,
+    entry: &mut OutboxEntry,
+    state: DeliveryState,
+    due_ms: u64,
+) -> Result<(), StoreError> {
+    let mut due = txn.open_table(DUE)?;
+    if entry.state == DeliveryState::Pending {
+        due.remove((entry.next_attempt_at_ms, entry.id))?;
+    }
+    if state == DeliveryState::Pending {
+        due.insert((due_ms, entry.id), ())?;
+        entry.next_attempt_at_ms = due_ms;
+    }
+    drop(due);
+    match (entry.state.owed(), state.owed()) {
+        (true, false) => adjust_owed(txn, &entry.owner, -1)?,
+        (false, true) => adjust_owed(txn, &entry.owner, 1)?,
+        _ => {}
+    }
+    entry.state = state;
+    Ok(())
+}
+
+impl NodeStore {
+    /// Enqueues every message in one durable commit: each gets its own
+    /// outcome, and nothing is written unless the commit succeeds.
+    pub fn outbox_enqueue(
+        &self,
+        messages: &[NewMessage],
+        now_ms: u64,
+    ) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(messages.len());
+        {
+            let mut next_id = txn
+                .open_table(OUTBOX)?
+                .last()?
+                .map_or(1, |(id, _)| id.value() + 1);
+            for message in messages {
+                let fingerprint = message.fingerprint();
+                let existing = txn
+                    .open_table(KEYS)?
+                    .get((message.owner.as_str(), message.idempotency_key.as_str()))?
+                    .map(|v| v.value());
+                if let Some(id) = existing {
+                    let entry = load(&txn, id)?.ok_or_else(|| StoreError::Record {
+                        what: entry_what(id),
+                        detail: "its idempotency key is indexed but the entry is missing".into(),
+                    })?;
+                    outcomes.push(if entry.fingerprint == fingerprint {
+                        Ok(Enqueued { id, created: false })
+                    } else {
+                        Err(EnqueueError::Conflict {
+                            key: message.idempotency_key.clone(),
+                            id,
+                        })
+                    });
+                    continue;
+                }
+                let owed = txn
+                    .open_table(OWED)?
+                    .get(message.owner.as_str())?
+                    .map_or(0, |v| v.value());
+                if owed >= u64::from(message.max_pending) {
+                    outcomes.push(Err(EnqueueError::QuotaExceeded {
+                        owner: message.owner.clone(),
+                        limit: message.max_pending,
+                    }));
+                    continue;
+                }
+                let id = next_id;
+                next_id += 1;
+                let entry = OutboxEntry {
+                    id,
+                    owner: message.owner.clone(),
+                    destination: message.destination.clone(),
+                    method: message.method,
+                    content_type: message.content_type.clone(),
+                    idempotency_key: message.idempotency_key.clone(),
+                    fingerprint,
+                    payload_bytes: message.payload.len() as u64,
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    enqueued_at_ms: now_ms,
+                    next_attempt_at_ms: now_ms,
+                    last_attempt_at_ms: None,
+                    settled_at_ms: None,
+                    response_status: None,
+                    last_error: None,
+                };
+                save(&txn, &entry)?;
+                txn.open_table(PAYLOADS)?
+                    .insert(id, message.payload.as_slice())?;
+                txn.open_table(KEYS)?.insert(
+                    (message.owner.as_str(), message.idempotency_key.as_str()),
+                    id,
+                )?;
+                txn.open_table(DUE)?.insert((now_ms, id), ())?;
+                adjust_owed(&txn, &message.owner, 1)?;
+                outcomes.push(Ok(Enqueued { id, created: true }));
+            }
+        }
+        txn.commit()?;
+        Ok(outcomes)
+    }
+
+    pub fn outbox_entry(&self, id: u64) -> Result<Option<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        let entry = table.get(id)?;
+        entry
+            .map(|bytes| decode(&entry_what(id), bytes.value()))
+            .transpose()
+    }
+
+    /// The entry `owner` enqueued under `key`, with the last answer's body.
+    pub fn outbox_by_key(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<(OutboxEntry, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(id) = txn.open_table(KEYS)?.get((owner, key))?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let Some(entry) = txn.open_table(OUTBOX)?.get(id)? else {
+            return Ok(None);
+        };
+        let entry: OutboxEntry = decode(&entry_what(id), entry.value())?;
+        let body = txn
+            .open_table(RESPONSES)?
+            .get(id)?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        Ok(Some((entry, body)))
+    }
+
+    pub fn outbox_payload(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let payload = txn.open_table(PAYLOADS)?.get(id)?;
+        Ok(payload.map(|v| v.value().to_vec()))
+    }
+
+    pub fn outbox_response(&self, id: u64) -> Result<Vec<u8>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let body = txn.open_table(RESPONSES)?.get(id)?;
+        Ok(body.map(|v| v.value().to_vec()).unwrap_or_default())
+    }
+
+    /// Pending entries due by `now_ms`, oldest due first, with payloads.
+    pub fn outbox_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(OutboxEntry, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(DUE)?;
+        let entries = txn.open_table(OUTBOX)?;
+        let payloads = txn.open_table(PAYLOADS)?;
+        let mut found = Vec::new();
+        for row in due.range(..=(now_ms, u64::MAX))? {
+            if found.len() >= limit {
+                break;
+            }
+            let (key, _) = row?;
+            let (_, id) = key.value();
+            let Some(bytes) = entries.get(id)? else {
+                continue;
+            };
+            let entry: OutboxEntry = decode(&entry_what(id), bytes.value())?;
+            let payload = payloads
+                .get(id)?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            found.push((entry, payload));
+        }
+        Ok(found)
+    }
+
+    /// When the next pending entry falls due, if any is pending.
+    pub fn outbox_next_due(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(DUE)?;
+        let first = due.first()?;
+        Ok(first.map(|(key, _)| key.value().0))
+    }
+
+    /// Records an attempt on entry `id`; ignored (returning `None`) when the
+    /// entry is no longer pending, as when the operator dropped it meanwhile.
+    pub fn outbox_record(
+        &self,
+        id: u64,
+        outcome: AttemptOutcome,
+        now_ms: u64,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let entry = {
+            let Some(mut entry) = load(&txn, id)? else {
+                return Ok(None);
+            };
+            if entry.state != DeliveryState::Pending {
+                return Ok(None);
+            }
+            entry.attempts = entry.attempts.saturating_add(1);
+            entry.last_attempt_at_ms = Some(now_ms);
+            let (status, mut body, next) = match outcome {
+                AttemptOutcome::Delivered { status, body } => {
+                    entry.last_error = None;
+                    entry.settled_at_ms = Some(now_ms);
+                    (Some(status), body, (DeliveryState::Delivered, 0))
+                }
+                AttemptOutcome::Retry {
+                    status,
+                    body,
+                    error,
+                    retry_at_ms,
+                } => {
+                    entry.last_error = Some(error);
+                    (status, body, (DeliveryState::Pending, retry_at_ms))
+                }
+                AttemptOutcome::Dead {
+                    status,
+                    body,
+                    error,
+                } => {
+                    entry.last_error = Some(error);
+                    entry.settled_at_ms = Some(now_ms);
+                    (status, body, (DeliveryState::Dead, 0))
+                }
+            };
+            entry.response_status = status;
+            body.truncate(MAX_RESPONSE_BYTES);
+            let mut responses = txn.open_table(RESPONSES)?;
+            if status.is_some() {
+                responses.insert(id, body.as_slice())?;
+            }
+            drop(responses);
+            transition(&txn, &mut entry, next.0, next.1)?;
+            save(&txn, &entry)?;
+            entry
+        };
+        txn.commit()?;
+        Ok(Some(entry))
+    }
+
+    /// Puts a dead (or pending) entry back in line, due now, attempts reset.
+    pub fn outbox_retry(&self, id: u64, now_ms: u64) -> Result<Option<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let entry = {
+            let Some(mut entry) = load(&txn, id)? else {
+                return Ok(None);
+            };
+            if !entry.state.owed() {
+                return Ok(Some(entry));
+            }
+            transition(&txn, &mut entry, DeliveryState::Pending, now_ms)?;
+            entry.attempts = 0;
+            entry.settled_at_ms = None;
+            save(&txn, &entry)?;
+            entry
+        };
+        txn.commit()?;
+        Ok(Some(entry))
+    }
+
+    /// Gives up on an entry: its payload is deleted, its key stays taken.
+    pub fn outbox_drop(&self, id: u64, now_ms: u64) -> Result<Option<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let entry = {
+            let Some(mut entry) = load(&txn, id)? else {
+                return Ok(None);
+            };
+            if entry.state == DeliveryState::Dropped {
+                return Ok(Some(entry));
+            }
+            transition(&txn, &mut entry, DeliveryState::Dropped, 0)?;
+            entry.settled_at_ms = Some(now_ms);
+            txn.open_table(PAYLOADS)?.remove(id)?;
+            save(&txn, &entry)?;
+            entry
+        };
+        txn.commit()?;
+        Ok(Some(entry))
+    }
+
+    /// Entries, newest first, optionally only those in `state`.
+    pub fn outbox_list(
+        &self,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        let mut entries = Vec::new();
+        for row in table.iter()?.rev() {
+            if entries.len() >= limit {
+                break;
+            }
+            let (id, bytes) = row?;
+            let entry: OutboxEntry = decode(&entry_what(id.value()), bytes.value())?;
+            if state.is_none_or(|s| s == entry.state) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// How many entries are in each state.
+    pub fn outbox_counts(&self) -> Result<[(DeliveryState, u64); 4], StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        let mut counts = [
+            (DeliveryState::Pending, 0),
+            (DeliveryState::Delivered, 0),
+            (DeliveryState::Dead, 0),
+            (DeliveryState::Dropped, 0),
+        ];
+        for row in table.iter()? {
+            let (id, bytes) = row?;
+            let entry: OutboxEntry = decode(&entry_what(id.value()), bytes.value())?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == entry.state) {
+                slot.1 += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Forgets delivered and dropped entries settled before `before_ms`,
+    /// freeing their keys. Returns how many went.
+    pub fn outbox_prune(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut pruned = 0;
+        {
+            let mut old = Vec::new();
+            for row in txn.open_table(OUTBOX)?.iter()? {
+                let (id, bytes) = row?;
+                let entry: OutboxEntry = decode(&entry_what(id.value()), bytes.value())?;
+                let settled = matches!(
+                    entry.state,
+                    DeliveryState::Delivered | DeliveryState::Dropped
+                );
+                if settled && entry.settled_at_ms.is_some_and(|at| at < before_ms) {
+                    old.push(entry);
+                }
+            }
+            let mut table = txn.open_table(OUTBOX)?;
+            let mut payloads = txn.open_table(PAYLOADS)?;
+            let mut responses = txn.open_table(RESPONSES)?;
+            let mut keys = txn.open_table(KEYS)?;
+            for entry in old {
+                table.remove(entry.id)?;
+                payloads.remove(entry.id)?;
+                responses.remove(entry.id)?;
+                keys.remove((entry.owner.as_str(), entry.idempotency_key.as_str()))?;
+                pruned += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(pruned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DATABASE_FILE_NAME;
+
+    fn message(key: &str, payload: &str) -> NewMessage {
+        NewMessage {
+            owner: "acme/courier".into(),
+            destination: "http://127.0.0.1:9/v1/shipments".into(),
+            method: OutboxMethod::Post,
+            content_type: "application/json".into(),
+            payload: payload.as_bytes().to_vec(),
+            idempotency_key: key.into(),
+            max_pending: 2,
+        }
+    }
+
+    #[test]
+    fn a_key_maps_to_one_payload_and_the_quota_counts_undelivered() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = NodeStore::open(&dir.path().join(DATABASE_FILE_NAME)).expect("opens");
+        let results = store
+            .outbox_enqueue(
+                &[message("a", "1"), message("a", "1"), message("a", "2")],
+                10,
+            )
+            .expect("commit");
+        assert!(matches!(
+            results[0],
+            Ok(Enqueued {
+                id: 1,
+                created: true
+            })
+        ));
+        assert!(matches!(
+            results[1],
+            Ok(Enqueued {
+                id: 1,
+                created: false
+            })
+        ));
+        assert!(matches!(
+            results[2],
+            Err(EnqueueError::Conflict { id: 1, .. })
+        ));
+
+        let results = store
+            .outbox_enqueue(&[message("b", "1"), message("c", "1")], 20)
+            .expect("commit");
+        assert!(results[0].is_ok());
+        assert!(matches!(
+            results[1],
+            Err(EnqueueError::QuotaExceeded { limit: 2, .. })
+        ));
+
+        let due = store.outbox_due(20, 10).expect("due");
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].1, b"1");
+        store
+            .outbox_record(
+                1,
+                AttemptOutcome::Delivered {
+                    status: 201,
+                    body: b"{}".to_vec(),
+                },
+                30,
+            )
+            .expect("record");
+        let results = store
+            .outbox_enqueue(&[message("c", "1")], 40)
+            .expect("commit");
+        assert!(results[0].is_ok(), "a delivery frees quota");
+
+        let dead = store
+            .outbox_record(
+                2,
+                AttemptOutcome::Dead {
+                    status: Some(400),
+                    body: b"bad".to_vec(),
+                    error: "refused".into(),
+                },
+                50,
+            )
+            .expect("record")
+            .expect("was pending");
+        assert_eq!(dead.state, DeliveryState::Dead);
+        assert_eq!(store.outbox_next_due().expect("next"), Some(40));
+        let retried = store.outbox_retry(2, 60).expect("retry").expect("exists");
+        assert_eq!(retried.state, DeliveryState::Pending);
+        assert_eq!(retried.attempts, 0);
+        let dropped = store.outbox_drop(2, 70).expect("drop").expect("exists");
+        assert_eq!(dropped.state, DeliveryState::Dropped);
+        assert_eq!(store.outbox_payload(2).expect("payload"), None);
+        let again = store
+            .outbox_enqueue(&[message("b", "changed")], 80)
+            .expect("commit");
+        assert!(
+            matches!(again[0], Err(EnqueueError::Conflict { id: 2, .. })),
+            "a dropped key stays taken"
+        );
+        assert_eq!(store.outbox_prune(75).expect("prune"), 2);
+        assert!(store.outbox_entry(1).expect("read").is_none());
+    }
+}
