@@ -83,9 +83,8 @@ impl Tokenizer for CardTokenizer {
             input.extend_from_slice(b"pan\0");
             input.push(counter);
             input.extend_from_slice(card.pan.as_bytes());
-            keystore::hmac_sha256(TOKEN_KEY, &input).map_err(|e| keystore::describe(&e))
-        })
-        .map_err(PluginError::unavailable)?;
+            keystore::hmac_sha256(TOKEN_KEY, &input).map_err(PluginError::from)
+        })?;
         let token = token::format_token(&card.pan, &digits);
         outpost_sdk::info!(
             "tokenized a {} card ending {}",

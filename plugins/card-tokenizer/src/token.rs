@@ -14,10 +14,10 @@ use crate::card::luhn_valid;
 /// Digits from a keyed digest. `digest(counter)` must return the HMAC of
 /// the card number with that counter; more blocks are asked for only if one
 /// block's bytes are not enough (rejection sampling keeps digits uniform).
-pub fn token_digits(
+pub fn token_digits<E: From<String>>(
     count: usize,
-    mut digest: impl FnMut(u8) -> Result<Vec<u8>, String>,
-) -> Result<String, String> {
+    mut digest: impl FnMut(u8) -> Result<Vec<u8>, E>,
+) -> Result<String, E> {
     let mut digits = String::with_capacity(count);
     let mut counter = 0u8;
     while digits.len() < count {
@@ -29,7 +29,7 @@ pub fn token_digits(
         }
         counter = counter
             .checked_add(1)
-            .ok_or_else(|| "the key gave no usable digits".to_string())?;
+            .ok_or_else(|| E::from("the key gave no usable digits".to_string()))?;
     }
     Ok(digits)
 }
@@ -57,8 +57,8 @@ mod tests {
     #[test]
     fn tokens_keep_length_and_last_four_and_fail_luhn() {
         let pan = "4111111111111111";
-        let digits =
-            token_digits(12, |counter| Ok(vec![counter.wrapping_add(7); 40])).expect("digits");
+        let digits = token_digits::<String>(12, |counter| Ok(vec![counter.wrapping_add(7); 40]))
+            .expect("digits");
         let token = format_token(pan, &digits);
         assert_eq!(token.len(), pan.len());
         assert!(token.ends_with("1111"));
@@ -70,7 +70,7 @@ mod tests {
     #[test]
     fn rejection_sampling_asks_for_more_when_needed() {
         let mut calls = 0;
-        let digits = token_digits(5, |counter| {
+        let digits = token_digits::<String>(5, |counter| {
             calls += 1;
             Ok(if counter == 0 {
                 vec![255; 32]

@@ -246,8 +246,17 @@ impl Request {
             let _ = options.set_between_bytes_timeout(Some(nanos));
         }
         let pending = outgoing_handler::handle(request, Some(options)).map_err(from_error_code)?;
-        write_body(&body, &self.body)?;
-        OutgoingBody::finish(body, None).map_err(from_error_code)?;
+        let written = write_body(&body, &self.body)
+            .and_then(|()| OutgoingBody::finish(body, None).map_err(from_error_code));
+        if let Err(write_error) = written {
+            // A refused connection shows first as a closed body stream; the
+            // response future says what really happened.
+            pending.subscribe().block();
+            return Err(match pending.get() {
+                Some(Ok(Err(code))) => from_error_code(code),
+                _ => write_error,
+            });
+        }
         let response = loop {
             match pending.get() {
                 Some(Ok(Ok(response))) => break response,

@@ -38,6 +38,13 @@ impl PluginError {
     }
 }
 
+/// A bare message is an internal error: a bug or an unexpected state.
+impl From<String> for PluginError {
+    fn from(why: String) -> Self {
+        PluginError::Internal(why)
+    }
+}
+
 /// Currencies whose minor unit is not a hundredth (ISO 4217). Everything not
 /// listed has two decimals.
 const CURRENCY_DECIMALS: &[(&str, u32)] = &[

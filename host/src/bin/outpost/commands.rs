@@ -109,9 +109,16 @@ fn run_node(
             "node running: API on http://{address}, {} plugin(s) active, {unavailable} unavailable",
             plugins.len() - unavailable,
         );
-        api::serve(node, listener, token, shutdown_signal())
+        let delivery = tokio::spawn(outpost::outbox::delivery::run(
+            node.outbox().clone(),
+            node.config().outbox.clone(),
+            shutdown_signal(),
+        ));
+        let served = api::serve(node, listener, token, shutdown_signal())
             .await
-            .context("the local API stopped")
+            .context("the local API stopped");
+        delivery.abort();
+        served
     })
 }
 

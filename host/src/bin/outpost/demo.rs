@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use outpost::api;
 use outpost::printing::preview;
 use outpost::printing::virtual_printer::VirtualPrinter;
+use outpost::virtual_courier::{Behaviour, VirtualCourier};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,16 +51,41 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the embedded reference driver out as a package folder.
-fn write_package(dir: &Path) -> anyhow::Result<PathBuf> {
+/// The embedded reference plugins the demo installs, by package folder name.
+#[cfg(feature = "embedded-plugins")]
+fn embedded(name: &str) -> anyhow::Result<&'static [(&'static str, &'static [u8])]> {
+    use outpost_plugin_artifacts as artifacts;
+    Ok(match name {
+        "thermal-printer" => artifacts::THERMAL_PRINTER_FILES,
+        "card-tokenizer" => artifacts::CARD_TOKENIZER_FILES,
+        "courier" => artifacts::COURIER_FILES,
+        "forecaster" => artifacts::FORECASTER_FILES,
+        other => bail!("no embedded plugin {other}"),
+    })
+}
+
+/// Writes an embedded reference plugin out as a package folder, passing its
+/// manifest through `edit_manifest`.
+fn write_package(
+    dir: &Path,
+    name: &str,
+    edit_manifest: impl Fn(&str) -> String,
+) -> anyhow::Result<PathBuf> {
     #[cfg(feature = "embedded-plugins")]
     {
-        let package = dir.join("packages").join("thermal-printer");
-        for (relative, bytes) in outpost_plugin_artifacts::THERMAL_PRINTER_FILES {
+        let package = dir.join("packages").join(name);
+        for (relative, bytes) in embedded(name)? {
             let path = package.join(relative);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
+            let edited;
+            let bytes = if *relative == outpost::manifest::MANIFEST_FILE_NAME {
+                edited = edit_manifest(std::str::from_utf8(bytes)?);
+                edited.as_bytes()
+            } else {
+                bytes
+            };
             std::fs::write(&path, bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
@@ -67,22 +93,54 @@ fn write_package(dir: &Path) -> anyhow::Result<PathBuf> {
     }
     #[cfg(not(feature = "embedded-plugins"))]
     {
-        let _ = dir;
+        let _ = (dir, name, edit_manifest);
         bail!("this outpost was built without its reference plugins (feature `embedded-plugins`)")
     }
 }
 
-fn demo_config(label_printer: &VirtualPrinter, receipt_printer: &VirtualPrinter) -> String {
+fn demo_config(
+    label_printer: &VirtualPrinter,
+    receipt_printer: &VirtualPrinter,
+    courier: &VirtualCourier,
+) -> String {
     format!(
         "# Written by `outpost demo`: the embedded defaults, with both printers pointed at\n\
-         # virtual printers on 127.0.0.1, a free port for the API, and the receipt logo on.\n\
+         # virtual printers on 127.0.0.1, the courier adapter at a virtual courier, a\n\
+         # free port for the API, the receipt logo on, and quick outbox retries.\n\
          [api]\nlisten = \"127.0.0.1:0\"\n\n\
          [printers.labels]\ntransport = \"tcp\"\naddress = \"{}\"\n\n\
          [printers.receipts]\ntransport = \"tcp\"\naddress = \"{}\"\n\n\
-         [plugin-config.\"outpost/thermal-printer\"]\nlogo = \"true\"\n",
+         [outbox]\ninitial-backoff-ms = 200\nmax-backoff-ms = 1000\n\n\
+         [plugin-config.\"outpost/thermal-printer\"]\nlogo = \"true\"\n\n\
+         [plugin-config.\"outpost/courier\"]\napi-url = \"{}\"\n",
         label_printer.address(),
-        receipt_printer.address()
+        receipt_printer.address(),
+        courier.url()
     )
+}
+
+/// Eight weeks of a bakery's daily loaf sales, for the forecast step.
+fn bakery_history() -> String {
+    let shape = [42.0, 38.0, 40.0, 45.0, 58.0, 75.0, 61.0];
+    let start = 1_760_000_000 - 1_760_000_000 % 86_400;
+    let observations: Vec<Value> = (0..56)
+        .map(|t: i64| {
+            let wobble = ((t * 37) % 11) as f64 - 5.0;
+            serde_json::json!({
+                "at": start + t * 86_400,
+                "value": shape[(t % 7) as usize] + 0.15 * t as f64 + wobble,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "request": {
+            "history": { "item": "sourdough-loaf", "unit": "loaves", "interval": "day",
+                         "observations": observations },
+            "horizon": 1,
+            "coverage": 0.8,
+        }
+    })
+    .to_string()
 }
 
 struct ApiClient {
@@ -154,9 +212,12 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     let receipt_printer = VirtualPrinter::start()
         .await
         .context("cannot start a virtual printer")?;
+    let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
+        .await
+        .context("cannot start the virtual courier")?;
     std::fs::write(
         dir.join(outpost::config::CONFIG_FILE_NAME),
-        demo_config(&label_printer, &receipt_printer),
+        demo_config(&label_printer, &receipt_printer, &courier),
     )?;
     println!("Data directory:   {}", dir.display());
     println!(
@@ -164,8 +225,9 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         label_printer.address(),
         receipt_printer.address()
     );
+    println!("Virtual courier:  {}", courier.url());
 
-    let package = write_package(dir)?;
+    let package = write_package(dir, "thermal-printer", str::to_string)?;
     step(
         1,
         &format!(
@@ -187,8 +249,37 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
     println!("   health: {}", report.health);
+    println!("   and the other reference plugins:");
+    let tokenizer =
+        outpost::manifest::PluginId::parse("outpost/card-tokenizer").map_err(anyhow::Error::msg)?;
+    node.keystore()
+        .provision(&tokenizer, "card-token", None, false)
+        .context("provisioning the tokenizer's key")?;
+    let courier_origin = courier.url();
+    for name in ["card-tokenizer", "courier", "forecaster"] {
+        // The courier adapter's manifest names the courier it may reach;
+        // the demo's courier is on a free port.
+        let package = write_package(dir, name, |manifest| {
+            manifest.replace("http://127.0.0.1:7280", &courier_origin)
+        })?;
+        let report = node
+            .install(&package)
+            .with_context(|| format!("installing the reference {name}"))?;
+        println!(
+            "   {} {} ({}): grants {}; health: {}",
+            report.id, report.version, report.world, report.grants, report.health
+        );
+    }
 
     let node = Arc::new(node);
+    let (stop_delivery, delivery_stopped) = tokio::sync::oneshot::channel::<()>();
+    let delivery = tokio::spawn(outpost::outbox::delivery::run(
+        node.outbox().clone(),
+        node.config().outbox.clone(),
+        async {
+            let _ = delivery_stopped.await;
+        },
+    ));
     let token = api::load_or_create_token(&node)?;
     let listener = tokio::net::TcpListener::bind(node.config().api.listen).await?;
     let address = listener.local_addr()?;
@@ -282,7 +373,9 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         body["error"]["message"].as_str().unwrap_or_default()
     );
 
-    step(7, "What the node knows: GET /v1/plugins");
+    offline_story(&client, &courier, &label_printer, dir).await?;
+
+    step(12, "What the node knows: GET /v1/plugins");
     let (_, body) = client.request(Method::GET, "/v1/plugins", None).await?;
     for plugin in body["plugins"].as_array().into_iter().flatten() {
         println!(
@@ -305,13 +398,160 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         shutdown_signal().await;
     }
     let _ = stop.send(());
+    let _ = stop_delivery.send(());
     server.await.context("the API server task failed")??;
+    delivery.await.context("the delivery worker failed")?;
     println!("\nDone. The node's state stays in {}; try:", dir.display());
     let shown = dir.display();
     println!("   outpost --data-dir {shown} plugin list");
     println!("   outpost --data-dir {shown} plugin info outpost/thermal-printer");
     println!("   outpost --data-dir {shown} call outpost/thermal-printer lifecycle.health");
     Ok(())
+}
+
+/// Steps 7 to 11: a sale paid by card, a shipment booked while the courier
+/// is down, delivered and printed when it is back, and tomorrow's forecast.
+async fn offline_story(
+    client: &ApiClient,
+    courier: &VirtualCourier,
+    label_printer: &VirtualPrinter,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    step(7, "An order is paid by card: POST /v1/payments/tokenize");
+    let card = r#"{"card": {"pan": "4111111111111111", "expiry_month": 12, "expiry_year": 2030,
+                  "cardholder": "A SHOPPER", "security_code": "123"}}"#;
+    let (status, body) = client
+        .request(Method::POST, "/v1/payments/tokenize", Some(card))
+        .await?;
+    if !status.is_success() {
+        bail!("tokenizing the demo card failed ({status}): {body}");
+    }
+    let token = &body["token"];
+    println!(
+        "   -> {status}: {} card, token {} (same length, same last four, keyed: the card number \
+         is not stored anywhere)",
+        token["brand"].as_str().unwrap_or_default(),
+        token["token"].as_str().unwrap_or_default()
+    );
+
+    step(8, "The mobile network drops: the courier is unreachable");
+    courier.set(Behaviour::Down).await?;
+    let shipment = serde_json::json!({
+        "ship_from": { "name": "Harbour Street Bakery", "lines": ["3 Harbour Street"],
+                       "city": "Whitby", "postal_code": "YO21 3PU", "country": "GB" },
+        "ship_to": { "name": "Jo Bloggs", "lines": ["12 Station Road"], "city": "York",
+                     "postal_code": "YO1 6HT", "country": "GB" },
+        "parcels": [{ "weight_grams": 1200, "length_mm": 300, "width_mm": 200,
+                      "height_mm": 100, "description": "Sourdough hamper" }],
+    });
+    let mut quote_request = shipment.clone();
+    quote_request["ready_at"] = serde_json::json!(outpost_now());
+    quote_request["service_codes"] = serde_json::json!([]);
+    let (status, body) = client
+        .request(
+            Method::POST,
+            "/v1/shipping/quotes",
+            Some(&serde_json::json!({ "request": quote_request }).to_string()),
+        )
+        .await?;
+    let quote = body["quotes"][0].clone();
+    println!(
+        "   POST /v1/shipping/quotes -> {status}: {} for {} minor units ({})",
+        quote["service_name"].as_str().unwrap_or_default(),
+        quote["price"]["minor_units"],
+        quote["price"]["currency"].as_str().unwrap_or_default()
+    );
+    let mut booking_request = shipment;
+    booking_request["quote_id"] = quote["quote_id"].clone();
+    booking_request["reference"] = serde_json::json!("ORDER-1042");
+    let (status, body) = client
+        .request(
+            Method::POST,
+            "/v1/shipping/bookings",
+            Some(&serde_json::json!({ "request": booking_request }).to_string()),
+        )
+        .await?;
+    if !status.is_success() {
+        bail!("booking failed ({status}): {body}");
+    }
+    let booking_id = body["booking"]["booking_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!(
+        "   POST /v1/shipping/bookings -> {status}: {booking_id} is {}: {}",
+        body["booking"]["state"].as_str().unwrap_or_default(),
+        body["booking"]["detail"].as_str().unwrap_or_default()
+    );
+    let (_, outbox) = client.request(Method::GET, "/v1/outbox", None).await?;
+    println!(
+        "   GET /v1/outbox -> pending: {}, delivered: {}",
+        outbox["counts"]["pending"], outbox["counts"]["delivered"]
+    );
+
+    step(9, "The network is back: the outbox delivers the booking");
+    courier.set(Behaviour::Up).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let booking = loop {
+        let path = format!("/v1/shipping/bookings/{booking_id}");
+        let (_, body) = client.request(Method::GET, &path, None).await?;
+        if body["booking"]["state"] == "confirmed" {
+            break body["booking"].clone();
+        }
+        if Instant::now() > deadline {
+            bail!("the queued booking was not delivered within 20 s: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "   GET /v1/shipping/bookings/{booking_id} -> confirmed, tracking {}",
+        booking["tracking_numbers"]
+    );
+    println!(
+        "   the courier recorded {} booking(s) for it, however often it was sent",
+        courier.shipments().len()
+    );
+
+    step(
+        10,
+        "Its label prints: POST /v1/print/label with the booking's label",
+    );
+    let label = serde_json::json!({ "label": booking["labels"][0] }).to_string();
+    let (status, body) = client
+        .request(Method::POST, "/v1/print/label", Some(&label))
+        .await?;
+    show_job(status, &body)?;
+    let jobs = label_printer.wait_for_jobs(2, Duration::from_secs(5)).await;
+    let printed = jobs.get(1).context("the label printer received nothing")?;
+    std::fs::write(dir.join("received-courier-label.zpl"), printed)?;
+    boxed(&preview::zpl(printed), 44);
+
+    step(
+        11,
+        "Tomorrow's bake: POST /v1/forecasts with eight weeks of sales",
+    );
+    let (status, body) = client
+        .request(Method::POST, "/v1/forecasts", Some(&bakery_history()))
+        .await?;
+    if !status.is_success() {
+        bail!("the forecast failed ({status}): {body}");
+    }
+    let forecast = &body["forecast"];
+    let point = &forecast["points"][0];
+    println!(
+        "   -> {status}: {:.0} loaves expected (80% between {:.0} and {:.0}); method: {}",
+        point["expected"].as_f64().unwrap_or_default(),
+        point["lower"].as_f64().unwrap_or_default(),
+        point["upper"].as_f64().unwrap_or_default(),
+        forecast["method"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn outpost_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn show_job(status: StatusCode, body: &Value) -> anyhow::Result<()> {

@@ -1,0 +1,524 @@
+//! The stall that loses its network: card payments tokenized locally,
+//! bookings queued in the outbox and delivered once, forecasts, and plugins
+//! that reach for more than they were granted. Real plugins, a real redb
+//! file, real HTTP on 127.0.0.1 to a courier the test runs.
+
+use outpost::api;
+use outpost::config::NodeConfig;
+use outpost::virtual_courier::{Behaviour, VirtualCourier};
+use outpost_e2e_tests::{ApiClient, PackageCopy, SharedNode, TestNode, artifacts};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PAN: &str = "4111111111111111";
+
+/// Log lines written while the tests run, to look for card numbers in.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() -> LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("trace,wasmtime=info,cranelift=info,hyper=info,h2=info")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init();
+        buffer
+    })
+    .clone()
+}
+
+struct Stall {
+    client: ApiClient,
+    courier: VirtualCourier,
+    shared: SharedNode,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Stall {
+    /// A node with the three reference plugins, the courier adapter pointed
+    /// at a virtual courier, `max_pending` outbox entries for it, and the
+    /// delivery worker and API running.
+    async fn start(max_pending: u32) -> Stall {
+        let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("courier starts");
+        let origin = courier.url();
+        let mut config = NodeConfig::parse(
+            &format!(
+                "[outbox]\ninitial-backoff-ms = 50\nmax-backoff-ms = 200\nmax-attempts = 50\n\
+                 [plugin-config.\"outpost/courier\"]\napi-url = \"{origin}\"\n"
+            ),
+            "test",
+        )
+        .expect("config");
+        config.outbox.attempt_timeout_ms = 2_000;
+        let node = TestNode::with_config(config);
+        let tokenizer = outpost::manifest::PluginId::parse("outpost/card-tokenizer").expect("id");
+        node.node
+            .keystore()
+            .provision(&tokenizer, "card-token", None, false)
+            .expect("key");
+        node.install_artifact(artifacts::CARD_TOKENIZER);
+        node.install_artifact(artifacts::FORECASTER);
+        let courier_package = PackageCopy::new(artifacts::COURIER, |manifest| {
+            manifest.replace("http://127.0.0.1:7280", &origin).replace(
+                "max-pending = 1000",
+                &format!("max-pending = {max_pending}"),
+            )
+        });
+        node.install(courier_package.path());
+        let shared = node.shared();
+        let token = api::load_or_create_token(&shared.node).expect("token");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = futures_shared(stopped);
+        let server_stop = stopped.clone();
+        let server = tokio::spawn({
+            let node = shared.node.clone();
+            let token = token.clone();
+            async move {
+                let _ = api::serve(node, listener, token, async move {
+                    server_stop.notified().await;
+                })
+                .await;
+            }
+        });
+        let delivery = tokio::spawn(outpost::outbox::delivery::run(
+            shared.node.outbox().clone(),
+            shared.node.config().outbox.clone(),
+            async move { stopped.notified().await },
+        ));
+        Stall {
+            client: ApiClient::new(base, token),
+            courier,
+            shared,
+            stop: Some(stop),
+            tasks: vec![server, delivery],
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+    }
+}
+
+/// One stop signal, awaited by several tasks.
+fn futures_shared(stopped: tokio::sync::oneshot::Receiver<()>) -> Arc<tokio::sync::Notify> {
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let waker = notify.clone();
+    tokio::spawn(async move {
+        let _ = stopped.await;
+        waker.notify_waiters();
+        // Late subscribers still see it.
+        loop {
+            waker.notify_one();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    notify
+}
+
+fn shipment(reference: &str, postal_code: &str) -> Value {
+    json!({ "request": {
+        "quote_id": format!("STD.{}", i64::MAX),
+        "reference": reference,
+        "ship_from": { "name": "Stall 4", "lines": ["Market Square"], "city": "Leeds",
+                       "postal_code": "LS1 6AA", "country": "GB" },
+        "ship_to": { "name": "Sam", "lines": ["1 Main Street"], "city": "York",
+                     "postal_code": postal_code, "country": "GB" },
+        "parcels": [{ "weight_grams": 800, "length_mm": 200, "width_mm": 150,
+                      "height_mm": 80, "description": "Ceramics" }],
+    }})
+}
+
+async fn booking_state(client: &ApiClient, id: &str, wanted: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = client.get(&format!("/v1/shipping/bookings/{id}")).await;
+        assert!(status.is_success(), "{status}: {body}");
+        if body["booking"]["state"] == wanted {
+            return body["booking"].clone();
+        }
+        assert!(Instant::now() < deadline, "never became {wanted}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_are_tokenized_and_the_number_is_kept_nowhere() {
+    let logs = capture_logs();
+    let stall = Stall::start(10).await;
+    let client = &stall.client;
+    let card = json!({ "card": { "pan": PAN, "expiry_month": 12, "expiry_year": 2031,
+                                 "security_code": "123", "cardholder": "A SHOPPER" } });
+    let (status, first) = client
+        .post("/v1/payments/tokenize", &card.to_string())
+        .await;
+    assert!(status.is_success(), "{status}: {first}");
+    let token = first["token"]["token"].as_str().expect("token").to_string();
+    assert_eq!(token.len(), PAN.len());
+    assert!(token.ends_with("1111") && token != PAN);
+    assert_eq!(first["token"]["brand"], "visa");
+    let (_, again) = client
+        .post("/v1/payments/tokenize", &card.to_string())
+        .await;
+    assert_eq!(
+        again["token"]["token"], first["token"]["token"],
+        "deterministic"
+    );
+
+    // Bad input: each a 4xx that says what is wrong, none repeating the number.
+    for (body, expected_status, field) in [
+        (
+            json!({ "card": { "pan": "4111111111111112", "expiry_month": 12, "expiry_year": 2031 } }),
+            422,
+            "Luhn",
+        ),
+        (
+            json!({ "card": { "pan": PAN, "expiry_month": 13, "expiry_year": 2031 } }),
+            422,
+            "expiry-month",
+        ),
+        (
+            json!({ "card": { "pan": PAN, "expiry_month": 1, "expiry_year": 2020 } }),
+            422,
+            "expired",
+        ),
+        (
+            json!({ "card": { "pan": PAN, "expiry_month": 1, "expiry_year": 2031, "security_code": "12" } }),
+            422,
+            "security-code",
+        ),
+        (
+            json!({ "card": { "pan": PAN, "expiry_month": "twelve", "expiry_year": 2031 } }),
+            400,
+            "card.expiry-month",
+        ),
+        (
+            json!({ "card": { "expiry_month": 12, "expiry_year": 2031 } }),
+            400,
+            "pan",
+        ),
+        (
+            json!({ "card": { "pan": PAN, "expiry_month": 12, "expiry_year": 2031 }, "tip": 1 }),
+            400,
+            "tip",
+        ),
+    ] {
+        let (status, answer) = client
+            .post("/v1/payments/tokenize", &body.to_string())
+            .await;
+        assert_eq!(status.as_u16(), expected_status, "{body}: {answer}");
+        let text = answer.to_string();
+        assert!(text.contains(field), "{field} in {text}");
+        assert!(
+            !text.contains(PAN),
+            "the error repeats the card number: {text}"
+        );
+    }
+    let huge = format!("{{\"card\": {{\"pan\": \"{}\"}}}}", "4".repeat(400_000));
+    let (status, _) = client.post("/v1/payments/tokenize", &huge).await;
+    assert_eq!(status.as_u16(), 413);
+
+    // Offline approval under the limits, declined over them.
+    let payment = |reference: &str, minor: i64| {
+        json!({ "payment": { "token": token, "reference": reference,
+                             "amount": { "minor_units": minor, "currency": "EUR" }, "taken_at": 0 } })
+        .to_string()
+    };
+    let (status, decision) = client
+        .post("/v1/payments/authorize-offline", &payment("S-1", 2_500))
+        .await;
+    assert!(status.is_success(), "{decision}");
+    assert!(decision["decision"]["approved"].is_string(), "{decision}");
+    let (_, decision) = client
+        .post("/v1/payments/authorize-offline", &payment("S-2", 9_000))
+        .await;
+    assert!(
+        decision["decision"]["online-only"].is_string(),
+        "{decision}"
+    );
+    let (status, decision) = client
+        .post(
+            "/v1/payments/authorize-offline",
+            &json!({ "payment": { "token": PAN, "reference": "S-3",
+            "amount": { "minor_units": 100, "currency": "EUR" }, "taken_at": 0 } })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(
+        status.as_u16(),
+        422,
+        "a card number is not a token: {decision}"
+    );
+
+    let database = stall.shared.node.store().path().to_path_buf();
+    // Every write above was committed durably; read the file as it is on disk.
+    let bytes = std::fs::read(&database).expect("database file");
+    stall.stop().await;
+    let found_in_db = bytes.windows(PAN.len()).any(|w| w == PAN.as_bytes());
+    assert!(!found_in_db, "the card number is in the database file");
+    let logged = logs.0.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(!logged.is_empty(), "logs were captured");
+    let logged = String::from_utf8_lossy(&logged);
+    assert!(
+        logged.contains("tokenized a Visa card"),
+        "the plugin's log line is there"
+    );
+    assert!(!logged.contains(PAN), "the card number is in the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_made_offline_are_delivered_once_when_the_courier_returns() {
+    let stall = Stall::start(10).await;
+    let client = &stall.client;
+    stall.courier.set(Behaviour::Down).await.expect("down");
+    let (status, body) = client
+        .post(
+            "/v1/shipping/bookings",
+            &shipment("ORDER-1", "YO1 6HT").to_string(),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(body["booking"]["state"], "queued");
+    // Booking the same reference again does not queue it twice.
+    let (_, again) = client
+        .post(
+            "/v1/shipping/bookings",
+            &shipment("ORDER-1", "YO1 6HT").to_string(),
+        )
+        .await;
+    assert_eq!(
+        again["booking"]["booking_id"],
+        body["booking"]["booking_id"]
+    );
+    let (_, outbox) = client.get("/v1/outbox?state=pending").await;
+    assert_eq!(
+        outbox["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{outbox}"
+    );
+
+    // The courier comes back failing, then well: retried until delivered.
+    stall
+        .courier
+        .set(Behaviour::Failing(503))
+        .await
+        .expect("failing");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stall.courier.set(Behaviour::Up).await.expect("up");
+    let booking = booking_state(client, "bk-ORDER-1", "confirmed").await;
+    assert_eq!(booking["labels"].as_array().map(Vec::len), Some(1));
+    let shipments = stall.courier.shipments();
+    assert_eq!(shipments.len(), 1, "the courier booked it once");
+    assert!(
+        shipments[0]
+            .bodies_seen
+            .iter()
+            .all(|b| *b == shipments[0].request),
+        "every attempt carried the same payload"
+    );
+    let (status, tracking) = client
+        .get(&format!(
+            "/v1/shipping/tracking/{}",
+            booking["tracking_numbers"][0].as_str().expect("number")
+        ))
+        .await;
+    assert!(status.is_success(), "{tracking}");
+    assert_eq!(tracking["tracking"]["status"], "pre-transit");
+
+    // A booking the courier refuses goes dead; the operator sees why.
+    stall.courier.set(Behaviour::Down).await.expect("down");
+    let (_, refused) = client
+        .post(
+            "/v1/shipping/bookings",
+            &shipment("ORDER-2", "REFUSE").to_string(),
+        )
+        .await;
+    assert_eq!(refused["booking"]["state"], "queued");
+    stall.courier.set(Behaviour::Up).await.expect("up");
+    let rejected = booking_state(client, "bk-ORDER-2", "rejected").await;
+    let detail = rejected["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("do not deliver"), "{detail}");
+    let (_, dead) = client.get("/v1/outbox?state=dead").await;
+    let id = dead["entries"][0]["id"].as_u64().expect("a dead entry");
+    let (status, shown) = client.get(&format!("/v1/outbox/{id}")).await;
+    assert!(status.is_success());
+    assert!(
+        shown["payload"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("REFUSE")
+    );
+    let (status, dropped) = client
+        .send(
+            hyper::Method::DELETE,
+            &format!("/v1/outbox/{id}"),
+            "",
+            Some(&client.token.clone()),
+        )
+        .await;
+    assert!(status.is_success(), "{dropped}");
+    assert_eq!(dropped["entry"]["state"], "dropped");
+    stall.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_flooding_the_outbox_is_refused_and_the_node_carries_on() {
+    let stall = Stall::start(3).await;
+    let client = &stall.client;
+    stall.courier.set(Behaviour::Down).await.expect("down");
+    for n in 0..3 {
+        let (status, body) = client
+            .post(
+                "/v1/shipping/bookings",
+                &shipment(&format!("F-{n}"), "YO1 6HT").to_string(),
+            )
+            .await;
+        assert_eq!(body["booking"]["state"], "queued", "{status}: {body}");
+    }
+    let (status, body) = client
+        .post(
+            "/v1/shipping/bookings",
+            &shipment("F-3", "YO1 6HT").to_string(),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert!(body.to_string().contains("undelivered"), "{body}");
+    // Other plugins are untouched.
+    let (status, _) = client
+        .post(
+            "/v1/payments/tokenize",
+            &json!({ "card": { "pan": PAN, "expiry_month": 12, "expiry_year": 2031 } }).to_string(),
+        )
+        .await;
+    assert!(status.is_success());
+    stall.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_reaching_past_their_grants_are_denied() {
+    let stall = Stall::start(10).await;
+    let node = &stall.shared.node;
+    // A courier adapter whose allow-list does not hold the courier it calls
+    // (it calls its default, 127.0.0.1:7280): every request is denied by the
+    // node before a connection is made, and the plugin says so.
+    let package = PackageCopy::new(artifacts::COURIER, |manifest| {
+        manifest
+            .replace("outpost/courier", "test/outside-courier")
+            .replace("http://127.0.0.1:7280", "http://127.0.0.1:9")
+    });
+    // Its health check runs at install, gets the node's denial, and the
+    // node refuses to activate a plugin that reports itself failing.
+    let refusal = node
+        .install(package.path())
+        .expect_err("refused")
+        .to_string();
+    assert!(refusal.contains("not in the http grant"), "{refusal}");
+    assert!(
+        node.loaded(&outpost::manifest::PluginId::parse("test/outside-courier").expect("id"))
+            .is_none()
+    );
+
+    // The tokenizer repackaged to grant a different key name: the keystore
+    // denies the one it asks for, and install is refused the same way.
+    let package = PackageCopy::new(artifacts::CARD_TOKENIZER, |manifest| {
+        manifest
+            .replace("outpost/card-tokenizer", "test/wrong-key-tokenizer")
+            .replace("keystore = [\"card-token\"]", "keystore = [\"other-key\"]")
+    });
+    let refusal = node
+        .install(package.path())
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        refusal.contains("key \"card-token\" is not granted"),
+        "{refusal}"
+    );
+
+    // The installed plugins were not disturbed.
+    let (status, _) = stall
+        .client
+        .post(
+            "/v1/payments/tokenize",
+            &json!({ "card": { "pan": PAN, "expiry_month": 12, "expiry_year": 2031 } }).to_string(),
+        )
+        .await;
+    assert!(status.is_success());
+    stall.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecasts_through_the_node_match_the_reference_values() {
+    let stall = Stall::start(10).await;
+    let reference: Value =
+        serde_json::from_str(include_str!("../reference/forecasts.json")).expect("reference");
+    for case in reference["cases"].as_array().expect("cases") {
+        let observations: Vec<Value> = case["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .enumerate()
+            .map(
+                |(day, value)| json!({ "at": 1_700_006_400 + day as i64 * 86_400, "value": value }),
+            )
+            .collect();
+        let request = json!({ "request": {
+            "history": { "item": case["name"], "unit": "units", "interval": "day",
+                         "observations": observations },
+            "horizon": case["horizon"], "coverage": 0.8 } });
+        let (status, body) = stall
+            .client
+            .post("/v1/forecasts", &request.to_string())
+            .await;
+        assert!(status.is_success(), "{body}");
+        let points = body["forecast"]["points"].as_array().expect("points");
+        for (point, expected) in points
+            .iter()
+            .zip(case["expected"].as_array().expect("expected"))
+        {
+            let got = point["expected"].as_f64().expect("number");
+            let want = expected.as_f64().expect("number");
+            assert!(
+                (got - want).abs() < 1e-6,
+                "{}: {got} vs {want}",
+                case["name"]
+            );
+            assert!(point["lower"].as_f64() <= Some(got) && point["upper"].as_f64() >= Some(got));
+        }
+    }
+    let (status, body) = stall
+        .client
+        .post("/v1/forecasts", r#"{"request": {"history": {"item": "x", "unit": "u", "interval": "fortnight", "observations": []}, "horizon": 1, "coverage": 0.8}}"#)
+        .await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(body.to_string().contains("interval"), "{body}");
+    stall.stop().await;
+}
