@@ -12,7 +12,8 @@
 //! Results come back in the same shapes; `list<u8>` as a string when it is
 //! UTF-8 text, else as `"hex:..."`.
 
-use crate::call::{CallError, CallErrorDetail, CallFailure, PluginFailure};
+use crate::bindings::types::PluginError;
+use crate::call::CallError;
 use crate::node::Node;
 use crate::plugins::LoadedPlugin;
 use serde_json::{Map, Value, json};
@@ -218,7 +219,7 @@ pub fn call(
     name: &str,
     args: &[Value],
 ) -> Result<Value, DynamicCallError> {
-    let results = call_values(node, plugin, name, args)?;
+    let results = call_values(node, plugin, name, args, false)?;
     Ok(match results.as_slice() {
         [] => Value::Null,
         [one] => from_val(one),
@@ -227,55 +228,52 @@ pub fn call(
 }
 
 /// Like [`call`], for a function returning `result<T, plugin-error>`: the
-/// plugin's error becomes a `CallFailure::Plugin` in the `CallError`, and the
-/// value comes back as JSON with snake_case field names, as the local API
-/// speaks.
+/// plugin's error goes through the invoker like a typed call's (counted,
+/// logged, a `CallFailure::Plugin` with its call id), and the value comes
+/// back as JSON with snake_case field names, as the local API speaks.
 pub fn call_for_api(
     node: &Node,
     plugin: &LoadedPlugin,
     name: &str,
     args: &[Value],
 ) -> Result<Value, DynamicCallError> {
-    let results = call_values(node, plugin, name, args)?;
-    let Some(result) = results.into_iter().next() else {
-        return Ok(Value::Null);
-    };
-    match result {
-        Val::Result(Ok(value)) => Ok(value.map_or(Value::Null, |v| to_json(&v, true))),
-        Val::Result(Err(Some(error))) => {
-            let failure = match *error {
-                Val::Variant(case, Some(payload)) => {
-                    let text = match *payload {
-                        Val::String(text) => text,
-                        other => from_val(&other).to_string(),
-                    };
-                    match case.as_str() {
-                        "invalid-input" => PluginFailure::InvalidInput(text),
-                        "unavailable" => PluginFailure::Unavailable(text),
-                        "denied" => PluginFailure::Denied(text),
-                        _ => PluginFailure::Internal(text),
-                    }
-                }
-                other => PluginFailure::Internal(from_val(&other).to_string()),
-            };
-            let function = find(node, plugin, name)?.0.qualified();
-            Err(DynamicCallError::Call(CallError::new(CallErrorDetail {
-                plugin: plugin.id().clone(),
-                version: plugin.version.clone(),
-                function: function.into(),
-                call_id: 0,
-                failure: CallFailure::Plugin(failure),
-            })))
-        }
-        other => Ok(to_json(&other, true)),
-    }
+    let results = call_values(node, plugin, name, args, true)?;
+    Ok(match results.into_iter().next() {
+        None => Value::Null,
+        Some(Val::Result(Ok(value))) => value.map_or(Value::Null, |v| to_json(&v, true)),
+        Some(other) => to_json(&other, true),
+    })
 }
 
+/// The `plugin-error` in `results`, if the call returned one.
+fn plugin_error(results: &[Val]) -> Option<PluginError> {
+    let [Val::Result(Err(Some(error)))] = results else {
+        return None;
+    };
+    let Val::Variant(case, Some(payload)) = &**error else {
+        return None;
+    };
+    let Val::String(text) = &**payload else {
+        return None;
+    };
+    let text = text.clone();
+    Some(match case.as_str() {
+        "invalid-input" => PluginError::InvalidInput(text),
+        "unavailable" => PluginError::Unavailable(text),
+        "denied" => PluginError::Denied(text),
+        "internal" => PluginError::Internal(text),
+        _ => return None,
+    })
+}
+
+/// Makes the call. With `plugin_errors`, a returned `plugin-error` is
+/// handed to the invoker as the plugin's error instead of as a value.
 fn call_values(
     node: &Node,
     plugin: &LoadedPlugin,
     name: &str,
     args: &[Value],
+    plugin_errors: bool,
 ) -> Result<Vec<Val>, DynamicCallError> {
     let (function, ty, index) = find(node, plugin, name)?;
     let params: Vec<(String, Type)> = ty
@@ -314,7 +312,10 @@ fn call_values(
                 .ok_or_else(|| wasmtime::format_err!("the export vanished"))?;
             let mut results = vec![Val::Bool(false); result_count];
             func.call(&mut *store, &values, &mut results)?;
-            Ok(Ok(results))
+            match plugin_error(&results).filter(|_| plugin_errors) {
+                Some(error) => Ok(Err(error)),
+                None => Ok(Ok(results)),
+            }
         })?;
     Ok(results)
 }

@@ -147,12 +147,12 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_seconds() -> u64 {
+pub fn now_seconds() -> u64 {
     now_millis() / 1000
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_millis() -> u64 {
+pub fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -312,6 +312,8 @@ impl Node {
                 .config
                 .then(|| Arc::new(self.config.plugin_values(&id))),
             http_allowed: manifest.grants.http.clone().into(),
+            keystore_keys: manifest.grants.keystore.clone().into(),
+            outbox_grant: manifest.grants.outbox.clone().map(Arc::new),
             grants: manifest.grants.clone(),
             limits,
             id,

@@ -49,7 +49,7 @@ struct Stall {
     client: ApiClient,
     courier: VirtualCourier,
     shared: SharedNode,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -92,15 +92,15 @@ impl Stall {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let stopped = futures_shared(stopped);
-        let server_stop = stopped.clone();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut server_stop = stopped.clone();
+        let mut delivery_stop = stopped;
         let server = tokio::spawn({
             let node = shared.node.clone();
             let token = token.clone();
             async move {
                 let _ = api::serve(node, listener, token, async move {
-                    server_stop.notified().await;
+                    let _ = server_stop.wait_for(|stopped| *stopped).await;
                 })
                 .await;
             }
@@ -108,7 +108,9 @@ impl Stall {
         let delivery = tokio::spawn(outpost::outbox::delivery::run(
             shared.node.outbox().clone(),
             shared.node.config().outbox.clone(),
-            async move { stopped.notified().await },
+            async move {
+                let _ = delivery_stop.wait_for(|stopped| *stopped).await;
+            },
         ));
         Stall {
             client: ApiClient::new(base, token),
@@ -121,28 +123,12 @@ impl Stall {
 
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
     }
-}
-
-/// One stop signal, awaited by several tasks.
-fn futures_shared(stopped: tokio::sync::oneshot::Receiver<()>) -> Arc<tokio::sync::Notify> {
-    let notify = Arc::new(tokio::sync::Notify::new());
-    let waker = notify.clone();
-    tokio::spawn(async move {
-        let _ = stopped.await;
-        waker.notify_waiters();
-        // Late subscribers still see it.
-        loop {
-            waker.notify_one();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    notify
 }
 
 fn shipment(reference: &str, postal_code: &str) -> Value {

@@ -13,7 +13,7 @@ use wasmtime::component::{HasData, Linker};
 
 pub struct KeystoreState {
     plugin: PluginId,
-    granted: Vec<String>,
+    granted: Arc<[String]>,
     keystore: Arc<Keystore>,
 }
 
@@ -27,7 +27,7 @@ impl std::fmt::Debug for KeystoreState {
 }
 
 impl KeystoreState {
-    pub fn new(plugin: PluginId, granted: Vec<String>, keystore: Arc<Keystore>) -> Self {
+    pub fn new(plugin: PluginId, granted: Arc<[String]>, keystore: Arc<Keystore>) -> Self {
         KeystoreState {
             plugin,
             granted,
@@ -133,7 +133,7 @@ mod tests {
         keystore
             .provision(&plugin, "secret", None, false)
             .expect("add");
-        let mut state = KeystoreState::new(plugin, vec!["card-token".into()], keystore);
+        let mut state = KeystoreState::new(plugin, Arc::from(["card-token".to_string()]), keystore);
         assert!(matches!(
             state.hmac_sha256("secret".into(), b"x".to_vec()),
             Err(KeystoreError::Denied(_))

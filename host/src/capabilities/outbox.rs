@@ -16,7 +16,7 @@ use wasmtime::component::{HasData, Linker};
 
 pub struct OutboxState {
     plugin: PluginId,
-    grant: Option<OutboxGrant>,
+    grant: Option<Arc<OutboxGrant>>,
     outbox: Arc<Outbox>,
 }
 
@@ -30,7 +30,7 @@ impl std::fmt::Debug for OutboxState {
 }
 
 impl OutboxState {
-    pub fn new(plugin: PluginId, grant: Option<OutboxGrant>, outbox: Arc<Outbox>) -> Self {
+    pub fn new(plugin: PluginId, grant: Option<Arc<OutboxGrant>>, outbox: Arc<Outbox>) -> Self {
         OutboxState {
             plugin,
             grant,
@@ -40,7 +40,7 @@ impl OutboxState {
 
     fn grant(&self) -> Result<&OutboxGrant, OutboxError> {
         self.grant
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| OutboxError::Denied("this plugin has no outbox grant".into()))
     }
 }

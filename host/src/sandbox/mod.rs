@@ -22,7 +22,7 @@ use crate::capabilities::keystore::KeystoreState;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::log::LogState;
 use crate::capabilities::outbox::OutboxState;
-use crate::manifest::{Grants, Limits, Origin, PluginId};
+use crate::manifest::{Grants, Limits, Origin, OutboxGrant, PluginId};
 use crate::store::NodeStore;
 use output::OutputCapture;
 use redb::WriteTransaction;
@@ -50,8 +50,11 @@ pub struct SandboxSpec {
     pub assets_dir: Option<PathBuf>,
     /// The operator's values, if `config` is granted.
     pub config_values: Option<Arc<BTreeMap<String, String>>>,
-    /// The `http` grant, shared by every call instead of copied into each.
+    /// The `http`, `keystore` and `outbox` grants, shared by every call
+    /// instead of copied into each.
     pub http_allowed: Arc<[Origin]>,
+    pub keystore_keys: Arc<[String]>,
+    pub outbox_grant: Option<Arc<OutboxGrant>>,
 }
 
 /// The memory cap, enforced as the guest grows its memory.
@@ -221,12 +224,12 @@ impl CallState {
         let config = ConfigState::new(spec.config_values.clone().filter(|_| spec.grants.config));
         let keystore = KeystoreState::new(
             spec.id.clone(),
-            spec.grants.keystore.clone(),
+            spec.keystore_keys.clone(),
             setup.services.keystore.clone(),
         );
         let outbox = OutboxState::new(
             spec.id.clone(),
-            spec.grants.outbox.clone(),
+            spec.outbox_grant.clone(),
             setup.services.outbox.clone(),
         );
         let http = HttpState::new(

@@ -445,7 +445,7 @@ async fn offline_story(
                       "height_mm": 100, "description": "Sourdough hamper" }],
     });
     let mut quote_request = shipment.clone();
-    quote_request["ready_at"] = serde_json::json!(outpost_now());
+    quote_request["ready_at"] = serde_json::json!(outpost::install::now_seconds());
     quote_request["service_codes"] = serde_json::json!([]);
     let (status, body) = client
         .request(
@@ -546,12 +546,6 @@ async fn offline_story(
         forecast["method"].as_str().unwrap_or_default()
     );
     Ok(())
-}
-
-fn outpost_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn show_job(status: StatusCode, body: &Value) -> anyhow::Result<()> {
