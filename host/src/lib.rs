@@ -7,6 +7,7 @@ pub mod config;
 pub mod contract;
 pub mod dynamic;
 pub mod engine;
+pub mod events;
 pub mod install;
 pub mod keystore;
 pub mod manifest;

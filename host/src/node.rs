@@ -18,6 +18,7 @@ use crate::capabilities::http::HttpLimits;
 use crate::compile_cache::{CacheOutcome, CompileCache, CompileError};
 use crate::config::{ConfigError, NodeConfig};
 use crate::engine::{EngineError, EngineKind, Engines};
+use crate::events::CentreEvents;
 use crate::keystore::Keystore;
 use crate::manifest::{Grants, Limits, Manifest, PluginId};
 use crate::outbox::Outbox;
@@ -168,6 +169,7 @@ pub struct Node {
     pub(crate) invoker: Invoker,
     keystore: Arc<Keystore>,
     outbox: Arc<Outbox>,
+    events: Arc<CentreEvents>,
     started: Instant,
     /// Installs and removals run one at a time.
     pub(crate) changing: Mutex<()>,
@@ -217,6 +219,12 @@ impl Node {
         };
         let keystore = Arc::new(Keystore::new(store.clone(), &data_dir));
         let outbox = Arc::new(Outbox::new(store.clone()));
+        let events = Arc::new(CentreEvents::new(
+            outbox.clone(),
+            store.clone(),
+            config.centre.events_url.clone(),
+            config.policy.max_outbox_pending,
+        ));
         let services = Services {
             keystore: keystore.clone(),
             outbox: outbox.clone(),
@@ -238,6 +246,7 @@ impl Node {
             invoker,
             keystore,
             outbox,
+            events,
             started: Instant::now(),
             changing: Mutex::new(()),
         };
@@ -281,6 +290,11 @@ impl Node {
 
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
+    }
+
+    /// The node's own events for the centre.
+    pub fn events(&self) -> &Arc<CentreEvents> {
+        &self.events
     }
 
     pub fn invoker(&self) -> &Invoker {

@@ -9,6 +9,8 @@
 //! - [`Behaviour::Down`]: the port is closed, connections are refused;
 //! - [`Behaviour::Failing`]: every request gets the given 5xx;
 //! - [`Behaviour::Slow`]: every answer waits first;
+//! - [`Behaviour::AnswersLate`]: requests take effect at once, the answer
+//!   waits (a booking made whose confirmation a crash may lose);
 //! - [`Behaviour::Dropping`]: connections are accepted and closed unanswered.
 //!
 //! It deduplicates bookings by `Idempotency-Key` as a real courier API does:
@@ -36,6 +38,7 @@ pub enum Behaviour {
     Down,
     Failing(u16),
     Slow(Duration),
+    AnswersLate(Duration),
     Dropping,
 }
 
@@ -216,14 +219,18 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         }
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method, segments.as_slice()) {
+    let response = match (method, segments.as_slice()) {
         (Method::GET, ["v1", "health"]) => reply(StatusCode::OK, json!({ "status": "ok" })),
         (Method::POST, ["v1", "rates"]) => rates(&json),
         (Method::POST, ["v1", "shipments"]) => book(shared, key, json),
         (Method::GET, ["v1", "tracking", number]) => track(shared, number),
         (Method::DELETE, ["v1", "shipments", id]) => cancel(shared, id),
         _ => error(StatusCode::NOT_FOUND, "no such route"),
+    };
+    if let Behaviour::AnswersLate(wait) = behaviour {
+        tokio::time::sleep(wait).await;
     }
+    response
 }
 
 fn total_weight(json: &Value) -> u64 {

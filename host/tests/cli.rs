@@ -1,51 +1,10 @@
 //! The `outpost` binary, run as an operator would run it.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn outpost(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("OUTPOST_CONFIG")
-        .env_remove("OUTPOST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("outpost runs")
-}
-
-fn text(output: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn succeeds(data_dir: &Path, args: &[&str]) -> String {
-    let output = outpost(data_dir, args);
-    let (stdout, stderr) = text(&output);
-    assert!(
-        output.status.success(),
-        "outpost {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    stdout
-}
-
-fn fails(data_dir: &Path, args: &[&str]) -> String {
-    let output = outpost(data_dir, args);
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "outpost {args:?}:\n{stdout}\n{stderr}"
-    );
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    stderr
-}
+use common::{fails, free_port, http_get, start_node, succeeds, text};
+use std::io::Read;
+use std::process::Command;
 
 #[test]
 fn help_reads_like_a_manual() {
@@ -57,6 +16,11 @@ fn help_reads_like_a_manual() {
         "plugin",
         "call",
         "config",
+        "tokenize",
+        "book",
+        "forecast",
+        "outbox",
+        "keys",
         "--data-dir",
         "OUTPOST_DATA_DIR",
     ] {
@@ -242,48 +206,12 @@ fn config_shows_what_the_node_runs_with() {
     );
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-}
-
-fn http_get(address: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
 #[test]
 fn run_serves_until_terminated_and_holds_the_database() {
     let dir = tempfile::tempdir().expect("temp dir");
     let address = free_port();
-    let mut node = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["run", "--listen", &address.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("outpost run starts");
-    let started = Instant::now();
-    let health = loop {
-        if let Some(response) = http_get(address, "/v1/health") {
-            break response;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the node never answered"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut node = start_node(dir.path(), address, true);
+    let health = http_get(address, "/v1/health").expect("answers");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(dir.path().join("api-token").is_file());
 
@@ -293,11 +221,7 @@ fn run_serves_until_terminated_and_holds_the_database() {
     let unauthorised = http_get(address, "/v1/plugins").expect("answers");
     assert!(unauthorised.starts_with("HTTP/1.1 401"), "{unauthorised}");
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &node.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(terminated.success());
+    common::signal(&node, "-TERM");
     let status = node.wait().expect("the node exits");
     let mut log = String::new();
     if let Some(mut stderr) = node.stderr.take() {

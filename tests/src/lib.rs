@@ -2,6 +2,8 @@
 //! plugin packages built from `plugins/` (optionally with an edited
 //! manifest), the hostile test plugin's commands, and an HTTP client.
 
+pub mod centre;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};

@@ -6,6 +6,7 @@
 use outpost::api;
 use outpost::config::NodeConfig;
 use outpost::virtual_courier::{Behaviour, VirtualCourier};
+use outpost_e2e_tests::centre::VirtualCentre;
 use outpost_e2e_tests::{ApiClient, PackageCopy, SharedNode, TestNode, artifacts};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,7 @@ fn capture_logs() -> LogBuffer {
 struct Stall {
     client: ApiClient,
     courier: VirtualCourier,
+    centre: Option<VirtualCentre>,
     shared: SharedNode,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -58,14 +60,23 @@ impl Stall {
     /// at a virtual courier, `max_pending` outbox entries for it, and the
     /// delivery worker and API running.
     async fn start(max_pending: u32) -> Stall {
+        Stall::start_with(max_pending, None).await
+    }
+
+    /// Also sends the node's own events to `centre`.
+    async fn start_with(max_pending: u32, centre: Option<VirtualCentre>) -> Stall {
         let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
             .await
             .expect("courier starts");
         let origin = courier.url();
+        let events = centre
+            .as_ref()
+            .map(|centre| format!("[centre]\nevents-url = \"{}\"\n", centre.url()))
+            .unwrap_or_default();
         let mut config = NodeConfig::parse(
             &format!(
                 "[outbox]\ninitial-backoff-ms = 50\nmax-backoff-ms = 200\nmax-attempts = 50\n\
-                 [plugin-config.\"outpost/courier\"]\napi-url = \"{origin}\"\n"
+                 {events}[plugin-config.\"outpost/courier\"]\napi-url = \"{origin}\"\n"
             ),
             "test",
         )
@@ -115,6 +126,7 @@ impl Stall {
         Stall {
             client: ApiClient::new(base, token),
             courier,
+            centre,
             shared,
             stop: Some(stop),
             tasks: vec![server, delivery],
@@ -506,5 +518,90 @@ async fn forecasts_through_the_node_match_the_reference_values() {
         .await;
     assert_eq!(status.as_u16(), 400, "{body}");
     assert!(body.to_string().contains("interval"), "{body}");
+    stall.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_tells_the_centre_what_happened_once_it_can() {
+    let centre = VirtualCentre::start().await;
+    // The centre is having a bad moment: the first two deliveries fail.
+    centre.refuse_next(2);
+    let stall = Stall::start_with(10, Some(centre)).await;
+    let client = &stall.client;
+    let card = json!({ "card": { "pan": PAN, "expiry_month": 12, "expiry_year": 2031 } });
+    let (status, tokenized) = client
+        .post("/v1/payments/tokenize", &card.to_string())
+        .await;
+    assert!(status.is_success(), "{status}: {tokenized}");
+    let (status, booked) = client
+        .post(
+            "/v1/shipping/bookings",
+            &shipment("EVT-1", "YO1 7HH").to_string(),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {booked}");
+    // A refused request records no event.
+    let (status, _) = client
+        .post("/v1/payments/tokenize", &json!({ "card": {} }).to_string())
+        .await;
+    assert_eq!(status.as_u16(), 400);
+
+    let centre = stall.centre.as_ref().expect("centre");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let accepted = loop {
+        let requests = centre.requests();
+        // Two refused attempts, then each event once.
+        let mut keys: Vec<&str> = requests.iter().map(|(key, _)| key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.len() == 2 && requests.len() >= 4 {
+            break requests;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events not delivered: {requests:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut types = Vec::new();
+    let mut node_ids = Vec::new();
+    for (key, event) in &accepted {
+        assert_eq!(event["event_id"], key.as_str(), "the key is the event id");
+        assert!(
+            !event.to_string().contains(PAN),
+            "an event holds the PAN: {event}"
+        );
+        types.push(event["type"].as_str().unwrap_or_default().to_string());
+        node_ids.push(event["node_id"].clone());
+    }
+    types.sort();
+    types.dedup();
+    assert_eq!(types, ["payment.tokenized", "shipment.booked"]);
+    node_ids.dedup();
+    assert_eq!(node_ids.len(), 1, "one node id: {node_ids:?}");
+    let payment = accepted
+        .iter()
+        .find(|(_, e)| e["type"] == "payment.tokenized")
+        .map(|(_, e)| e["data"].clone())
+        .expect("payment event");
+    assert_eq!(payment["token"], tokenized["token"]["token"]);
+    assert_eq!(payment["last_four"], "1111");
+    let booking = accepted
+        .iter()
+        .find(|(_, e)| e["type"] == "shipment.booked")
+        .map(|(_, e)| e["data"].clone())
+        .expect("booking event");
+    assert_eq!(booking["booking_id"], booked["booking"]["booking_id"]);
+
+    // The operator sees them as the node's own entries, delivered.
+    let (_, outbox) = client.get("/v1/outbox?state=delivered").await;
+    let owners: Vec<&str> = outbox["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["owner"].as_str())
+        .filter(|owner| *owner == "node")
+        .collect();
+    assert_eq!(owners.len(), 2, "{outbox}");
     stall.stop().await;
 }

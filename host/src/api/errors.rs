@@ -34,6 +34,9 @@ pub enum ApiError {
     BadField { field: String, message: String },
     #[error("{0}")]
     BadQuery(String),
+    /// The request is fine but the thing it names is in the wrong state.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Print(#[from] PrintError),
     #[error("the node is shutting down")]
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, "invalid-json"),
             ApiError::BadField { .. } => (StatusCode::BAD_REQUEST, "invalid-field"),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
             ApiError::NoPlugin { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no-plugin"),
             ApiError::PluginUnavailable { .. } => {

@@ -172,9 +172,12 @@ pub async fn call(
     argument: Value,
 ) -> Result<Value, ApiError> {
     let plugin = pick(node, route.kind, plugin.as_deref())?;
-    let node = node.clone();
+    let plugin_id = plugin.id().to_string();
+    // Events name what a path-argument route acted on (the booking cancelled).
+    let subject = argument.as_str().map(str::to_string);
+    let caller = node.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        dynamic::call_for_api(&node, &plugin, route.function, &[argument])
+        dynamic::call_for_api(&caller, &plugin, route.function, &[argument])
     })
     .await
     .map_err(|_| ApiError::ShuttingDown)?;
@@ -199,5 +202,11 @@ pub async fn call(
     })?;
     let mut body = Map::new();
     body.insert(route.result.to_string(), value);
-    Ok(Value::Object(body))
+    let body = Value::Object(body);
+    if let Some((kind, data)) =
+        crate::events::for_call(route.function, &plugin_id, subject.as_deref(), &body)
+    {
+        node.events().record_async(kind, data).await;
+    }
+    Ok(body)
 }

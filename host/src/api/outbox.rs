@@ -124,6 +124,12 @@ pub async fn route(
             })
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no outbox entry {id}")))?;
+            if entry.state != DeliveryState::Pending {
+                return Err(ApiError::Conflict(format!(
+                    "outbox entry {id} is {}; only dead (or pending) entries can be retried",
+                    entry.state.name()
+                )));
+            }
             waker.wake();
             Ok(json_response(StatusCode::OK, &json!({ "entry": entry })))
         }

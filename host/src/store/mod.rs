@@ -373,6 +373,35 @@ impl NodeStore {
         txn.commit()?;
         Ok(())
     }
+
+    // ---- identity ---------------------------------------------------------
+
+    /// This node's id, for the centre: made from `random` the first time and
+    /// kept in the database, so it survives restarts and moves with a
+    /// restored backup.
+    pub fn node_id(&self, random: impl FnOnce() -> String) -> Result<String, StoreError> {
+        {
+            let txn = self.db.begin_read()?;
+            if let Some(id) = txn.open_table(META)?.get("node-id")? {
+                return Ok(id.value().to_string());
+            }
+        }
+        let txn = self.db.begin_write()?;
+        let id = {
+            let mut meta = txn.open_table(META)?;
+            let existing = meta.get("node-id")?.map(|v| v.value().to_string());
+            match existing {
+                Some(id) => id,
+                None => {
+                    let id = random();
+                    meta.insert("node-id", id.as_str())?;
+                    id
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(id)
+    }
 }
 
 #[cfg(test)]

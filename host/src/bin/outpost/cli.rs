@@ -20,9 +20,16 @@ runs with.";
 
 const AFTER_HELP: &str = "\
 Start here:
-  outpost demo                          a node on its defaults, printing to a virtual printer
+  outpost demo                          a node on its defaults: print, pay, ship, forecast
   outpost plugin add ./my-plugin --yes  install a plugin package
   outpost run                           serve the local API (127.0.0.1:7171)
+
+Trading by hand (through the running node, or the node opened here if none runs):
+  outpost tokenize card.json            a card number -> a token
+  outpost quote shipment.json           courier prices
+  outpost book booking.json --print     book a courier and print the label
+  outpost forecast --csv loaves.csv     tomorrow's demand from daily sales
+  outpost outbox list                   what waits for the network
 
 Environment:
   OUTPOST_DATA_DIR   the data directory (same as --data-dir)
@@ -122,6 +129,128 @@ pub enum Command {
         args: Vec<String>,
     },
 
+    /// Tokenize a card with the payment tokenizer
+    ///
+    /// Reads the card as JSON from FILE, or from standard input without FILE
+    /// or with `-`, so the card number stays out of shell history and the
+    /// process list. Either the card itself or the API body {"card": ...}
+    /// (docs/examples/card.json). Prints the brand, last four and the token.
+    #[command(after_help = "Example:\n  outpost tokenize < docs/examples/card.json")]
+    Tokenize {
+        #[command(flatten)]
+        input: TradeInput,
+    },
+
+    /// Ask the courier adapter for prices
+    ///
+    /// FILE holds a quote request (docs/examples/shipment.json): ship_from,
+    /// ship_to and parcels; ready_at (default: now) and service_codes
+    /// (default: all) may be left out.
+    Quote {
+        #[command(flatten)]
+        input: TradeInput,
+    },
+
+    /// Book a shipment with the courier adapter
+    ///
+    /// FILE holds a booking request: ship_from, ship_to and parcels (the same
+    /// file as for `outpost quote`, docs/examples/shipment.json), plus a
+    /// quote_id and the sender's reference, which --quote and --reference
+    /// supply or override. The reference makes booking idempotent: booking it
+    /// again returns the same booking, never a second shipment. When the
+    /// courier cannot be reached the booking is queued in the outbox and
+    /// delivered when it can be; `outpost booking ID` shows where it stands.
+    #[command(
+        after_help = "Example:\n  outpost quote shipment.json\n  outpost book shipment.json --quote <QUOTE> --reference ORDER-1042 --print"
+    )]
+    Book {
+        #[command(flatten)]
+        input: TradeInput,
+        /// The quote to book, from `outpost quote`
+        #[arg(long, value_name = "QUOTE")]
+        quote: Option<String>,
+        /// Your reference for the shipment (an order number), printed on the label
+        #[arg(long, value_name = "TEXT")]
+        reference: Option<String>,
+        /// Print the labels on the default label printer once confirmed
+        #[arg(long)]
+        print: bool,
+    },
+
+    /// Show where a booking stands; print its labels or cancel it
+    Booking {
+        /// The booking id `outpost book` printed
+        id: String,
+        /// Print its labels on the default label printer
+        #[arg(long, conflicts_with = "cancel")]
+        print: bool,
+        /// Cancel the booking with the courier
+        #[arg(long)]
+        cancel: bool,
+        /// Use this courier adapter instead of the default
+        #[arg(long, value_name = "PLUGIN")]
+        plugin: Option<String>,
+        /// Print the API's JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show a parcel's tracking events
+    Track {
+        /// The tracking number
+        number: String,
+        /// Use this courier adapter instead of the default
+        #[arg(long, value_name = "PLUGIN")]
+        plugin: Option<String>,
+        /// Print the API's JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Forecast demand with the forecaster
+    ///
+    /// Either FILE (or standard input) with a forecast request as JSON
+    /// (docs/examples/forecast.json), or --csv with daily sales, one
+    /// `date,quantity` line per day (2026-11-23,41); a header line is fine.
+    #[command(after_help = "Example:\n  outpost forecast --csv loaves.csv --horizon 3")]
+    Forecast {
+        #[command(flatten)]
+        input: TradeInput,
+        /// Daily sales as CSV instead of a JSON request
+        #[arg(long, value_name = "FILE", conflicts_with = "file")]
+        csv: Option<PathBuf>,
+        /// The item's name [default: the CSV file's name]
+        #[arg(long, requires = "csv")]
+        item: Option<String>,
+        /// The unit sales are counted in
+        #[arg(long, default_value = "units", requires = "csv")]
+        unit: String,
+        /// Days to forecast
+        #[arg(long, default_value_t = 7, requires = "csv")]
+        horizon: u32,
+        /// How much of the outcome the interval should cover, 0 to 1
+        #[arg(long, default_value_t = 0.8, requires = "csv")]
+        coverage: f64,
+    },
+
+    /// See what the outbox holds; retry or drop deliveries
+    ///
+    /// The outbox keeps what plugins (a queued courier booking) and the node
+    /// itself (events for the centre) must deliver when the network is back.
+    /// Entries that failed for good are `dead`: look at why, then retry or
+    /// drop them.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+
+    /// Provision, list and remove the secret keys plugins use
+    ///
+    /// A plugin never sees its keys: it asks the node to HMAC, seal or unseal
+    /// with a key by name, and only names its manifest lists. Keys are sealed
+    /// under <DATA_DIR>/node.key; back up both the database and node.key.
+    /// Managed with the node stopped, never over the API.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+
     /// Print the configuration the node runs with
     Config {
         /// Print the embedded defaults, with comments, instead
@@ -171,4 +300,76 @@ pub enum PluginCommand {
         #[arg(long)]
         purge: bool,
     },
+}
+
+/// A JSON input file and the plugin to send it to.
+#[derive(Debug, Args)]
+pub struct TradeInput {
+    /// The JSON input; standard input without it or with `-`
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Use this plugin instead of the default for its kind
+    #[arg(long, value_name = "PLUGIN")]
+    pub plugin: Option<String>,
+    /// Print the API's JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List entries, newest first, with counts per state
+    List {
+        /// Only entries in this state
+        #[arg(long, value_parser = ["pending", "delivered", "dead", "dropped"])]
+        state: Option<String>,
+        /// At most this many entries
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one entry: its payload, attempts and the last answer
+    Show {
+        id: u64,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a dead entry back in line, due now, with its attempts reset
+    Retry { id: u64 },
+    /// Give up on an entry: its payload is deleted, its key stays used
+    Drop { id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a random 256-bit key for a plugin, or import one
+    ///
+    /// Fleets that must make the same card tokens on every node import the
+    /// same key everywhere: FILE holds 64 hex digits (`-` for standard input).
+    #[command(after_help = "Example:\n  outpost keys add outpost/card-tokenizer card-token")]
+    Add {
+        /// The plugin id, vendor/name (it need not be installed yet)
+        plugin: String,
+        /// The key's name, as the plugin's manifest grants it
+        name: String,
+        /// Import the key from FILE instead of generating one
+        #[arg(long, value_name = "FILE")]
+        import: Option<PathBuf>,
+        /// Replace an existing key (every token made with the old one changes)
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List keys (names, origins and dates; never the key material)
+    List {
+        /// Only this plugin's keys
+        plugin: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a key; what it sealed can no longer be opened
+    Remove { plugin: String, name: String },
 }

@@ -1,6 +1,8 @@
 //! What each command does.
 
-use crate::cli::{Command, PluginCommand};
+use crate::cli::{Command, KeysCommand, OutboxCommand, PluginCommand, TradeInput};
+use crate::link::Link;
+use crate::trade::{self, ForecastInput, Input};
 use anyhow::{Context, bail};
 use outpost::api;
 use outpost::config::{DEFAULT_CONFIG_TOML, NodeConfig};
@@ -29,7 +31,96 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             args,
         } => call(data_dir, config, &plugin, function.as_deref(), &args),
         Command::Config { defaults } => show_config(data_dir, config, defaults),
+        Command::Tokenize { input } => {
+            trade::tokenize(&Link::open(data_dir, config)?, as_input(&input))
+        }
+        Command::Quote { input } => trade::quote(&Link::open(data_dir, config)?, as_input(&input)),
+        Command::Book {
+            input,
+            quote,
+            reference,
+            print,
+        } => trade::book(
+            &Link::open(data_dir, config)?,
+            as_input(&input),
+            quote,
+            reference,
+            print,
+        ),
+        Command::Booking {
+            id,
+            print,
+            cancel,
+            plugin,
+            json,
+        } => trade::booking(
+            &Link::open(data_dir, config)?,
+            &id,
+            plugin.as_deref(),
+            cancel,
+            print,
+            json,
+        ),
+        Command::Track {
+            number,
+            plugin,
+            json,
+        } => trade::track(
+            &Link::open(data_dir, config)?,
+            &number,
+            plugin.as_deref(),
+            json,
+        ),
+        Command::Forecast {
+            input,
+            csv,
+            item,
+            unit,
+            horizon,
+            coverage,
+        } => trade::forecast(
+            &Link::open(data_dir, config)?,
+            as_input(&input),
+            ForecastInput {
+                csv,
+                item,
+                unit,
+                horizon,
+                coverage,
+            },
+        ),
+        Command::Outbox(command) => {
+            let link = Link::open(data_dir, config)?;
+            match command {
+                OutboxCommand::List { state, limit, json } => {
+                    crate::outbox::list(&link, state.as_deref(), limit as usize, json)
+                }
+                OutboxCommand::Show { id, json } => crate::outbox::show(&link, id, json),
+                OutboxCommand::Retry { id } => crate::outbox::retry(&link, id),
+                OutboxCommand::Drop { id } => crate::outbox::drop(&link, id),
+            }
+        }
+        Command::Keys(KeysCommand::Add {
+            plugin,
+            name,
+            import,
+            replace,
+        }) => crate::keys::add(data_dir, config, &plugin, &name, import.as_deref(), replace),
+        Command::Keys(KeysCommand::List { plugin, json }) => {
+            crate::keys::list(data_dir, config, plugin.as_deref(), json)
+        }
+        Command::Keys(KeysCommand::Remove { plugin, name }) => {
+            crate::keys::remove(data_dir, config, &plugin, &name)
+        }
         Command::Demo { .. } => bail!("the demo is started by main"),
+    }
+}
+
+fn as_input(input: &TradeInput) -> Input<'_> {
+    Input {
+        file: input.file.as_deref(),
+        plugin: input.plugin.as_deref(),
+        json: input.json,
     }
 }
 
@@ -38,7 +129,7 @@ pub fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Node> {
     Node::open(options).with_context(|| format!("cannot open the node in {}", data_dir.display()))
 }
 
-fn plugin_id(text: &str) -> anyhow::Result<PluginId> {
+pub fn plugin_id(text: &str) -> anyhow::Result<PluginId> {
     PluginId::parse(text)
         .map_err(|why| anyhow::anyhow!("{why}; `outpost plugin list` shows the ids"))
 }
@@ -69,7 +160,7 @@ pub async fn shutdown_signal() {
     tracing::info!("stopping: finishing running requests");
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("outpost")

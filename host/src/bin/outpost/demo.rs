@@ -404,8 +404,10 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     println!("\nDone. The node's state stays in {}; try:", dir.display());
     let shown = dir.display();
     println!("   outpost --data-dir {shown} plugin list");
-    println!("   outpost --data-dir {shown} plugin info outpost/thermal-printer");
-    println!("   outpost --data-dir {shown} call outpost/thermal-printer lifecycle.health");
+    println!("   outpost --data-dir {shown} plugin info outpost/card-tokenizer");
+    println!("   outpost --data-dir {shown} tokenize docs/examples/card.json");
+    println!("   outpost --data-dir {shown} forecast docs/examples/forecast.json");
+    println!("   outpost --data-dir {shown} outbox list");
     Ok(())
 }
 

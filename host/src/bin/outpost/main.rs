@@ -3,6 +3,10 @@
 mod cli;
 mod commands;
 mod demo;
+mod keys;
+mod link;
+mod outbox;
+mod trade;
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -34,12 +38,30 @@ fn init_logging(filter: &str) {
         .init();
 }
 
+/// Rust ignores SIGPIPE, so a command piped into `head` would panic on its
+/// next line of output. A printing command should just stop, as `ls` does.
+/// `run` keeps ignoring it: a long-lived node must not die because a log
+/// reader went away.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists, to
+    // restore the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Run { .. }) {
+        quiet_on_closed_pipe();
+    }
     // The demo prints its own story; node logs would interleave with it.
+    // wasmtime-wasi-http warns on every refused connection; the plugin that
+    // made it reports the same event in its own words, with what it did next.
     let default_filter = match cli.command {
-        cli::Command::Run { .. } => "info",
-        _ => "warn",
+        cli::Command::Run { .. } => "info,wasmtime_wasi_http=error",
+        _ => "warn,wasmtime_wasi_http=error",
     };
     init_logging(cli.global.log.as_deref().unwrap_or(default_filter));
 

@@ -1,0 +1,158 @@
+//! How an operator's command reaches the node.
+//!
+//! A node that is running holds its database, so a second process cannot open
+//! it. Commands that do business (tokenize, book, the outbox view) therefore
+//! speak the local API: to the running node over loopback with its bearer
+//! token, or, when no node runs, to a node opened in this process through the
+//! very same router. Either way the command sees the same answers and the
+//! same errors, and there is one code path to test.
+
+use crate::commands::runtime;
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use outpost::api;
+use outpost::node::{Node, NodeError, NodeOptions};
+use outpost::store::StoreError;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// An answer from the API: its status and JSON body.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The body of a successful answer; otherwise the API's own message as
+    /// the error, which already says what is wrong and which field.
+    pub fn ok(self, what: &str) -> anyhow::Result<Value> {
+        if self.status.is_success() {
+            return Ok(self.body);
+        }
+        // The message already names the field when one is wrong.
+        let message = self.body["error"]["message"]
+            .as_str()
+            .unwrap_or("the node gave no reason");
+        bail!("{what} refused ({}): {message}", self.status)
+    }
+}
+
+pub enum Link {
+    /// A node runs and answers on `base`.
+    Running {
+        base: String,
+        listen: SocketAddr,
+        token: String,
+        client: Client<HttpConnector, Full<Bytes>>,
+        runtime: tokio::runtime::Runtime,
+    },
+    /// No node runs; this process opened it.
+    InProcess {
+        node: Arc<Node>,
+        runtime: tokio::runtime::Runtime,
+    },
+}
+
+impl Link {
+    pub fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Link> {
+        let options = NodeOptions::resolve(data_dir, config)?;
+        let api_config = options.config.api.clone();
+        match Node::open(options) {
+            Ok(node) => Ok(Link::InProcess {
+                node: Arc::new(node),
+                runtime: runtime()?,
+            }),
+            Err(NodeError::Store(StoreError::InUse { .. })) => {
+                let token = api::read_token(&api_config, data_dir).context(
+                    "a node is running on this data directory, but its API token cannot be read",
+                )?;
+                let listen = api_config.listen;
+                if listen.port() == 0 {
+                    bail!(
+                        "a node is running on this data directory, but api.listen is {listen} \
+                         (any free port), so there is no knowing where its API is; give \
+                         api.listen a fixed port in outpost.toml, or stop the node"
+                    );
+                }
+                Ok(Link::Running {
+                    base: format!("http://{listen}"),
+                    listen,
+                    token,
+                    client: Client::builder(TokioExecutor::new()).build_http(),
+                    runtime: runtime()?,
+                })
+            }
+            Err(error) => Err(error)
+                .with_context(|| format!("cannot open the node in {}", data_dir.display())),
+        }
+    }
+
+    /// Whether a separate node process answers (and so runs the outbox's
+    /// delivery worker).
+    pub fn is_running(&self) -> bool {
+        matches!(self, Link::Running { .. })
+    }
+
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Reply> {
+        let bytes = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body)?),
+            None => Bytes::new(),
+        };
+        let builder = Request::builder()
+            .method(method)
+            .header("content-type", "application/json");
+        match self {
+            Link::Running {
+                base,
+                listen,
+                token,
+                client,
+                runtime,
+            } => {
+                let request = builder
+                    .uri(format!("{base}{path}"))
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Full::new(bytes))?;
+                runtime.block_on(async {
+                    let response = client.request(request).await.with_context(|| {
+                        format!(
+                            "a node is running on this data directory but does not answer on \
+                             {listen} (api.listen); if it was started with --listen, set \
+                             api.listen in outpost.toml instead"
+                        )
+                    })?;
+                    let status = response.status();
+                    let bytes = response.into_body().collect().await?.to_bytes();
+                    Ok(Reply {
+                        status,
+                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    })
+                })
+            }
+            Link::InProcess { node, runtime } => {
+                let request = builder.uri(path).body(Full::new(bytes))?;
+                runtime.block_on(async {
+                    let response = api::handle_in_process(node.clone(), request).await;
+                    let status = response.status();
+                    let bytes = response.into_body().collect().await?.to_bytes();
+                    Ok(Reply {
+                        status,
+                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    })
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! What the node tells the centre: its own events (a card tokenized, a sale
+//! approved offline, a courier booked, a label printed), carried by the
+//! outbox so they survive a day without network and a `kill -9`.
+//!
+//! Each event is one JSON POST to `centre.events-url`:
+//!
+//! ```json
+//! {"event_id": "9f…", "type": "payment.tokenized", "node_id": "3c…",
+//!  "occurred_at_ms": 1795478000000, "data": {"brand": "visa", …}}
+//! ```
+//!
+//! `event_id` is also the message's `Idempotency-Key`, so the centre can drop
+//! a repeat after a crash mid-delivery. Events carry what the centre needs to
+//! reconcile and nothing more: a payment event has the token, brand and last
+//! four digits, never the card number (the node never had it past the
+//! tokenizer call). Recording an event never fails the operation it
+//! describes: a full or broken queue is logged and the sale goes on.
+
+use crate::outbox::{NODE_OWNER, Outbox};
+use crate::store::{NewMessage, NodeStore, OutboxMethod};
+use serde_json::{Value, json};
+use std::sync::{Arc, OnceLock};
+
+/// The node's own events, or nothing when no centre is configured.
+pub struct CentreEvents {
+    outbox: Arc<Outbox>,
+    store: Arc<NodeStore>,
+    url: Option<String>,
+    max_pending: u32,
+    node_id: OnceLock<String>,
+}
+
+impl std::fmt::Debug for CentreEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CentreEvents")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    if let Err(error) = getrandom::fill(&mut bytes) {
+        // Without randomness the id is still unique enough per node: the
+        // clock in nanoseconds and a counter.
+        tracing::warn!("no randomness for an event id ({error}); using the clock");
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&nanos.to_le_bytes());
+        bytes[8..].copy_from_slice(&count.to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
+impl CentreEvents {
+    pub fn new(
+        outbox: Arc<Outbox>,
+        store: Arc<NodeStore>,
+        url: Option<String>,
+        max_pending: u32,
+    ) -> CentreEvents {
+        CentreEvents {
+            outbox,
+            store,
+            url,
+            max_pending,
+            node_id: OnceLock::new(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.url.is_some()
+    }
+
+    fn node_id(&self) -> String {
+        if let Some(id) = self.node_id.get() {
+            return id.clone();
+        }
+        match self.store.node_id(random_hex) {
+            Ok(id) => self.node_id.get_or_init(|| id).clone(),
+            Err(error) => {
+                tracing::warn!("cannot read this node's id: {error}");
+                "unknown".to_string()
+            }
+        }
+    }
+
+    /// Queues one event durably; returns its id, or `None` when no centre is
+    /// configured or it could not be queued (logged). Blocks on the commit:
+    /// call it off async tasks.
+    pub fn record(&self, kind: &str, data: Value) -> Option<String> {
+        let url = self.url.as_ref()?;
+        let event_id = random_hex();
+        let payload = json!({
+            "event_id": event_id,
+            "type": kind,
+            "node_id": self.node_id(),
+            "occurred_at_ms": crate::install::now_millis(),
+            "data": data,
+        });
+        let message = NewMessage {
+            owner: NODE_OWNER.to_string(),
+            destination: url.clone(),
+            method: OutboxMethod::Post,
+            content_type: "application/json".to_string(),
+            payload: payload.to_string().into_bytes(),
+            idempotency_key: event_id.clone(),
+            max_pending: self.max_pending,
+        };
+        match self.outbox.enqueue(message) {
+            Ok(_) => Some(event_id),
+            Err(error) => {
+                tracing::warn!(
+                    event = kind,
+                    "the {kind} event for the centre was not kept: {error}; check \
+                     `outpost outbox list --state dead` and whether {url} is reachable"
+                );
+                None
+            }
+        }
+    }
+
+    /// [`record`](Self::record) from async code, on the blocking pool.
+    pub async fn record_async(self: &Arc<Self>, kind: &'static str, data: Value) {
+        if !self.enabled() {
+            return;
+        }
+        let events = self.clone();
+        let _ = tokio::task::spawn_blocking(move || events.record(kind, data)).await;
+    }
+}
+
+/// The event for a successful plugin call through the API, if it is one the
+/// centre wants: `function` is the route's function, `subject` the id a path
+/// named (a booking id), `result` the answer.
+pub fn for_call(
+    function: &str,
+    plugin: &str,
+    subject: Option<&str>,
+    result: &Value,
+) -> Option<(&'static str, Value)> {
+    match function {
+        "tokenizer.tokenize" => {
+            let token = &result["token"];
+            Some((
+                "payment.tokenized",
+                json!({
+                    "plugin": plugin,
+                    "token": token["token"],
+                    "brand": token["brand"],
+                    "last_four": token["last_four"],
+                }),
+            ))
+        }
+        "tokenizer.authorize-offline" => Some((
+            "payment.authorized-offline",
+            json!({ "plugin": plugin, "decision": result["decision"] }),
+        )),
+        "courier.book" => {
+            let booking = &result["booking"];
+            Some((
+                "shipment.booked",
+                json!({
+                    "plugin": plugin,
+                    "booking_id": booking["booking_id"],
+                    "state": booking["state"],
+                    "carrier": booking["carrier"],
+                    "tracking_numbers": booking["tracking_numbers"],
+                }),
+            ))
+        }
+        "courier.cancel" => Some((
+            "shipment.cancelled",
+            json!({ "plugin": plugin, "booking_id": subject }),
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_events_carry_the_token_and_never_more_of_the_card() {
+        let result = json!({ "token": { "token": "1367520643311111", "brand": "visa",
+            "last_four": "1111", "expiry_month": 12, "expiry_year": 2030 } });
+        let (kind, data) = for_call(
+            "tokenizer.tokenize",
+            "outpost/card-tokenizer",
+            None,
+            &result,
+        )
+        .expect("an event");
+        assert_eq!(kind, "payment.tokenized");
+        assert_eq!(data["last_four"], "1111");
+        assert!(data.get("expiry_month").is_none());
+        assert!(for_call("forecasting.forecast", "x/y", None, &json!({})).is_none());
+    }
+
+    #[test]
+    fn events_are_queued_once_each_with_their_id_as_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(NodeStore::open(&dir.path().join("node.redb")).expect("store"));
+        let outbox = Arc::new(Outbox::new(store.clone()));
+        let off = CentreEvents::new(outbox.clone(), store.clone(), None, 10);
+        assert_eq!(off.record("label.printed", json!({})), None);
+
+        let events = CentreEvents::new(
+            outbox,
+            store.clone(),
+            Some("http://127.0.0.1:9/v1/events".into()),
+            2,
+        );
+        let first = events
+            .record("label.printed", json!({"bytes": 10}))
+            .expect("kept");
+        let second = events
+            .record("label.printed", json!({"bytes": 10}))
+            .expect("kept");
+        assert_ne!(first, second);
+        // Past the node's quota the event is dropped, and says so; the
+        // caller's operation is not affected.
+        assert_eq!(events.record("label.printed", json!({})), None);
+        let entries = store.outbox_list(None, 10).expect("list");
+        assert_eq!(entries.len(), 2);
+        for entry in &entries {
+            assert_eq!(entry.owner, NODE_OWNER);
+            let payload = store
+                .outbox_payload(entry.id)
+                .expect("read")
+                .expect("payload");
+            let payload: Value = serde_json::from_slice(&payload).expect("json");
+            assert_eq!(payload["event_id"], entry.idempotency_key.as_str());
+            assert_eq!(payload["type"], "label.printed");
+            assert_eq!(payload["node_id"].as_str().map(str::len), Some(32));
+        }
+        // The node id is stable.
+        assert_eq!(
+            store.node_id(|| "other".into()).expect("id"),
+            events.node_id()
+        );
+    }
+}
