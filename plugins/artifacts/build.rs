@@ -188,6 +188,10 @@ fn build(workspace: &Path, target_dir: &Path, plugins: &[Plugin]) {
             .arg("--manifest-path")
             .arg(workspace.join("Cargo.toml"))
             .args(["-p", &plugin.name]);
+        // WebAssembly SIMD: wasmtime compiles it on x86-64 and aarch64 alike,
+        // and without it LLVM cannot vectorise the forecaster's interleaved
+        // grid search, which then runs about 2x native instead of 1.3-1.5x.
+        command.args(["--", "-C", "target-feature=+simd128"]);
         // What the outer build was told applies to the host, not to the
         // guests: its rustflags, its clippy wrapper, its target and its
         // target folder.

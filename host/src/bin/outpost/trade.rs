@@ -376,7 +376,7 @@ pub fn forecast(link: &Link, input: Input, from: ForecastInput) -> anyhow::Resul
 fn read_sales_csv(path: &Path) -> anyhow::Result<Vec<Value>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read sales from {}", path.display()))?;
-    let mut observations = Vec::new();
+    let mut days = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -398,11 +398,40 @@ fn read_sales_csv(path: &Path) -> anyhow::Result<Vec<Value>> {
             .ok()
             .filter(|q: &f64| q.is_finite())
             .with_context(|| format!("{}: {quantity:?} is not a number", where_()))?;
-        observations.push(json!({ "at": day * 86_400, "value": quantity }));
+        days.push((day, quantity, index + 1));
     }
-    if observations.is_empty() {
+    if days.is_empty() {
         bail!(
             "{} holds no sales; write one `date,quantity` line per day",
+            path.display()
+        );
+    }
+    days.sort_by_key(|&(day, _, _)| day);
+    let mut observations = Vec::with_capacity(days.len());
+    let mut filled = 0;
+    for pair in days.windows(2) {
+        let ((day, quantity, _), (next, _, line)) = (pair[0], pair[1]);
+        if next == day {
+            bail!(
+                "{} line {line}: {} appears twice; write one line per day",
+                path.display(),
+                utc(day * 86_400).get(..10).unwrap_or_default()
+            );
+        }
+        observations.push(json!({ "at": day * 86_400, "value": quantity }));
+        // A day missing from the file sold nothing: the forecaster wants
+        // every day, one apart.
+        for gap in day + 1..next {
+            observations.push(json!({ "at": gap * 86_400, "value": 0.0 }));
+            filled += 1;
+        }
+    }
+    if let Some(&(day, quantity, _)) = days.last() {
+        observations.push(json!({ "at": day * 86_400, "value": quantity }));
+    }
+    if filled > 0 {
+        eprintln!(
+            "note: {filled} day(s) missing from {} were counted as no sales",
             path.display()
         );
     }
@@ -500,5 +529,16 @@ mod tests {
             error.contains("line 2") && error.contains("many"),
             "{error}"
         );
+        // Out of order and with a gap: sorted, and the gap sold nothing.
+        std::fs::write(&path, "2026-11-04,7\n2026-11-01,40\n").expect("write");
+        let observations = read_sales_csv(&path).expect("parsed");
+        let values: Vec<f64> = observations
+            .iter()
+            .filter_map(|o| o["value"].as_f64())
+            .collect();
+        assert_eq!(values, [40.0, 0.0, 0.0, 7.0]);
+        std::fs::write(&path, "2026-11-01,4\n2026-11-01,5\n").expect("write");
+        let error = read_sales_csv(&path).expect_err("refused").to_string();
+        assert!(error.contains("2026-11-01 appears twice"), "{error}");
     }
 }
