@@ -605,3 +605,124 @@ async fn the_node_tells_the_centre_what_happened_once_it_can() {
     assert_eq!(owners.len(), 2, "{outbox}");
     stall.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_trading_route_refuses_bad_input_with_a_4xx_that_names_it() {
+    let stall = Stall::start(10).await;
+    let client = &stall.client;
+    let token = json!({ "card": { "pan": PAN, "expiry_month": 12, "expiry_year": 2031 } });
+    let (_, tokenized) = client
+        .post("/v1/payments/tokenize", &token.to_string())
+        .await;
+    let token = tokenized["token"]["token"].clone();
+    let quote = |request: Value| json!({ "request": request });
+    let address = json!({ "name": "Sam", "lines": ["1 Main Street"], "city": "York",
+                          "postal_code": "YO1 7HH", "country": "GB" });
+    let parcel = json!({ "weight_grams": 800, "length_mm": 200, "width_mm": 150,
+                         "height_mm": 80, "description": "Ceramics" });
+    let history = |horizon: Value, coverage: Value| {
+        json!({ "request": { "history": { "item": "loaves", "unit": "loaves", "interval": "day",
+            "observations": [{ "at": 0, "value": 3 }, { "at": 86400, "value": 4 }] },
+            "horizon": horizon, "coverage": coverage } })
+    };
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "/v1/payments/authorize-offline",
+            json!({ "payment": { "token": token, "reference": "S-9", "taken_at": 0,
+                                 "amount": { "minor_units": 100, "currency": "XYZ" } } }),
+            422,
+            "currency",
+        ),
+        (
+            "/v1/payments/authorize-offline",
+            json!({ "payment": { "token": token, "reference": "S-9", "taken_at": 0,
+                                 "amount": { "minor_units": "ten", "currency": "EUR" } } }),
+            400,
+            "payment.amount.minor-units",
+        ),
+        (
+            "/v1/shipping/quotes",
+            quote(
+                json!({ "ship_from": address, "ship_to": address, "ready_at": 0,
+                          "service_codes": [] }),
+            ),
+            400,
+            "parcels",
+        ),
+        (
+            "/v1/shipping/quotes",
+            quote(
+                json!({ "ship_from": address, "ship_to": address, "ready_at": 0,
+                          "service_codes": [],
+                          "parcels": [{ "weight_grams": "heavy", "length_mm": 1, "width_mm": 1,
+                                        "height_mm": 1, "description": "x" }] }),
+            ),
+            400,
+            "request.parcels[0].weight-grams",
+        ),
+        (
+            "/v1/shipping/bookings",
+            quote(
+                json!({ "quote_id": "nonsense", "reference": "B-1", "ship_from": address,
+                          "ship_to": address, "parcels": [parcel] }),
+            ),
+            422,
+            "quote-id",
+        ),
+        (
+            "/v1/shipping/bookings",
+            quote(
+                json!({ "reference": "B-1", "ship_from": address, "ship_to": address,
+                          "parcels": [parcel] }),
+            ),
+            400,
+            "quote-id",
+        ),
+        (
+            "/v1/forecasts",
+            history(json!(0), json!(0.8)),
+            422,
+            "horizon",
+        ),
+        (
+            "/v1/forecasts",
+            history(json!(3), json!("high")),
+            400,
+            "request.coverage",
+        ),
+        (
+            "/v1/forecasts",
+            json!({ "history": [] }),
+            400,
+            "request: missing",
+        ),
+    ];
+    for (route, body, expected, named) in cases {
+        let (status, answer) = client.post(route, &body.to_string()).await;
+        assert_eq!(status.as_u16(), expected, "{route} {body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(named),
+            "{route}: the message should name {named}: {answer}"
+        );
+    }
+    let huge = format!("{{\"request\": \"{}\"}}", "x".repeat(300_000));
+    for route in [
+        "/v1/payments/authorize-offline",
+        "/v1/shipping/quotes",
+        "/v1/shipping/bookings",
+        "/v1/forecasts",
+    ] {
+        let (status, answer) = client.post(route, &huge).await;
+        assert_eq!(status.as_u16(), 413, "{route}: {answer}");
+        let (status, answer) = client.post(route, "{\"request\": ").await;
+        assert_eq!(status.as_u16(), 400, "{route}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid-json", "{route}");
+    }
+    // After all that, the node still serves.
+    let (status, _) = client
+        .post("/v1/forecasts", &history(json!(2), json!(0.8)).to_string())
+        .await;
+    assert!(status.is_success());
+    stall.stop().await;
+}

@@ -73,6 +73,25 @@ const CURRENCY_DECIMALS: &[(&str, u32)] = &[
     ("XPF", 0),
 ];
 
+/// ISO 4217 codes in circulation (2026), sorted: what money can be counted
+/// in at a till. Fund codes (BOV, CHE, ...), metals and testing codes are
+/// left out.
+const CURRENCIES: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD",
+    "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD",
+    "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ",
+    "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
+    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR",
+    "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
+    "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN",
+    "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR",
+    "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL",
+    "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU",
+    "UZS", "VED", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR",
+    "ZMW", "ZWG", "ZWL",
+];
+
 impl Money {
     pub fn new(minor_units: i64, currency: &str) -> Self {
         Money {
@@ -89,9 +108,10 @@ impl Money {
             .map_or(2, |(_, decimals)| *decimals)
     }
 
-    /// Whether `currency` looks like an ISO 4217 code: three ASCII capitals.
+    /// Whether `currency` is an ISO 4217 code a sale can be in ("EUR", not
+    /// "eur", "XYZ", a fund code or a precious metal).
     pub fn has_valid_currency(&self) -> bool {
-        self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase())
+        CURRENCIES.binary_search(&self.currency.as_str()).is_ok()
     }
 
     /// The amount in major units without the currency: "12.34", "-0.05", "1200".
@@ -177,6 +197,20 @@ mod tests {
             "-92233720368547758.08"
         );
         assert_eq!(Money::new(7, "EUR").to_string(), "0.07 EUR");
+    }
+
+    #[test]
+    fn only_currencies_in_circulation_are_valid() {
+        assert!(
+            CURRENCIES.windows(2).all(|pair| pair[0] < pair[1]),
+            "sorted"
+        );
+        for code in ["EUR", "GBP", "JPY", "KWD", "XOF", "CHF"] {
+            assert!(Money::new(1, code).has_valid_currency(), "{code}");
+        }
+        for code in ["eur", "XYZ", "EU", "EURO", "XAU", "XTS", "CHE", ""] {
+            assert!(!Money::new(1, code).has_valid_currency(), "{code}");
+        }
     }
 
     #[test]
