@@ -125,6 +125,8 @@ impl CentreEvents {
     }
 
     /// [`record`](Self::record) from async code, on the blocking pool.
+    /// Callers check [`enabled`](Self::enabled) first, so that a node without
+    /// a centre does not build the event at all.
     pub async fn record_async(self: &Arc<Self>, kind: &'static str, data: Value) {
         if !self.enabled() {
             return;

@@ -172,9 +172,14 @@ pub async fn call(
     argument: Value,
 ) -> Result<Value, ApiError> {
     let plugin = pick(node, route.kind, plugin.as_deref())?;
-    let plugin_id = plugin.id().to_string();
-    // Events name what a path-argument route acted on (the booking cancelled).
-    let subject = argument.as_str().map(str::to_string);
+    // Events name the plugin and what a path-argument route acted on (the
+    // booking cancelled); without a centre there is nothing to keep.
+    let event_context = node.events().enabled().then(|| {
+        (
+            plugin.id().to_string(),
+            argument.as_str().map(str::to_string),
+        )
+    });
     let caller = node.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         dynamic::call_for_api(&caller, &plugin, route.function, &[argument])
@@ -203,8 +208,9 @@ pub async fn call(
     let mut body = Map::new();
     body.insert(route.result.to_string(), value);
     let body = Value::Object(body);
-    if let Some((kind, data)) =
-        crate::events::for_call(route.function, &plugin_id, subject.as_deref(), &body)
+    if let Some((plugin_id, subject)) = event_context
+        && let Some((kind, data)) =
+            crate::events::for_call(route.function, &plugin_id, subject.as_deref(), &body)
     {
         node.events().record_async(kind, data).await;
     }

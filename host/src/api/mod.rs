@@ -94,14 +94,19 @@ pub fn read_token(api: &ApiConfig, data_dir: &Path) -> Result<String, TokenError
     if let Some(token) = &api.token {
         return Ok(token.clone());
     }
-    let path = token_path(api, data_dir);
-    let text = std::fs::read_to_string(&path).map_err(|source| TokenError::Read {
-        path: path.clone(),
+    read_token_file(&token_path(api, data_dir))
+}
+
+fn read_token_file(path: &Path) -> Result<String, TokenError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+        path: path.to_path_buf(),
         source,
     })?;
     let token = text.trim().to_string();
     if token.is_empty() {
-        return Err(TokenError::Empty { path });
+        return Err(TokenError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(token)
 }
@@ -116,12 +121,7 @@ fn token_path(api: &ApiConfig, data_dir: &Path) -> PathBuf {
 
 fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
     if path.exists() {
-        let api = ApiConfig {
-            token_file: path.to_path_buf(),
-            token: None,
-            ..ApiConfig::default()
-        };
-        return read_token(&api, Path::new(""));
+        return read_token_file(path);
     }
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
@@ -451,12 +451,14 @@ impl Api {
         let job =
             printing::print(&self.node, driver.as_deref(), printer.as_deref(), document).await?;
         let body = json!({ "job": job });
-        let event = json!({
-            "driver": body["job"]["driver"],
-            "printer": body["job"]["printer"],
-            "bytes": body["job"]["bytes"],
-        });
-        self.node.events().record_async(kind, event).await;
+        if self.node.events().enabled() {
+            let event = json!({
+                "driver": body["job"]["driver"],
+                "printer": body["job"]["printer"],
+                "bytes": body["job"]["bytes"],
+            });
+            self.node.events().record_async(kind, event).await;
+        }
         Ok(json_response(StatusCode::OK, &body))
     }
 

@@ -6,13 +6,9 @@
 //! the node's local HTTP API with its bearer token.
 
 use crate::commands::{open, shutdown_signal};
+use crate::link::ApiClient;
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::{Method, StatusCode};
 use outpost::api;
 use outpost::printing::preview;
 use outpost::printing::virtual_printer::VirtualPrinter;
@@ -143,37 +139,6 @@ fn bakery_history() -> String {
     .to_string()
 }
 
-struct ApiClient {
-    base: String,
-    token: String,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl ApiClient {
-    async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&str>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default().to_string())))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .with_context(|| format!("cannot reach the local API for {path}"))?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, json))
-    }
-}
-
 fn step(number: u32, text: &str) {
     println!("\n{number}. {text}");
 }
@@ -287,11 +252,7 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     let server = tokio::spawn(api::serve(node.clone(), listener, token.clone(), async {
         let _ = stopped.await;
     }));
-    let client = ApiClient {
-        base: format!("http://{address}"),
-        token,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-    };
+    let client = ApiClient::new(format!("http://{address}"), token);
 
     step(
         2,

@@ -110,9 +110,7 @@ impl Link {
             Some(body) => Bytes::from(serde_json::to_vec(body)?),
             None => Bytes::new(),
         };
-        let builder = Request::builder()
-            .method(method)
-            .header("content-type", "application/json");
+        let builder = request_builder(method);
         match self {
             Link::Running {
                 base,
@@ -120,27 +118,17 @@ impl Link {
                 token,
                 client,
                 runtime,
-            } => {
-                let request = builder
-                    .uri(format!("{base}{path}"))
-                    .header("authorization", format!("Bearer {token}"))
-                    .body(Full::new(bytes))?;
-                runtime.block_on(async {
-                    let response = client.request(request).await.with_context(|| {
+            } => runtime.block_on(async {
+                send(client, base, token, builder, path, bytes)
+                    .await
+                    .with_context(|| {
                         format!(
-                            "a node is running on this data directory but does not answer on \
-                             {listen} (api.listen); if it was started with --listen, set \
-                             api.listen in outpost.toml instead"
+                            "a node is running on this data directory but does not answer \
+                                 on {listen} (api.listen); if it was started with --listen, set \
+                                 api.listen in outpost.toml instead"
                         )
-                    })?;
-                    let status = response.status();
-                    let bytes = response.into_body().collect().await?.to_bytes();
-                    Ok(Reply {
-                        status,
-                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                     })
-                })
-            }
+            }),
             Link::InProcess { node, runtime } => {
                 let request = builder.uri(path).body(Full::new(bytes))?;
                 runtime.block_on(async {
@@ -154,5 +142,70 @@ impl Link {
                 })
             }
         }
+    }
+}
+
+fn request_builder(method: Method) -> hyper::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .header("content-type", "application/json")
+}
+
+/// One request to a node's API over HTTP, with its bearer token.
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    base: &str,
+    token: &str,
+    builder: hyper::http::request::Builder,
+    path: &str,
+    body: Bytes,
+) -> anyhow::Result<Reply> {
+    let request = builder
+        .uri(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(body))?;
+    let response = client.request(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok(Reply {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    })
+}
+
+/// A client for a node served in this process (the demo's).
+pub struct ApiClient {
+    base: String,
+    token: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl ApiClient {
+    pub fn new(base: String, token: String) -> ApiClient {
+        ApiClient {
+            base,
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let body = Bytes::from(body.unwrap_or_default().to_string());
+        let reply = send(
+            &self.client,
+            &self.base,
+            &self.token,
+            request_builder(method),
+            path,
+            body,
+        )
+        .await
+        .with_context(|| format!("cannot reach the local API for {path}"))?;
+        Ok((reply.status, reply.body))
     }
 }
