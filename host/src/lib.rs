@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod package;
 pub mod plugins;
 pub mod printing;
+pub mod releases;
 pub mod sandbox;
 pub mod secret_file;
 pub mod store;

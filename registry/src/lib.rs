@@ -1,6 +1,26 @@
 //! The Outpost plugin registry: where vendors publish signed plugins and
 //! nodes fetch them, online or from a signed bundle on a USB stick.
 //!
-//! Not built yet: this crate holds the place in the workspace. Until it
-//! lands, nodes install plugins from package folders on local disk
-//! (`outpost plugin add`). See `README.md` here.
+//! - [`keys`]: ed25519 keys for every role, as files.
+//! - [`tuf`]: TUF metadata assembled from tough's schema and signed.
+//! - [`repository`]: the registry's repository over time (init, publish,
+//!   timestamp refresh, root rotation).
+//! - [`artifact`]: a plugin as a CNCF Wasm OCI artifact.
+//! - [`bundle`]: metadata and artifacts in one file, for nodes offline.
+//! - [`store`]: redb for metadata, content-addressed blobs through cap-std.
+//! - [`server`]: `outpost-registry serve`, OCI distribution plus `/tuf/`.
+//! - [`client`]: what a node uses to verify and fetch a release.
+//! - [`vendor`]: what a vendor uses to push and publish.
+
+pub mod artifact;
+pub mod bundle;
+pub mod client;
+pub mod keys;
+pub mod repository;
+pub mod server;
+pub mod store;
+pub mod tuf;
+pub mod vendor;
+
+/// The TUF library this crate builds on, for callers that name its types.
+pub use tough;

@@ -3,6 +3,7 @@
 //! manifest), the hostile test plugin's commands, and an HTTP client.
 
 pub mod centre;
+pub mod registry;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -10,6 +10,7 @@
 //! | `kv_usage`   | plugin id                 | (bytes used, key count)             |
 //! | `keys`       | (plugin id, key name)     | sealed key material (see `keys`)    |
 //! | `outbox*`    | entry id, key, due time   | queued deliveries (see `outbox`)    |
+//! | `trust`      | name                      | TUF root, registry, metadata seen (see `trust`) |
 //!
 //! Every write a caller is told succeeded has been committed durably. Opening
 //! never creates a database over an existing file: a file that is not an
@@ -18,6 +19,7 @@
 mod keys;
 mod kv;
 mod outbox;
+mod trust;
 
 pub use keys::StoredKey;
 pub(crate) use kv::KvWriter;
@@ -26,6 +28,7 @@ pub use outbox::{
     AttemptOutcome, DeliveryState, EnqueueError, Enqueued, MAX_RESPONSE_BYTES, NewMessage,
     OutboxEntry, OutboxMethod,
 };
+pub use trust::TrustSettings;
 
 use crate::manifest::{Grants, PluginId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -37,8 +40,9 @@ pub const DATABASE_FILE_NAME: &str = "outpost.redb";
 
 const FORMAT: &str = "outpost-node";
 /// Bump when a table's layout changes; a node refuses newer schemas and
-/// upgrades older ones in place (schema 2 added `keys` and the outbox).
-const SCHEMA: u32 = 2;
+/// upgrades older ones in place (schema 2 added `keys` and the outbox,
+/// schema 3 `trust`).
+const SCHEMA: u32 = 3;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
@@ -222,6 +226,7 @@ impl NodeStore {
             txn.open_table(KV_USAGE)?;
             keys::create_tables(&txn)?;
             outbox::create_tables(&txn)?;
+            trust::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())
@@ -234,6 +239,7 @@ impl NodeStore {
         {
             keys::create_tables(&txn)?;
             outbox::create_tables(&txn)?;
+            trust::create_tables(&txn)?;
             txn.open_table(META)?
                 .insert("schema", SCHEMA.to_string().as_str())?;
         }

@@ -251,6 +251,23 @@ pub enum Command {
     #[command(subcommand)]
     Keys(KeysCommand),
 
+    /// Provision the node with the central team's root of trust, and see
+    /// what it trusts
+    ///
+    /// A node installs from a registry or a bundle only what TUF metadata
+    /// signed under this root says; `outpost trust init` is done once per
+    /// node, with the root.json the central team hands out.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+
+    /// Carry signed plugins to nodes without a network
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+
+    /// For vendors: make a signing key, then package, sign and publish a plugin
+    #[command(subcommand)]
+    Vendor(VendorCommand),
+
     /// Print the configuration the node runs with
     Config {
         /// Print the embedded defaults, with comments, instead
@@ -274,6 +291,46 @@ pub enum PluginCommand {
         /// Approve the capabilities the plugin asks for without asking
         #[arg(short, long)]
         yes: bool,
+    },
+
+    /// Install or upgrade a signed plugin from a registry, an OCI registry or a bundle
+    ///
+    /// SOURCE is one of:
+    ///   vendor/name@VERSIONS   from the registry (--registry, or the one
+    ///                          `outpost trust init` set); VERSIONS is a
+    ///                          requirement such as ^1.2 or =1.2.3, newest if left out
+    ///   oci://host:port/repo:tag   the bytes from any OCI registry, trusted
+    ///                          only if the registry's signed metadata lists them
+    ///   ./file.bundle          a bundle from `outpost bundle export`, offline
+    ///
+    /// The node verifies the signed metadata from its root of trust (refusing
+    /// stale, rolled-back or under-signed metadata), downloads with resume,
+    /// checks every byte against the signed lengths and digests, shows what
+    /// the plugin asks for and installs once you agree. Needs the node stopped.
+    #[command(
+        after_help = "Examples:\n  outpost plugin install acme/zpl-printer@^1.2\n  outpost plugin install /media/usb/zpl-printer.bundle --yes"
+    )]
+    Install {
+        #[arg(value_name = "SOURCE")]
+        spec: String,
+        /// The registry URL, instead of the one set by `outpost trust init`
+        #[arg(long, env = "OUTPOST_REGISTRY")]
+        registry: Option<String>,
+        /// Approve the capabilities the plugin asks for without asking
+        #[arg(short, long)]
+        yes: bool,
+    },
+
+    /// List the signed releases a registry offers
+    Search {
+        /// Only plugins whose id contains this
+        query: Option<String>,
+        /// The registry URL, instead of the one set by `outpost trust init`
+        #[arg(long, env = "OUTPOST_REGISTRY")]
+        registry: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
     },
 
     /// List installed plugins and their status
@@ -372,4 +429,81 @@ pub enum KeysCommand {
     },
     /// Remove a key; what it sealed can no longer be opened
     Remove { plugin: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust ROOT (the central team's root.json) for everything installed from now on
+    Init {
+        root: PathBuf,
+        /// The registry to install from by default
+        #[arg(long, env = "OUTPOST_REGISTRY")]
+        registry: Option<String>,
+    },
+    /// Show the root of trust and the newest metadata accepted
+    Show,
+    /// Fetch and verify the registry's newest metadata now
+    Update {
+        /// The registry URL, instead of the one set by `outpost trust init`
+        #[arg(long, env = "OUTPOST_REGISTRY")]
+        registry: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Write releases and the metadata that signs them to one file
+    ///
+    /// Run on a connected machine with a node provisioned with the same root
+    /// (`outpost trust init`); everything is verified before it is written.
+    /// Carry the file to the offline node and `outpost plugin install FILE`.
+    #[command(
+        after_help = "Example:\n  outpost bundle export acme/zpl-printer@^1.2 -o /media/usb/zpl-printer.bundle"
+    )]
+    Export {
+        /// vendor/name@VERSIONS, one or more
+        #[arg(required = true, value_name = "PLUGIN")]
+        plugins: Vec<String>,
+        /// The bundle file to write
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The registry URL, instead of the one set by `outpost trust init`
+        #[arg(long, env = "OUTPOST_REGISTRY")]
+        registry: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VendorCommand {
+    /// Make a signing key: FILE (private, keep it secret) and FILE.pub.json
+    ///
+    /// Send FILE.pub.json to the central team; they delegate your namespace
+    /// to it. Every release you publish is signed with FILE.
+    Keygen { file: PathBuf },
+    /// Package, sign and publish the plugin in PACKAGE (a package folder)
+    ///
+    /// Pushes the component, plugin.toml and assets as an OCI artifact, then
+    /// signs your namespace's next release metadata with --key and sends it.
+    /// The plugin id's namespace must be the one your token and key are for;
+    /// a published version never changes.
+    #[command(
+        after_help = "Example:\n  outpost vendor publish package --registry http://registry:7272 --key acme.key"
+    )]
+    Publish {
+        /// The package folder: plugin.toml, the component, assets/
+        #[arg(default_value = ".")]
+        package: PathBuf,
+        /// The registry URL
+        #[arg(long, env = "OUTPOST_REGISTRY")]
+        registry: String,
+        /// Your private signing key; repeat if your namespace needs several
+        #[arg(long = "key", required = true, env = "OUTPOST_VENDOR_KEY")]
+        keys: Vec<PathBuf>,
+        /// Your registry token (better: the OUTPOST_REGISTRY_TOKEN variable)
+        #[arg(long, env = "OUTPOST_REGISTRY_TOKEN", hide_env_values = true)]
+        token: String,
+        /// How long the signed metadata stays valid: 8760h is a year
+        #[arg(long, default_value = "8760h")]
+        valid_for: jiff::SignedDuration,
+    },
 }

@@ -1,6 +1,9 @@
 //! What each command does.
 
-use crate::cli::{Command, KeysCommand, OutboxCommand, PluginCommand, TradeInput};
+use crate::cli::{
+    BundleCommand, Command, KeysCommand, OutboxCommand, PluginCommand, TradeInput, TrustCommand,
+    VendorCommand,
+};
 use crate::link::Link;
 use crate::trade::{self, ForecastInput, Input};
 use anyhow::{Context, bail};
@@ -19,6 +22,44 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
         Command::Run { listen } => run_node(data_dir, config, listen),
         Command::Plugin(PluginCommand::Add { path, yes }) => add(data_dir, config, &path, yes),
         Command::Plugin(PluginCommand::List { json }) => list(data_dir, config, json),
+        Command::Plugin(PluginCommand::Install {
+            spec,
+            registry,
+            yes,
+        }) => crate::registry::install(data_dir, config, &spec, registry.as_deref(), yes),
+        Command::Plugin(PluginCommand::Search {
+            query,
+            registry,
+            json,
+        }) => crate::registry::search(
+            data_dir,
+            config,
+            query.as_deref(),
+            registry.as_deref(),
+            json,
+        ),
+        Command::Trust(TrustCommand::Init { root, registry }) => {
+            crate::registry::trust_init(data_dir, config, &root, registry.as_deref())
+        }
+        Command::Trust(TrustCommand::Show) => crate::registry::trust_show(data_dir, config),
+        Command::Trust(TrustCommand::Update { registry }) => {
+            crate::registry::trust_update(data_dir, config, registry.as_deref())
+        }
+        Command::Bundle(BundleCommand::Export {
+            plugins,
+            output,
+            registry,
+        }) => {
+            crate::registry::bundle_export(data_dir, config, &plugins, &output, registry.as_deref())
+        }
+        Command::Vendor(VendorCommand::Keygen { file }) => crate::registry::keygen(&file),
+        Command::Vendor(VendorCommand::Publish {
+            package,
+            registry,
+            keys,
+            token,
+            valid_for,
+        }) => crate::registry::publish(&package, &registry, &keys, &token, valid_for),
         Command::Plugin(PluginCommand::Info { plugin, json }) => {
             info(data_dir, config, &plugin, json)
         }
@@ -223,8 +264,19 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 
 fn add(data_dir: &Path, config: Option<&Path>, path: &Path, yes: bool) -> anyhow::Result<()> {
     let node = open(data_dir, config)?;
+    approve_and_install(&node, path, &path.display().to_string(), yes)
+}
+
+/// Shows what the package at `path` asks for, asks the operator unless
+/// `yes`, and installs it. `origin` names where it came from in messages.
+pub fn approve_and_install(
+    node: &Node,
+    path: &Path,
+    origin: &str,
+    yes: bool,
+) -> anyhow::Result<()> {
     let package = outpost::package::read(path, node.config().policy.max_assets_bytes)
-        .with_context(|| format!("cannot install from {}", path.display()))?;
+        .with_context(|| format!("cannot install from {origin}"))?;
     let manifest = &package.manifest;
     println!(
         "{} {} ({})\n  asks for: {}",
@@ -247,7 +299,7 @@ fn add(data_dir: &Path, config: Option<&Path>, path: &Path, yes: bool) -> anyhow
     }
     let report = node
         .install(path)
-        .with_context(|| format!("cannot install {}", path.display()))?;
+        .with_context(|| format!("cannot install {origin}"))?;
     if !report.changed {
         println!(
             "{} {} is already installed; nothing to do",

@@ -6,6 +6,7 @@ mod demo;
 mod keys;
 mod link;
 mod outbox;
+mod registry;
 mod trade;
 
 use clap::Parser;

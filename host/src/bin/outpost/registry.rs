@@ -1,0 +1,335 @@
+//! The registry commands: install, search, trust, bundles, and publishing
+//! for vendors.
+
+use crate::commands::{approve_and_install, open, runtime};
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use outpost::releases::{self, Source, Wanted};
+use outpost_registry::artifact::Parts;
+use outpost_registry::client::{MetadataSource, Progress};
+use outpost_registry::keys::KeyPair;
+use outpost_registry::vendor;
+use std::path::{Path, PathBuf};
+
+/// A byte progress bar on a terminal, nothing otherwise.
+fn progress_bar(what: &str) -> ProgressBar {
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn downloads(data_dir: &Path) -> PathBuf {
+    data_dir.join("downloads")
+}
+
+pub fn install(
+    data_dir: &Path,
+    config: Option<&Path>,
+    spec: &str,
+    registry: Option<&str>,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let source = Source::parse(spec, registry, node.store())?;
+    let bar = progress_bar("downloading");
+    let on_progress = |p: Progress| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+    };
+    let fetched = runtime()?
+        .block_on(releases::fetch(
+            node.store(),
+            &downloads(data_dir),
+            &source,
+            &on_progress,
+        ))
+        .with_context(|| format!("cannot install {spec}"))?;
+    bar.finish_and_clear();
+    let release = &fetched.release;
+    println!(
+        "verified {}@{} (sha256:{}…, signed metadata valid until {})",
+        release.plugin,
+        release.version,
+        &release.sha256[..12],
+        fetched.index.expires.strftime("%Y-%m-%d %H:%M UTC")
+    );
+    let result = approve_and_install(&node, &fetched.package, spec, yes);
+    let _ = std::fs::remove_dir_all(&fetched.package);
+    result
+}
+
+pub fn search(
+    data_dir: &Path,
+    config: Option<&Path>,
+    query: Option<&str>,
+    registry: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let url = registry_url(&node, registry)?;
+    let index = runtime()?
+        .block_on(releases::refresh(
+            node.store(),
+            &MetadataSource::Registry(url.clone()),
+        ))
+        .with_context(|| format!("cannot read the signed metadata of {url}"))?;
+    let releases: Vec<_> = index
+        .releases
+        .iter()
+        .filter(|r| query.is_none_or(|q| r.plugin.contains(q)))
+        .collect();
+    if json {
+        let rows: Vec<_> = releases
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "plugin": r.plugin, "version": r.version.to_string(),
+                    "world": r.info.world, "grants": r.info.grants,
+                    "digest": r.digest(), "bytes": r.length,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if releases.is_empty() {
+        println!(
+            "No signed releases{}.",
+            query
+                .map(|q| format!(" matching {q:?}"))
+                .unwrap_or_default()
+        );
+    }
+    for r in releases {
+        println!(
+            "{}@{}\t{}\tasks for: {}",
+            r.plugin, r.version, r.info.world, r.info.grants
+        );
+    }
+    Ok(())
+}
+
+fn registry_url(node: &outpost::node::Node, registry: Option<&str>) -> anyhow::Result<url::Url> {
+    let text = match registry {
+        Some(text) => text.to_string(),
+        None => node
+            .store()
+            .trust_settings()?
+            .and_then(|s| s.registry)
+            .ok_or(releases::ReleaseError::NoRegistry)?,
+    };
+    Ok(releases::parse_registry_url(&text)?)
+}
+
+pub fn trust_init(
+    data_dir: &Path,
+    config: Option<&Path>,
+    root: &Path,
+    registry: Option<&str>,
+) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let bytes = std::fs::read(root).with_context(|| format!("cannot read {}", root.display()))?;
+    let registry = registry.map(releases::parse_registry_url).transpose()?;
+    let signed = releases::provision(node.store(), root, &bytes, registry.as_ref())?;
+    println!(
+        "trusting root version {} ({} key(s), expires {})",
+        signed.signed.version,
+        signed.signed.keys.len(),
+        signed.signed.expires.strftime("%Y-%m-%d")
+    );
+    match registry {
+        Some(url) => println!("installing from {url} by default"),
+        None => println!("no default registry; pass --registry to install and search"),
+    }
+    Ok(())
+}
+
+pub fn trust_show(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let Some(settings) = node.store().trust_settings()? else {
+        bail!(releases::ReleaseError::NotProvisioned);
+    };
+    println!(
+        "registry: {}",
+        settings
+            .registry
+            .as_deref()
+            .unwrap_or("(none; pass --registry)")
+    );
+    let seen = node.store().trust_seen()?;
+    let root_text = seen
+        .get("root.json")
+        .map(|b| String::from_utf8_lossy(b).to_string())
+        .unwrap_or(settings.root.clone());
+    let root: outpost_registry::tough::schema::Signed<outpost_registry::tough::schema::Root> =
+        serde_json::from_str(&root_text).context("the stored root metadata is damaged")?;
+    println!(
+        "root:     version {}, expires {}",
+        root.signed.version,
+        root.signed.expires.strftime("%Y-%m-%d")
+    );
+    for role in ["timestamp", "snapshot", "targets"] {
+        let Some(bytes) = seen.get(&format!("{role}.json")) else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        println!(
+            "{role:9} version {}, expires {}",
+            value
+                .pointer("/signed/version")
+                .unwrap_or(&serde_json::Value::Null),
+            value
+                .pointer("/signed/expires")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+        );
+    }
+    if !seen.contains_key("timestamp.json") {
+        println!("no metadata accepted yet; `outpost trust update` fetches it");
+    }
+    Ok(())
+}
+
+pub fn trust_update(
+    data_dir: &Path,
+    config: Option<&Path>,
+    registry: Option<&str>,
+) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let url = registry_url(&node, registry)?;
+    let index = runtime()?
+        .block_on(releases::refresh(
+            node.store(),
+            &MetadataSource::Registry(url.clone()),
+        ))
+        .with_context(|| format!("cannot update the signed metadata from {url}"))?;
+    println!(
+        "accepted root version {}, timestamp version {}: {} signed release(s), valid until {}",
+        index.root_version,
+        index.timestamp_version,
+        index.releases.len(),
+        index.expires.strftime("%Y-%m-%d %H:%M UTC")
+    );
+    Ok(())
+}
+
+pub fn bundle_export(
+    data_dir: &Path,
+    config: Option<&Path>,
+    plugins: &[String],
+    output: &Path,
+    registry: Option<&str>,
+) -> anyhow::Result<()> {
+    let node = open(data_dir, config)?;
+    let url = registry_url(&node, registry)?;
+    let wanted = plugins
+        .iter()
+        .map(|p| Wanted::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bar = progress_bar("downloading");
+    let on_progress = |p: Progress| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+    };
+    let bundle = runtime()?
+        .block_on(releases::export_bundle(
+            node.store(),
+            &downloads(data_dir),
+            &url,
+            &wanted,
+            output,
+            &on_progress,
+        ))
+        .with_context(|| format!("cannot export a bundle to {}", output.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {} with {} and {} metadata file(s)",
+        output.display(),
+        bundle.releases.join(", "),
+        bundle.metadata.len()
+    );
+    println!(
+        "On the offline node: outpost plugin install {}",
+        output.display()
+    );
+    Ok(())
+}
+
+pub fn keygen(file: &Path) -> anyhow::Result<()> {
+    let key = KeyPair::generate()?;
+    let public = key.save(file)?;
+    println!(
+        "private key: {} (keep it secret; it signs your releases)",
+        file.display()
+    );
+    println!(
+        "public key:  {} (send it to the central team)",
+        public.display()
+    );
+    println!("key id:      {}", key.key_id_hex());
+    Ok(())
+}
+
+pub fn publish(
+    package_dir: &Path,
+    registry: &str,
+    key_files: &[PathBuf],
+    token: &str,
+    valid_for: jiff::SignedDuration,
+) -> anyhow::Result<()> {
+    let package = outpost::package::read(package_dir, outpost::package::MAX_COMPONENT_BYTES)
+        .with_context(|| format!("cannot publish {}", package_dir.display()))?;
+    let url = releases::parse_registry_url(registry)?;
+    let keys = key_files
+        .iter()
+        .map(|p| KeyPair::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = &package.manifest;
+    let assets = package
+        .assets
+        .unwrap_or_default()
+        .into_iter()
+        .map(|file| {
+            (
+                file.relative.to_string_lossy().replace('\\', "/"),
+                file.bytes,
+            )
+        })
+        .collect();
+    let release = vendor::Release {
+        plugin: manifest.id.to_string(),
+        version: manifest.version.clone(),
+        world: manifest.world.to_string(),
+        grants: manifest.grants.describe(),
+        parts: Parts {
+            component_name: manifest.component.clone(),
+            component: package.component,
+            plugin_manifest: manifest.text.clone().into_bytes(),
+            assets,
+            version: manifest.version.to_string(),
+        },
+    };
+    let key_refs: Vec<&KeyPair> = keys.iter().collect();
+    let outcome = runtime()?
+        .block_on(vendor::publish(&url, token, &key_refs, &release, valid_for))
+        .with_context(|| format!("cannot publish {}@{}", release.plugin, release.version))?;
+    println!(
+        "published {} ({}, {} bytes); {} metadata version {}",
+        outcome.target,
+        outcome.digest,
+        outcome.bytes,
+        manifest.id.as_str().split('/').next().unwrap_or_default(),
+        outcome.metadata_version
+    );
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! `outpost-registry`: the central team's registry server and its admin
+//! commands.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use outpost_registry::keys::{self, KeyPair};
+use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
+use outpost_registry::server::{self, Registry, ServeConfig};
+use outpost_registry::store::{Namespace, RegistryStore, TokenRecord, now_seconds};
+use outpost_registry::tuf::RESERVED_ROLE_NAMES;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "outpost-registry",
+    version,
+    about = "The Outpost plugin registry: signed plugins for a fleet of nodes",
+    long_about = "The Outpost plugin registry: vendors push plugins to it and sign their releases; \
+nodes verify and install them.\n\n\
+Getting started (the central team):\n  \
+outpost-registry init --data-dir /srv/outpost-registry\n  \
+outpost-registry namespace add acme --key acme.pub.json\n  \
+outpost-registry token create acme\n  \
+outpost-registry serve\n\n\
+Then give nodes <DATA_DIR>/root.json (`outpost trust init`), vendors their token.\n\
+Admin commands need the server stopped: the database has one writer."
+)]
+struct Cli {
+    /// Where the registry keeps its database, blobs and online keys
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_REGISTRY_DIR",
+        default_value = "outpost-registry"
+    )]
+    data_dir: PathBuf,
+    /// What to log, as a tracing filter
+    #[arg(long, global = true, env = "OUTPOST_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a registry: root keys, online keys, and version 1 of the metadata
+    ///
+    /// Writes the root keys to --root-keys (default <DATA_DIR>/root-keys):
+    /// move that folder somewhere offline once this is done; it is needed
+    /// again only to rotate the root. Writes <DATA_DIR>/root.json, the file
+    /// every node is provisioned with.
+    Init {
+        /// Where to write the root keys
+        #[arg(long)]
+        root_keys: Option<PathBuf>,
+        /// How many root keys to make
+        #[arg(long, default_value_t = 1)]
+        root_key_count: u64,
+        /// How many of them must sign a new root
+        #[arg(long, default_value_t = 1)]
+        root_threshold: u64,
+    },
+    /// Serve the OCI API, the TUF metadata and publishing
+    Serve {
+        /// Listen here
+        #[arg(long, default_value = "127.0.0.1:7272")]
+        listen: SocketAddr,
+        /// The largest blob accepted, in bytes
+        #[arg(long, default_value_t = 64 << 20)]
+        max_blob_bytes: u64,
+        /// How long a timestamp is valid (re-signed at half of it): 24h, 30m, 10s
+        #[arg(long, default_value = "24h")]
+        timestamp_lifetime: jiff::SignedDuration,
+        /// How long a snapshot is valid
+        #[arg(long, default_value = "720h")]
+        snapshot_lifetime: jiff::SignedDuration,
+        /// Do not re-sign the timestamp (for testing how nodes treat stale metadata)
+        #[arg(long, hide = true)]
+        no_refresh: bool,
+    },
+    /// Create and list vendor namespaces
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+    /// Create tokens that let a vendor push and publish under its namespace
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Rotate the root keys (needs the current root keys)
+    #[command(subcommand)]
+    Root(RootCommand),
+    /// Make a signing key pair: FILE (private, 0600) and FILE.pub.json
+    Keygen { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum NamespaceCommand {
+    /// Delegate NAME/* to the vendor's public keys
+    Add {
+        name: String,
+        /// The vendor's public key file (`outpost vendor keygen` writes it); repeat for more keys
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// How many of the keys must sign each release
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+    },
+    /// List namespaces and their keys
+    List,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new token for NAMESPACE (shown once; only its hash is kept)
+    Create {
+        namespace: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RootCommand {
+    /// Sign root version N+1 with the current keys and the new ones
+    Rotate {
+        /// A current root private key; repeat up to the current threshold
+        #[arg(long = "current-key", required = true)]
+        current: Vec<PathBuf>,
+        /// A new root private key (`outpost-registry keygen`); repeat for more
+        #[arg(long = "new-key", required = true)]
+        new: Vec<PathBuf>,
+        /// How many new keys must sign the next root
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(error) = run(cli) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn online_keys(dir: &Path) -> anyhow::Result<OnlineKeys> {
+    OnlineKeys::load(&dir.join("keys")).with_context(|| {
+        format!(
+            "cannot load the registry's online keys from {}; is this a registry made with `outpost-registry init`?",
+            dir.join("keys").display()
+        )
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Init {
+            root_keys,
+            root_key_count,
+            root_threshold,
+        } => {
+            if root_threshold == 0 || root_threshold > root_key_count {
+                bail!("--root-threshold must be between 1 and --root-key-count ({root_key_count})");
+            }
+            let store = RegistryStore::create(&dir)?;
+            let online = OnlineKeys::generate()?;
+            online.save(&dir.join("keys"))?;
+            let root_dir = root_keys.unwrap_or_else(|| dir.join("root-keys"));
+            std::fs::create_dir_all(&root_dir)
+                .with_context(|| format!("cannot create {}", root_dir.display()))?;
+            let mut keys = Vec::new();
+            for n in 1..=root_key_count {
+                let key = KeyPair::generate()?;
+                key.save(&root_dir.join(format!("root-{n}")))?;
+                keys.push(key);
+            }
+            let root =
+                repository::init(&store, &keys, root_threshold, &online, Lifetimes::default())?;
+            let root_path = dir.join("root.json");
+            std::fs::write(&root_path, &root)
+                .with_context(|| format!("cannot write {}", root_path.display()))?;
+            println!("Registry created in {}", dir.display());
+            println!(
+                "  root keys:  {} (move them offline now)",
+                root_dir.display()
+            );
+            println!(
+                "  root.json:  {} (provision nodes with it)",
+                root_path.display()
+            );
+            println!("Next: `outpost-registry namespace add <vendor> --key <vendor>.pub.json`");
+        }
+        Command::Serve {
+            listen,
+            max_blob_bytes,
+            timestamp_lifetime,
+            snapshot_lifetime,
+            no_refresh,
+        } => {
+            let store = RegistryStore::open(&dir)?;
+            let online = online_keys(&dir)?;
+            let lifetimes = Lifetimes {
+                timestamp: timestamp_lifetime,
+                snapshot: snapshot_lifetime,
+                ..Lifetimes::default()
+            };
+            let config = ServeConfig {
+                lifetimes,
+                max_blob_bytes,
+                refresh_timestamp: !no_refresh,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                // A stale timestamp (the registry was down for a day) is
+                // renewed at once rather than after the first wait.
+                if !no_refresh {
+                    repository::refresh_timestamp(&store, &online, lifetimes)?;
+                }
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| {
+                        format!("cannot listen on {listen}; is another registry running?")
+                    })?;
+                println!(
+                    "outpost-registry serving on http://{}",
+                    listener.local_addr()?
+                );
+                let registry = Arc::new(Registry::new(store, online, config));
+                registry
+                    .serve(listener, async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::Namespace(NamespaceCommand::Add {
+            name,
+            keys: key_files,
+            threshold,
+        }) => {
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && name.as_bytes()[0].is_ascii_alphanumeric();
+            if !valid || RESERVED_ROLE_NAMES.contains(&name.as_str()) {
+                bail!(
+                    "{name:?} cannot be a namespace: use lowercase letters, digits and '-', and none of {}",
+                    RESERVED_ROLE_NAMES.join(", ")
+                );
+            }
+            let mut public = Vec::new();
+            for file in &key_files {
+                public.push(keys::load_public(file)?);
+            }
+            if threshold == 0 || threshold as usize > public.len() {
+                bail!(
+                    "--threshold must be between 1 and the number of keys ({})",
+                    public.len()
+                );
+            }
+            let store = RegistryStore::open(&dir)?;
+            let added = store.add_namespace(
+                &name,
+                &Namespace {
+                    keys: public,
+                    threshold,
+                    created_at: now_seconds(),
+                },
+            )?;
+            if !added {
+                bail!("namespace {name} exists already; namespaces keep their keys");
+            }
+            println!(
+                "namespace {name} created: {name}/* is delegated to {} key(s), threshold {threshold}",
+                key_files.len()
+            );
+            println!("Next: `outpost-registry token create {name}` and give the vendor the token");
+        }
+        Command::Namespace(NamespaceCommand::List) => {
+            let store = RegistryStore::open(&dir)?;
+            let namespaces = store.namespaces()?;
+            if namespaces.is_empty() {
+                println!("No namespaces. Create one with `outpost-registry namespace add`.");
+            }
+            for (name, ns) in namespaces {
+                let ids: Vec<String> = ns
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        hex::encode(keys::key_id(k).as_ref())
+                            .chars()
+                            .take(16)
+                            .collect()
+                    })
+                    .collect();
+                println!(
+                    "{name}\tthreshold {}\tkeys {}",
+                    ns.threshold,
+                    ids.join(", ")
+                );
+            }
+        }
+        Command::Token(TokenCommand::Create { namespace, label }) => {
+            let store = RegistryStore::open(&dir)?;
+            if store.namespace(&namespace)?.is_none() {
+                bail!(
+                    "namespace {namespace} does not exist; create it with `outpost-registry namespace add`"
+                );
+            }
+            let token = server::new_token()?;
+            store.add_token(
+                &server::token_hash(&token),
+                &TokenRecord {
+                    namespace,
+                    created_at: now_seconds(),
+                    label,
+                },
+            )?;
+            println!("{token}");
+        }
+        Command::Root(RootCommand::Rotate {
+            current,
+            new,
+            threshold,
+        }) => {
+            let current: Vec<KeyPair> = current
+                .iter()
+                .map(|p| KeyPair::load(p))
+                .collect::<Result<_, _>>()?;
+            let new_keys: Vec<KeyPair> = new
+                .iter()
+                .map(|p| KeyPair::load(p))
+                .collect::<Result<_, _>>()?;
+            if threshold == 0 || threshold as usize > new_keys.len() {
+                bail!(
+                    "--threshold must be between 1 and the number of new keys ({})",
+                    new_keys.len()
+                );
+            }
+            let store = RegistryStore::open(&dir)?;
+            let online = online_keys(&dir)?;
+            let version = repository::rotate_root(
+                &store,
+                &current,
+                &new_keys,
+                threshold,
+                &online,
+                Lifetimes::default(),
+            )?;
+            if let Some(root) = store.tuf_file("root.json")? {
+                std::fs::write(dir.join("root.json"), root)?;
+            }
+            println!("root version {version} signed; nodes walk to it on their next update");
+        }
+        Command::Keygen { file } => {
+            let key = KeyPair::generate()?;
+            let public = key.save(&file)?;
+            println!("private key: {} (keep it secret)", file.display());
+            println!("public key:  {}", public.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! A real registry on 127.0.0.1 for the end-to-end tests, the vendors that
+//! publish to it, and a proxy in front of it that can tamper with answers
+//! the way a hostile mirror or network would.
+
+use crate::{Artifact, PackageCopy};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use outpost::node::Node;
+use outpost::releases::{self, Fetched, ReleaseError, Source, Wanted};
+use outpost_registry::artifact::Parts;
+use outpost_registry::keys::KeyPair;
+use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
+use outpost_registry::server::{self, Registry, ServeConfig};
+use outpost_registry::store::{Namespace, RegistryStore, TokenRecord};
+use outpost_registry::vendor::{self, Outcome, VendorError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use url::Url;
+
+/// A vendor: its namespace, signing key and registry token.
+#[derive(Clone, Debug)]
+pub struct Vendor {
+    pub namespace: String,
+    pub key: KeyPair,
+    pub token: String,
+}
+
+/// A registry serving from a temporary directory.
+pub struct TestRegistry {
+    pub dir: tempfile::TempDir,
+    pub root_keys: Vec<KeyPair>,
+    pub online: OnlineKeys,
+    pub root_json: Vec<u8>,
+    pub url: Url,
+    pub registry: Arc<Registry>,
+    pub acme: Vendor,
+    pub bob: Vendor,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestRegistry {
+    /// A registry with namespaces `acme` and `bob`, each with its own key
+    /// and token. Must be called inside a tokio runtime.
+    pub async fn start(config: ServeConfig) -> TestRegistry {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = RegistryStore::create(dir.path()).expect("create registry");
+        let root_keys = vec![KeyPair::generate().expect("key")];
+        let online = OnlineKeys::generate().expect("keys");
+        let root_json = repository::init(&store, &root_keys, 1, &online, config.lifetimes)
+            .expect("init metadata");
+        let acme = add_vendor(&store, "acme");
+        let bob = add_vendor(&store, "bob");
+        let registry = Arc::new(Registry::new(store, online.clone(), config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url =
+            Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = registry.clone();
+        let served = tokio::spawn(async move {
+            let _ = serving
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        TestRegistry {
+            dir,
+            root_keys,
+            online,
+            root_json,
+            url,
+            registry,
+            acme,
+            bob,
+            stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
+    pub fn store(&self) -> &RegistryStore {
+        self.registry.store()
+    }
+
+    /// Stops serving (the network is gone).
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+    }
+
+    /// Publishes the package at `package` as `vendor`.
+    pub async fn publish(&self, vendor: &Vendor, package: &Path) -> Result<Outcome, VendorError> {
+        publish_to(&self.url, vendor, &[&vendor.key], package).await
+    }
+}
+
+fn add_vendor(store: &RegistryStore, namespace: &str) -> Vendor {
+    let key = KeyPair::generate().expect("key");
+    store
+        .add_namespace(
+            namespace,
+            &Namespace {
+                keys: vec![key.public()],
+                threshold: 1,
+                created_at: 0,
+            },
+        )
+        .expect("namespace");
+    let token = server::new_token().expect("token");
+    store
+        .add_token(
+            &server::token_hash(&token),
+            &TokenRecord {
+                namespace: namespace.into(),
+                created_at: 0,
+                label: "test".into(),
+            },
+        )
+        .expect("token");
+    Vendor {
+        namespace: namespace.into(),
+        key,
+        token,
+    }
+}
+
+/// Publishes `package` to `registry` as `vendor`, signed with `keys`.
+pub async fn publish_to(
+    registry: &Url,
+    vendor: &Vendor,
+    keys: &[&KeyPair],
+    package: &Path,
+) -> Result<Outcome, VendorError> {
+    let release = vendor_release(package);
+    vendor::publish(
+        registry,
+        &vendor.token,
+        keys,
+        &release,
+        jiff::SignedDuration::from_hours(24),
+    )
+    .await
+}
+
+/// What `outpost vendor publish` builds from a package folder.
+pub fn vendor_release(package: &Path) -> vendor::Release {
+    let package = outpost::package::read(package, outpost::package::MAX_COMPONENT_BYTES)
+        .expect("read package");
+    let manifest = package.manifest;
+    vendor::Release {
+        plugin: manifest.id.to_string(),
+        version: manifest.version.clone(),
+        world: manifest.world.to_string(),
+        grants: manifest.grants.describe(),
+        parts: Parts {
+            component_name: manifest.component.clone(),
+            component: package.component,
+            plugin_manifest: manifest.text.clone().into_bytes(),
+            assets: package
+                .assets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| (f.relative.to_string_lossy().to_string(), f.bytes))
+                .collect(),
+            version: manifest.version.to_string(),
+        },
+    }
+}
+
+/// The hostile test plugin packaged as `id` at `version` (its `info`
+/// reports the version in assets/version.txt).
+pub fn hostile_as(artifact: Artifact, id: &str, version: &str) -> PackageCopy {
+    let copy = PackageCopy::new(artifact, |m| {
+        m.replace("id = \"test/hostile\"", &format!("id = \"{id}\""))
+            .replace("version = \"0.1.0\"", &format!("version = \"{version}\""))
+    });
+    std::fs::write(copy.path().join("assets/version.txt"), version).expect("write version");
+    copy
+}
+
+/// Provisions `node` with the registry's root.
+pub fn provision(node: &Node, root_json: &[u8], registry: &Url) {
+    releases::provision(
+        node.store(),
+        Path::new("root.json"),
+        root_json,
+        Some(registry),
+    )
+    .expect("provision");
+}
+
+/// Fetches `spec` from `registry` for `node` (not yet installed).
+pub async fn fetch(node: &Node, registry: &Url, spec: &str) -> Result<Fetched, ReleaseError> {
+    let source = Source::Registry {
+        url: registry.clone(),
+        wanted: Wanted::parse(spec)?,
+    };
+    fetch_source(node, &source).await
+}
+
+pub async fn fetch_source(node: &Node, source: &Source) -> Result<Fetched, ReleaseError> {
+    releases::fetch(
+        node.store(),
+        &node.data_dir().join("downloads"),
+        source,
+        &|_| {},
+    )
+    .await
+}
+
+/// Fetches and installs; returns the installed version.
+pub async fn install(node: &Node, registry: &Url, spec: &str) -> Result<String, String> {
+    let fetched = fetch(node, registry, spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    let package = fetched.package.clone();
+    let report =
+        tokio::task::block_in_place(|| node.install(&package)).map_err(|e| e.to_string())?;
+    Ok(report.version)
+}
+
+/// What the proxy does to answers whose path contains a pattern.
+#[derive(Clone, Debug)]
+pub enum Tamper {
+    /// Flip the last byte.
+    FlipLastByte,
+    /// Add bytes after the real answer.
+    Append(Vec<u8>),
+    /// Send only the first n bytes, then drop the connection.
+    CutAfter(usize),
+    /// Answer with these bytes instead.
+    Replace(Vec<u8>),
+    /// Answer 404.
+    Hide,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    rules: Vec<(String, Tamper)>,
+    /// (path, Range header) of every request seen.
+    seen: Vec<(String, Option<String>)>,
+}
+
+/// A proxy in front of a registry that tampers with matching answers.
+pub struct Proxy {
+    pub url: Url,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &Url) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url =
+            Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let shared = state.clone();
+        let upstream = upstream.clone();
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                let upstream = upstream.clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let shared = shared.clone();
+                        let upstream = upstream.clone();
+                        let client = client.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                forward(&shared, &upstream, &client, request).await,
+                            )
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Proxy { url, state }
+    }
+
+    pub fn tamper(&self, path_contains: &str, tamper: Tamper) {
+        self.state
+            .lock()
+            .expect("proxy state")
+            .rules
+            .push((path_contains.to_string(), tamper));
+    }
+
+    pub fn clear(&self) {
+        self.state.lock().expect("proxy state").rules.clear();
+    }
+
+    /// (path, Range) of every request so far.
+    pub fn seen(&self) -> Vec<(String, Option<String>)> {
+        self.state.lock().expect("proxy state").seen.clone()
+    }
+}
+
+async fn forward(
+    state: &Mutex<ProxyState>,
+    upstream: &Url,
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let range = request
+        .headers()
+        .get(hyper::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let rule = {
+        let mut state = state.lock().expect("proxy state");
+        state.seen.push((path.clone(), range.clone()));
+        state
+            .rules
+            .iter()
+            .find(|(pattern, _)| path.contains(pattern.as_str()))
+            .map(|(_, t)| t.clone())
+    };
+    let mut forwarded = Request::builder()
+        .method(request.method().clone())
+        .uri(format!(
+            "{}{}",
+            upstream.as_str().trim_end_matches('/'),
+            path
+        ));
+    for (name, value) in request.headers() {
+        if name != hyper::header::HOST {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let response = client
+        .request(forwarded.body(Full::new(body)).expect("request"))
+        .await
+        .expect("upstream");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let mut builder = Response::builder().status(status);
+    match rule {
+        None => {}
+        Some(Tamper::FlipLastByte) => {
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0x01;
+            }
+        }
+        Some(Tamper::Append(extra)) => bytes.extend_from_slice(&extra),
+        Some(Tamper::Replace(new)) => {
+            bytes = new;
+            builder = Response::builder().status(StatusCode::OK);
+        }
+        Some(Tamper::Hide) => {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Full::new(Bytes::new()))
+                .expect("response");
+        }
+        Some(Tamper::CutAfter(n)) => {
+            // Claim the full length, send part of it, and end the
+            // connection: what a dropped mobile link looks like.
+            let full = bytes.len();
+            bytes.truncate(n.min(full));
+            let mut response = Response::builder().status(status);
+            for (name, value) in &headers {
+                if name != hyper::header::CONTENT_LENGTH {
+                    response = response.header(name, value);
+                }
+            }
+            return response
+                .header(hyper::header::CONTENT_LENGTH, full.to_string())
+                .body(Full::new(Bytes::from(bytes)))
+                .expect("response");
+        }
+    }
+    for (name, value) in &headers {
+        if name != hyper::header::CONTENT_LENGTH {
+            builder = builder.header(name, value);
+        }
+    }
+    builder
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("response")
+}
+
+/// Where the node downloaded into.
+pub fn downloads(node: &Node) -> PathBuf {
+    node.data_dir().join("downloads")
+}
+
+/// The lifetimes tests use unless they need metadata to go stale.
+pub fn test_config() -> ServeConfig {
+    ServeConfig {
+        lifetimes: Lifetimes::default(),
+        max_blob_bytes: 8 << 20,
+        refresh_timestamp: false,
+    }
+}
