@@ -21,6 +21,9 @@ pub const TITLE: &str = "org.opencontainers.image.title";
 pub const VERSION: &str = "org.opencontainers.image.version";
 pub const PLUGIN_MANIFEST_FILE: &str = "plugin.toml";
 
+/// The creation time every artifact records (see `build`).
+pub const REPRODUCIBLE_CREATED: &str = "1970-01-01T00:00:00Z";
+
 /// Manifests are small; anything bigger is refused before it is parsed.
 pub const MAX_MANIFEST_BYTES: u64 = 256 << 10;
 
@@ -94,6 +97,16 @@ pub fn build(parts: &Parts) -> Result<Built, ArtifactError> {
             what: parts.component_name.clone(),
             detail: format!("{e:#}"),
         })?;
+    // The same package always makes the same artifact (and digest), so a
+    // publish that failed half-way can simply be run again: the creation
+    // time is the epoch, as reproducible builds do.
+    let mut config = serde_json::to_value(&config).map_err(|e| ArtifactError::Describe {
+        what: "config".into(),
+        detail: e.to_string(),
+    })?;
+    if let Some(created) = config.get_mut("created") {
+        *created = serde_json::Value::String(REPRODUCIBLE_CREATED.into());
+    }
     let config_bytes = serde_json::to_vec(&config).map_err(|e| ArtifactError::Describe {
         what: "config".into(),
         detail: e.to_string(),

@@ -92,7 +92,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
 /// Explains a tough error to an operator.
 fn metadata_error(error: tough::error::Error) -> ClientError {
     use tough::error::Error as E;
+    let text = error.to_string();
     let hint = match &error {
+        // A file that does not hash to what the snapshot or timestamp
+        // pinned arrives as a transport error.
+        E::Transport { .. } if text.contains("Hash mismatch") => {
+            "the metadata files do not belong to one consistent version of the repository (mix-and-match); refused"
+        }
+        E::InvalidPath { .. } => {
+            "a vendor's metadata names releases outside its own namespace; the whole repository was refused"
+        }
         E::ExpiredMetadata { .. } => {
             "the metadata has expired (a frozen or stale source); installed plugins keep running. Install again when the registry is reachable, or use a fresh bundle"
         }
@@ -119,7 +128,7 @@ fn metadata_error(error: tough::error::Error) -> ClientError {
     };
     ClientError::Metadata {
         what: "the signed metadata was refused".into(),
-        detail: error.to_string(),
+        detail: text,
         hint,
     }
 }

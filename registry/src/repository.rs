@@ -513,6 +513,52 @@ fn check_release(store: &RegistryStore, name: &str, target: &Target) -> Result<(
             actual: manifest.len() as u64,
         });
     }
+    check_plugin_manifest(store, name, &manifest)
+}
+
+/// The artifact's plugin.toml must name the release's plugin and version,
+/// so a release cannot carry a package that installs as something else.
+/// Nodes check this again; refusing here tells the vendor at once.
+fn check_plugin_manifest(
+    store: &RegistryStore,
+    name: &str,
+    manifest: &[u8],
+) -> Result<(), PublishRefusal> {
+    let refuse = |detail: String| PublishRefusal::Custom {
+        name: name.into(),
+        detail,
+    };
+    let layout = crate::artifact::parse(manifest).map_err(|e| refuse(e.to_string()))?;
+    let files = layout.files().map_err(|e| refuse(e.to_string()))?;
+    let Some(toml_layer) = files
+        .iter()
+        .find(|f| f.path == crate::artifact::PLUGIN_MANIFEST_FILE)
+    else {
+        return Err(refuse("the artifact has no plugin.toml".into()));
+    };
+    let bytes = store
+        .read_blob(
+            &toml_layer.descriptor.digest,
+            crate::artifact::MAX_MANIFEST_BYTES,
+        )
+        .ok_or_else(|| refuse("its plugin.toml blob is missing".into()))?;
+    let text = String::from_utf8(bytes).map_err(|_| refuse("plugin.toml is not UTF-8".into()))?;
+    let value: toml::Table =
+        toml::from_str(&text).map_err(|e| refuse(format!("plugin.toml: {e}")))?;
+    let field = |key: &str| {
+        value
+            .get("plugin")
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let claimed = format!("{}@{}", field("id"), field("version"));
+    if claimed != name {
+        return Err(refuse(format!(
+            "its plugin.toml says {claimed}; the release name and plugin.toml must agree"
+        )));
+    }
     Ok(())
 }
 

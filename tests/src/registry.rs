@@ -4,7 +4,9 @@
 
 use crate::{Artifact, PackageCopy};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -318,12 +320,20 @@ impl Proxy {
     }
 }
 
+type ProxyBody = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 async fn forward(
     state: &Mutex<ProxyState>,
     upstream: &Url,
     client: &Client<HttpConnector, Full<Bytes>>,
     request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Response<ProxyBody> {
     let path = request
         .uri()
         .path_and_query()
@@ -389,23 +399,32 @@ async fn forward(
         Some(Tamper::Hide) => {
             return Response::builder()
                 .status(StatusCode::NOT_FOUND)
-                .body(Full::new(Bytes::new()))
+                .body(full(Bytes::new()))
                 .expect("response");
         }
         Some(Tamper::CutAfter(n)) => {
             // Claim the full length, send part of it, and end the
             // connection: what a dropped mobile link looks like.
-            let full = bytes.len();
-            bytes.truncate(n.min(full));
+            let full_length = bytes.len();
+            bytes.truncate(n.min(full_length));
             let mut response = Response::builder().status(status);
             for (name, value) in &headers {
                 if name != hyper::header::CONTENT_LENGTH {
                     response = response.header(name, value);
                 }
             }
+            use futures_util::StreamExt;
+            // The part goes out first; the link drops a moment later.
+            let part = futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from(bytes)))
+            });
+            let drop = futures_util::stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                Err(std::io::Error::other("connection dropped"))
+            });
             return response
-                .header(hyper::header::CONTENT_LENGTH, full.to_string())
-                .body(Full::new(Bytes::from(bytes)))
+                .header(hyper::header::CONTENT_LENGTH, full_length.to_string())
+                .body(BodyExt::boxed(StreamBody::new(part.chain(drop))))
                 .expect("response");
         }
     }
@@ -414,9 +433,7 @@ async fn forward(
             builder = builder.header(name, value);
         }
     }
-    builder
-        .body(Full::new(Bytes::from(bytes)))
-        .expect("response")
+    builder.body(full(bytes)).expect("response")
 }
 
 /// Where the node downloaded into.
@@ -430,5 +447,78 @@ pub fn test_config() -> ServeConfig {
         lifetimes: Lifetimes::default(),
         max_blob_bytes: 8 << 20,
         refresh_timestamp: false,
+    }
+}
+
+impl TestRegistry {
+    /// A metadata file as the registry serves it.
+    pub fn tuf_file(&self, name: &str) -> Vec<u8> {
+        self.store()
+            .tuf_file(name)
+            .expect("store")
+            .unwrap_or_else(|| panic!("no metadata file {name}"))
+    }
+
+    /// The newest version of each role.
+    pub fn versions(&self) -> std::collections::BTreeMap<String, u64> {
+        self.store().tuf_latest().expect("store")
+    }
+
+    /// What a registry whose online keys were stolen can do: serve `role`
+    /// as the metadata of delegated role `name`, under a freshly signed
+    /// snapshot and timestamp, skipping every check a publish makes.
+    pub fn force_role(&self, name: &str, role: &[u8], version: u64) {
+        use outpost_registry::tuf;
+        let store = self.store();
+        let online = &self.online;
+        store
+            .write_tuf(|latest| -> Result<_, std::convert::Infallible> {
+                let snapshot_version = latest["snapshot"];
+                let timestamp_version = latest["timestamp"];
+                let snapshot: outpost_registry::tough::schema::Signed<
+                    outpost_registry::tough::schema::Snapshot,
+                > = tuf::parse(
+                    "snapshot",
+                    &store
+                        .tuf_file(&format!("{snapshot_version}.snapshot.json"))
+                        .expect("store")
+                        .expect("snapshot"),
+                )
+                .expect("parse");
+                let mut meta: std::collections::BTreeMap<_, _> =
+                    snapshot.signed.meta.into_iter().collect();
+                meta.insert(format!("{name}.json"), tuf::metafile(version, role));
+                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+                let snapshot = tuf::snapshot(snapshot_version + 1, expires, meta);
+                let snapshot_bytes = tuf::to_bytes(&tuf::sign(snapshot, &[&online.snapshot]));
+                let timestamp = tuf::timestamp(
+                    timestamp_version + 1,
+                    expires,
+                    snapshot_version + 1,
+                    &snapshot_bytes,
+                );
+                let timestamp_bytes = tuf::to_bytes(&tuf::sign(timestamp, &[&online.timestamp]));
+                Ok(outpost_registry::store::TufWrite {
+                    files: vec![
+                        (format!("{version}.{name}.json"), role.to_vec()),
+                        (
+                            format!("{}.snapshot.json", snapshot_version + 1),
+                            snapshot_bytes,
+                        ),
+                        (
+                            format!("{}.timestamp.json", timestamp_version + 1),
+                            timestamp_bytes.clone(),
+                        ),
+                        ("timestamp.json".into(), timestamp_bytes),
+                    ],
+                    versions: vec![
+                        (name.to_string(), version),
+                        ("snapshot".into(), snapshot_version + 1),
+                        ("timestamp".into(), timestamp_version + 1),
+                    ],
+                })
+            })
+            .expect("store")
+            .expect("write");
     }
 }
