@@ -1,0 +1,427 @@
+//! Bad input to the registry gets a clear 4xx and leaves what it stores
+//! consistent; a published version never changes; standard OCI clients
+//! push to it and pull from it.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use outpost_e2e_tests::artifacts;
+use outpost_e2e_tests::registry::*;
+use outpost_registry::artifact;
+
+struct Http {
+    base: url::Url,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    fn new(base: &url::Url) -> Http {
+        Http {
+            base: base.clone(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, hyper::HeaderMap, Vec<u8>) {
+        let mut request = Request::builder().method(method).uri(format!(
+            "{}{}",
+            self.base.as_str().trim_end_matches('/'),
+            path
+        ));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(Bytes::from(body))).expect("request"))
+            .await
+            .expect("registry reachable");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        (status, headers, body)
+    }
+
+    /// The OCI error message of an answer.
+    fn message(body: &[u8]) -> String {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/errors/0/message")
+                    .and_then(|m| m.as_str())
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+    }
+
+    /// Uploads `bytes` in one request, as `digest`.
+    async fn upload(
+        &self,
+        repo: &str,
+        token: &str,
+        bytes: &[u8],
+        digest: &str,
+    ) -> (StatusCode, String) {
+        let (status, _, body) = self
+            .send(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                Some(token),
+                &[],
+                bytes.to_vec(),
+            )
+            .await;
+        (status, Http::message(&body))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_without_the_namespaces_token_are_refused() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let blob = b"hello".to_vec();
+    let digest = artifact::digest_of(&blob);
+    let (status, _, body) = http
+        .send(
+            Method::POST,
+            "/v2/acme/x/blobs/uploads/",
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        Http::message(&body).contains("token"),
+        "{}",
+        Http::message(&body)
+    );
+    let (status, message) = http.upload("acme/x", "opr_wrong", &blob, &digest).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{message}");
+    let (status, message) = http
+        .upload("acme/x", &registry.bob.token, &blob, &digest)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        message.contains("publishes under bob, not acme"),
+        "{message}"
+    );
+    let (status, message) = http
+        .upload("acme", &registry.acme.token, &blob, &digest)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+    // Nothing was stored.
+    let (status, _, _) = http
+        .send(
+            Method::HEAD,
+            &format!("/v2/acme/x/blobs/{digest}"),
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_digests_huge_uploads_and_bad_manifests_get_a_4xx_and_store_nothing() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let token = registry.acme.token.clone();
+
+    // A digest that does not match what was sent.
+    let (status, message) = http
+        .upload("acme/x", &token, b"hello", &artifact::digest_of(b"other"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message.contains("nothing was stored"), "{message}");
+    let (status, message) = http.upload("acme/x", &token, b"hello", "md5:abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+
+    // Bigger than the registry accepts (8 MiB in tests).
+    let huge = vec![0u8; 9 << 20];
+    let (status, message) = http
+        .upload("acme/x", &token, &huge, &artifact::digest_of(&huge))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(message.contains("limit"), "{message}");
+
+    // A manifest naming a blob that was never uploaded.
+    let package = hostile_as(artifacts::TEST_HOSTILE, "acme/x", "1.0.0");
+    let built = artifact::build(&vendor_release(package.path()).parts).expect("build");
+    let (status, _, body) = http
+        .send(
+            Method::PUT,
+            "/v2/acme/x/manifests/1.0.0",
+            Some(&token),
+            &[("content-type", artifact::MANIFEST_MEDIA_TYPE)],
+            built.manifest.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        Http::message(&body).contains("was not uploaded"),
+        "{}",
+        Http::message(&body)
+    );
+
+    // A "component" layer that is a core module, then one that is garbage.
+    for (what, bytes) in [
+        ("core module", b"\0asm\x01\0\0\0".to_vec()),
+        ("garbage", b"not wasm at all".to_vec()),
+    ] {
+        let mut parts = vendor_release(package.path()).parts;
+        parts.component = bytes.clone();
+        let config = br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#.to_vec();
+        let layers = [
+            (artifact::WASM_MEDIA_TYPE, bytes.clone(), "x.wasm"),
+            (
+                artifact::PLUGIN_MANIFEST_MEDIA_TYPE,
+                parts.plugin_manifest.clone(),
+                "plugin.toml",
+            ),
+        ];
+        for blob in [&config, &layers[0].1, &layers[1].1] {
+            let (status, message) = http
+                .upload("acme/x", &token, blob, &artifact::digest_of(blob))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{message}");
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": artifact::MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": artifact::CONFIG_MEDIA_TYPE, "digest": artifact::digest_of(&config), "size": config.len()},
+            "layers": layers.iter().map(|(media, bytes, title)| serde_json::json!({
+                "mediaType": media, "digest": artifact::digest_of(bytes), "size": bytes.len(),
+                "annotations": {"org.opencontainers.image.title": title}
+            })).collect::<Vec<_>>(),
+        });
+        let (status, _, body) = http
+            .send(
+                Method::PUT,
+                "/v2/acme/x/manifests/1.0.0",
+                Some(&token),
+                &[("content-type", artifact::MANIFEST_MEDIA_TYPE)],
+                serde_json::to_vec(&manifest).expect("json"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
+        assert!(
+            Http::message(&body).contains("not a WebAssembly component"),
+            "{what}: {}",
+            Http::message(&body)
+        );
+    }
+
+    // Not a Wasm artifact at all, and not JSON.
+    let (status, _, body) = http
+        .send(Method::PUT, "/v2/acme/x/manifests/1.0.0", Some(&token), &[], b"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:00\",\"size\":1},\"layers\":[]}".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        Http::message(&body).contains("Wasm artifact layout"),
+        "{}",
+        Http::message(&body)
+    );
+    let (status, _, _) = http
+        .send(
+            Method::PUT,
+            "/v2/acme/x/manifests/1.0.0",
+            Some(&token),
+            &[],
+            b"{not json".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // None of it left a tag behind.
+    let (status, _, _) = http
+        .send(Method::GET, "/v2/acme/x/tags/list", None, &[], Vec::new())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_version_never_changes_even_under_concurrent_publishes() {
+    let registry = TestRegistry::start(test_config()).await;
+    // Two different packages claiming the same version, at once.
+    let first = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.0.0");
+    let second = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.0.0");
+    std::fs::write(second.path().join("assets/extra.txt"), "different").expect("write");
+    let (a, b) = tokio::join!(
+        registry.publish(&registry.acme, first.path()),
+        registry.publish(&registry.acme, second.path())
+    );
+    let winners = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(winners, 1, "exactly one publish wins: {a:?} / {b:?}");
+    let loser = if a.is_ok() { &b } else { &a };
+    let message = loser.as_ref().expect_err("loser").to_string();
+    assert!(message.contains("never changes"), "{message}");
+
+    // The tag, the signed metadata and what a node installs agree.
+    let winner = if a.is_ok() { &a } else { &b };
+    let digest = winner.as_ref().expect("winner").digest.clone();
+    assert_eq!(
+        registry
+            .store()
+            .tag("acme/hostile", "1.0.0")
+            .expect("store"),
+        Some(digest.clone())
+    );
+    let node = outpost_e2e_tests::TestNode::new();
+    provision(&node.node, &registry.root_json, &registry.url);
+    let fetched = fetch(&node.node, &registry.url, "acme/hostile@1")
+        .await
+        .expect("fetch");
+    assert_eq!(fetched.release.digest(), digest);
+
+    // Publishing the same package again is a no-op, not an error.
+    let again = registry
+        .publish(
+            &registry.acme,
+            if a.is_ok() {
+                first.path()
+            } else {
+                second.path()
+            },
+        )
+        .await
+        .expect("the same release again");
+    assert_eq!(again.digest, digest);
+
+    // A tag cannot be moved to another manifest by hand either.
+    let http = Http::new(&registry.url);
+    let other = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.0.1");
+    let pushed = outpost_registry::vendor::push(
+        &registry.url,
+        &oci_client::secrets::RegistryAuth::Bearer(registry.acme.token.clone()),
+        &vendor_release(other.path()),
+    )
+    .await
+    .expect("push 1.0.1");
+    let (status, _, body) = http
+        .send(
+            Method::PUT,
+            "/v2/acme/hostile/manifests/1.0.0",
+            Some(&registry.acme.token),
+            &[],
+            pushed.manifest.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        Http::message(&body).contains("never changes"),
+        "{}",
+        Http::message(&body)
+    );
+    // And nothing can be deleted.
+    let (status, _, _) = http
+        .send(
+            Method::DELETE,
+            &format!("/v2/acme/hostile/manifests/{digest}"),
+            Some(&registry.acme.token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_oci_clients_pull_what_was_pushed_with_ranges_and_tags() {
+    let registry = TestRegistry::start(test_config()).await;
+    for version in ["1.0.0", "1.1.0"] {
+        let package = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", version);
+        registry
+            .publish(&registry.acme, package.path())
+            .await
+            .expect("publish");
+    }
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let host = outpost_registry::vendor::registry_host(&registry.url);
+    let reference = oci_client::Reference::with_tag(host, "acme/hostile".into(), "1.1.0".into());
+    let auth = oci_client::secrets::RegistryAuth::Anonymous;
+    let tags = client
+        .list_tags(&reference, &auth, None, None)
+        .await
+        .expect("tags");
+    assert_eq!(tags.tags, vec!["1.0.0", "1.1.0"]);
+    let image = client
+        .pull(
+            &reference,
+            &auth,
+            vec![
+                artifact::WASM_MEDIA_TYPE,
+                artifact::PLUGIN_MANIFEST_MEDIA_TYPE,
+                artifact::ASSET_MEDIA_TYPE,
+            ],
+        )
+        .await
+        .expect("pull");
+    let component = std::fs::read(artifacts::TEST_HOSTILE.component).expect("component");
+    let wasm = image
+        .layers
+        .iter()
+        .find(|l| l.media_type == artifact::WASM_MEDIA_TYPE)
+        .expect("a wasm layer");
+    assert!(
+        wasm.data.as_ref() == component.as_slice(),
+        "the component comes back intact"
+    );
+    assert!(
+        image.layers.len() >= 3,
+        "component, plugin.toml and the assets"
+    );
+    assert_eq!(image.config.media_type, artifact::CONFIG_MEDIA_TYPE);
+    let config: serde_json::Value = serde_json::from_slice(&image.config.data).expect("config");
+    assert_eq!(config["os"], "wasip2");
+
+    let http = Http::new(&registry.url);
+    let digest = artifact::digest_of(&component);
+    let (status, headers, body) = http
+        .send(
+            Method::GET,
+            &format!("/v2/acme/hostile/blobs/{digest}"),
+            None,
+            &[("range", "bytes=10-19")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert!(body == component[10..20], "the range's bytes");
+    assert_eq!(
+        headers["content-range"].to_str().expect("header"),
+        format!("bytes 10-19/{}", component.len())
+    );
+    let (status, _, _) = http
+        .send(
+            Method::GET,
+            &format!("/v2/acme/hostile/blobs/{digest}"),
+            None,
+            &[("range", &format!("bytes={}-", component.len()))],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+}
