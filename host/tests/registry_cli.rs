@@ -1,0 +1,240 @@
+//! The registry commands run as a vendor and an operator would: a vendor
+//! makes a key and publishes, an operator provisions trust, searches,
+//! installs, and carries a bundle to a node with no network.
+
+mod common;
+
+use common::{command, expect_failure, expect_success, fails, succeeds};
+use outpost_registry::keys;
+use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
+use outpost_registry::server::{self, Registry, ServeConfig};
+use outpost_registry::store::{Namespace, RegistryStore, TokenRecord};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+struct Served {
+    _runtime: tokio::runtime::Runtime,
+    url: String,
+    root_file: PathBuf,
+    store_dir: tempfile::TempDir,
+}
+
+/// A registry in this process with namespace acme delegated to the key
+/// in `vendor_public`, and a token for it.
+fn serve_registry(vendor_public: &Path) -> (Served, String) {
+    let store_dir = tempfile::tempdir().expect("temp dir");
+    let store = RegistryStore::create(store_dir.path()).expect("registry");
+    let root_keys = vec![keys::KeyPair::generate().expect("key")];
+    let online = OnlineKeys::generate().expect("keys");
+    let root =
+        repository::init(&store, &root_keys, 1, &online, Lifetimes::default()).expect("metadata");
+    let root_file = store_dir.path().join("root.json");
+    std::fs::write(&root_file, root).expect("write root");
+    store
+        .add_namespace(
+            "acme",
+            &Namespace {
+                keys: vec![keys::load_public(vendor_public).expect("vendor key")],
+                threshold: 1,
+                created_at: 0,
+            },
+        )
+        .expect("namespace");
+    let token = server::new_token().expect("token");
+    store
+        .add_token(
+            &server::token_hash(&token),
+            &TokenRecord {
+                namespace: "acme".into(),
+                created_at: 0,
+                label: String::new(),
+            },
+        )
+        .expect("token");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let registry = Arc::new(Registry::new(store, online, ServeConfig::default()));
+    runtime.spawn(registry.serve(listener, std::future::pending()));
+    (
+        Served {
+            _runtime: runtime,
+            url,
+            root_file,
+            store_dir,
+        },
+        token,
+    )
+}
+
+/// The hostile test plugin packaged as acme/hostile at `version`.
+fn package(dir: &Path, version: &str) -> PathBuf {
+    let from = Path::new(outpost_plugin_artifacts::TEST_HOSTILE.package_dir);
+    let to = dir.join(format!("hostile-{version}"));
+    std::fs::create_dir_all(to.join("assets")).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("package") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let manifest = std::fs::read_to_string(to.join("plugin.toml")).expect("manifest");
+    std::fs::write(
+        to.join("plugin.toml"),
+        manifest
+            .replace("id = \"test/hostile\"", "id = \"acme/hostile\"")
+            .replace("version = \"0.1.0\"", &format!("version = \"{version}\"")),
+    )
+    .expect("manifest");
+    std::fs::write(to.join("assets/version.txt"), version).expect("version");
+    to
+}
+
+fn text_of(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_vendor_publishes_and_operators_install_online_and_from_a_bundle() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let vendor_dir = work.path().join("vendor");
+    std::fs::create_dir_all(&vendor_dir).expect("mkdir");
+    let key = vendor_dir.join("acme.key");
+    let made = succeeds(&vendor_dir, &["vendor", "keygen", &text_of(&key)]);
+    assert!(made.contains("send it to the central team"), "{made}");
+    let (registry, token) = serve_registry(&keys::public_path(&key));
+
+    // Publishing needs the token; without it the error says where to put it.
+    let package_dir = package(work.path(), "1.2.0");
+    let publish = [
+        "vendor",
+        "publish",
+        &text_of(&package_dir),
+        "--registry",
+        &registry.url,
+        "--key",
+        &text_of(&key),
+    ];
+    let output = command(&vendor_dir, &publish)
+        .env_remove("OUTPOST_REGISTRY_TOKEN")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--token"));
+    let output = command(&vendor_dir, &publish)
+        .env("OUTPOST_REGISTRY_TOKEN", &token)
+        .output()
+        .expect("runs");
+    let published = expect_success(&publish, &output);
+    assert!(
+        published.contains("published acme/hostile@1.2.0"),
+        "{published}"
+    );
+
+    // An operator without trust is told how to get it.
+    let node = work.path().join("node");
+    let refusal = fails(
+        &node,
+        &[
+            "plugin",
+            "install",
+            "acme/hostile",
+            "--registry",
+            &registry.url,
+        ],
+    );
+    assert!(refusal.contains("outpost trust init"), "{refusal}");
+
+    let root_copy = work.path().join("root.json");
+    std::fs::copy(&registry.root_file, &root_copy).expect("copy root");
+    let root = text_of(&root_copy);
+    let trusted = succeeds(
+        &node,
+        &["trust", "init", &root, "--registry", &registry.url],
+    );
+    assert!(trusted.contains("trusting root version 1"), "{trusted}");
+    let found = succeeds(&node, &["plugin", "search"]);
+    assert!(found.contains("acme/hostile@1.2.0"), "{found}");
+
+    let refusal = fails(&node, &["plugin", "install", "acme/hostile@^1"]);
+    assert!(refusal.contains("--yes"), "{refusal}");
+    assert!(succeeds(&node, &["plugin", "list"]).contains("No plugins installed"));
+    let installed = succeeds(&node, &["plugin", "install", "acme/hostile@^1", "--yes"]);
+    assert!(
+        installed.contains("verified acme/hostile@1.2.0"),
+        "{installed}"
+    );
+    assert!(
+        installed.contains("acme/hostile installed 1.2.0"),
+        "{installed}"
+    );
+    let missing = fails(&node, &["plugin", "install", "acme/hostile@^2", "--yes"]);
+    assert!(
+        missing.contains("the signed versions are 1.2.0"),
+        "{missing}"
+    );
+    let shown = succeeds(&node, &["trust", "show"]);
+    assert!(
+        shown.contains("timestamp") && shown.contains("root:     version 1"),
+        "{shown}"
+    );
+
+    // A bundle for a node with no network: exported where there is one...
+    let bundle = work.path().join("usb/hostile.bundle");
+    std::fs::create_dir_all(bundle.parent().expect("parent")).expect("mkdir");
+    let exported = succeeds(
+        &node,
+        &[
+            "bundle",
+            "export",
+            "acme/hostile@^1",
+            "-o",
+            &text_of(&bundle),
+        ],
+    );
+    assert!(exported.contains("acme/hostile@1.2.0"), "{exported}");
+    // The registry goes away: no network from here on.
+    drop(registry);
+
+    // ...installed where there is none (this node was never told a registry).
+    let offline = work.path().join("offline");
+    succeeds(&offline, &["trust", "init", &root]);
+    let installed = succeeds(&offline, &["plugin", "install", &text_of(&bundle), "--yes"]);
+    assert!(
+        installed.contains("acme/hostile installed 1.2.0"),
+        "{installed}"
+    );
+    let garbage = work.path().join("garbage.bundle");
+    std::fs::write(&garbage, b"not a bundle").expect("write");
+    let args = ["plugin", "install", &text_of(&garbage), "--yes"];
+    let refusal = expect_failure(&args, &common::outpost(&offline, &args));
+    assert!(
+        refusal.contains("copy it again") || refusal.contains("not an Outpost bundle"),
+        "{refusal}"
+    );
+}
+
+#[test]
+fn registry_commands_explain_themselves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let help = succeeds(dir.path(), &["plugin", "install", "--help"]);
+    for needle in ["oci://", ".bundle", "--registry", "--yes", "^1.2"] {
+        assert!(
+            help.contains(needle),
+            "install --help lacks {needle}:\n{help}"
+        );
+    }
+    let help = succeeds(dir.path(), &["vendor", "publish", "--help"]);
+    assert!(help.contains("OUTPOST_REGISTRY_TOKEN"), "{help}");
+    let bad_root = dir.path().join("root.json");
+    std::fs::write(&bad_root, b"{\"signed\":{}}").expect("write");
+    let refusal = fails(dir.path(), &["trust", "init", &text_of(&bad_root)]);
+    assert!(refusal.contains("not root metadata"), "{refusal}");
+    let refusal = fails(dir.path(), &["plugin", "install", "not a plugin id"]);
+    assert!(
+        refusal.contains("not a plugin to install") || refusal.contains("registry"),
+        "{refusal}"
+    );
+}

@@ -1,0 +1,176 @@
+//! `outpost-registry` run as the central team would run it.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn registry(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_outpost-registry"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("OUTPOST_REGISTRY_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("outpost-registry runs")
+}
+
+fn succeeds(data: &Path, args: &[&str]) -> String {
+    let output = registry(data, args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "outpost-registry {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn fails(data: &Path, args: &[&str]) -> String {
+    let output = registry(data, args);
+    assert!(
+        !output.status.success(),
+        "outpost-registry {args:?} should fail"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
+}
+
+fn get(port: u16, path: &str) -> Option<(String, Vec<u8>)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    Some((head, answer[split + 4..].to_vec()))
+}
+
+#[test]
+fn the_central_team_creates_a_registry_namespaces_and_tokens_then_serves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("registry");
+    let created = succeeds(&data, &["init"]);
+    assert!(created.contains("move them offline"), "{created}");
+    assert!(data.join("root-keys/root-1").exists());
+    let again = fails(&data, &["init"]);
+    assert!(again.contains("already exists"), "{again}");
+
+    let key = dir.path().join("acme.key");
+    succeeds(&data, &["keygen", key.to_str().expect("utf-8")]);
+    let public = format!("{}.pub.json", key.display());
+    let added = succeeds(&data, &["namespace", "add", "acme", "--key", &public]);
+    assert!(added.contains("acme/* is delegated"), "{added}");
+    let twice = fails(&data, &["namespace", "add", "acme", "--key", &public]);
+    assert!(twice.contains("exists already"), "{twice}");
+    let reserved = fails(&data, &["namespace", "add", "targets", "--key", &public]);
+    assert!(reserved.contains("cannot be a namespace"), "{reserved}");
+    let private_as_public = fails(
+        &data,
+        &[
+            "namespace",
+            "add",
+            "bob",
+            "--key",
+            key.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        private_as_public.contains("not a TUF ed25519 public key"),
+        "{private_as_public}"
+    );
+    assert!(succeeds(&data, &["namespace", "list"]).contains("acme\tthreshold 1"));
+
+    let token = succeeds(&data, &["token", "create", "acme"]);
+    assert!(token.trim().starts_with("opr_"), "{token}");
+    let unknown = fails(&data, &["token", "create", "nobody"]);
+    assert!(unknown.contains("does not exist"), "{unknown}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_outpost-registry"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut answer = None;
+    for _ in 0..100 {
+        answer = get(port, "/v2/");
+        if answer.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (head, _) = answer.expect("the registry answers");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (_, root) = get(port, "/tuf/1.root.json").expect("root");
+    assert_eq!(
+        root,
+        std::fs::read(data.join("root.json")).expect("root.json")
+    );
+    let (head, _) = get(port, "/tuf/timestamp.json").expect("timestamp");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (head, _) = get(port, "/tuf/../registry.redb").expect("answer");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    // Admin commands while it serves are told to stop it first.
+    let busy = fails(&data, &["token", "create", "acme"]);
+    assert!(busy.contains("stop it first"), "{busy}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn root_rotation_needs_the_current_root_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("registry");
+    succeeds(&data, &["init"]);
+    let new_key = dir.path().join("root-2");
+    succeeds(&data, &["keygen", new_key.to_str().expect("utf-8")]);
+    let stranger = dir.path().join("stranger");
+    succeeds(&data, &["keygen", stranger.to_str().expect("utf-8")]);
+    let refused = fails(
+        &data,
+        &[
+            "root",
+            "rotate",
+            "--current-key",
+            stranger.to_str().expect("utf-8"),
+            "--new-key",
+            new_key.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(refused.contains("needs 1 of its current keys"), "{refused}");
+    let current = data.join("root-keys/root-1");
+    let rotated = succeeds(
+        &data,
+        &[
+            "root",
+            "rotate",
+            "--current-key",
+            current.to_str().expect("utf-8"),
+            "--new-key",
+            new_key.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(rotated.contains("root version 2 signed"), "{rotated}");
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("root.json")).expect("root"))
+            .expect("json");
+    assert_eq!(root["signed"]["version"], 2);
+    assert_eq!(
+        root["signatures"].as_array().map(Vec::len),
+        Some(2),
+        "old and new keys sign"
+    );
+}

@@ -1,0 +1,144 @@
+//! Any OCI registry can carry plugin bytes: Debian's `docker-registry`
+//! (the CNCF distribution server), started here on 127.0.0.1, takes an
+//! artifact pushed by the vendor's OCI client, and a node installs it from
+//! `oci://…` — trusted only because the registry's TUF metadata signs the
+//! same manifest digest.
+//!
+//! `.ci/run` installs the package and sets OUTPOST_REQUIRE_DOCKER_REGISTRY,
+//! so in CI a missing server fails this test; elsewhere it says it skipped.
+
+use outpost::releases::{ReleaseError, Source};
+use outpost_e2e_tests::registry::*;
+use outpost_e2e_tests::{TestNode, artifacts};
+use outpost_registry::client::ClientError;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const SERVER: &str = "/usr/bin/docker-registry";
+
+struct DockerRegistry {
+    child: Child,
+    url: url::Url,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for DockerRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_docker_registry() -> Option<DockerRegistry> {
+    if !Path::new(SERVER).exists() {
+        assert!(
+            std::env::var_os("OUTPOST_REQUIRE_DOCKER_REGISTRY").is_none(),
+            "{SERVER} is missing; .ci/run installs Debian's docker-registry package"
+        );
+        eprintln!(
+            "skipped: {SERVER} is not installed (apt-get install docker-registry, or run .ci/run)"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let child = Command::new(SERVER)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker-registry");
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(DockerRegistry {
+                child,
+                url,
+                _dir: dir,
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("docker-registry did not start listening on 127.0.0.1:{port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_installs_from_any_oci_registry_what_the_signed_metadata_names() {
+    let Some(oci) = start_docker_registry() else {
+        return;
+    };
+    let registry = TestRegistry::start(test_config()).await;
+    let package = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.2.0");
+    let release = vendor_release(package.path());
+    // The fleet's bytes go to the OCI registry with a standard client...
+    let pushed = outpost_registry::vendor::push(
+        &oci.url,
+        &oci_client::secrets::RegistryAuth::Anonymous,
+        &release,
+    )
+    .await
+    .expect("push to docker-registry");
+    // ...and the release is signed through the Outpost registry (the same
+    // bytes: artifacts are reproducible).
+    let published = registry
+        .publish(&registry.acme, package.path())
+        .await
+        .expect("publish");
+    assert_eq!(published.digest, pushed.digest);
+
+    let proxy = Proxy::start(&registry.url).await;
+    let node = TestNode::new();
+    provision(&node.node, &registry.root_json, &proxy.url);
+    let host = outpost_registry::vendor::registry_host(&oci.url);
+    let source = Source::parse(
+        &format!("oci://{host}/acme/hostile:1.2.0"),
+        None,
+        node.node.store(),
+    )
+    .expect("source");
+    let fetched = fetch_source(&node.node, &source)
+        .await
+        .expect("fetch via oci://");
+    tokio::task::block_in_place(|| node.node.install(&fetched.package)).expect("install");
+    assert_eq!(node.loaded("acme/hostile").version.to_string(), "1.2.0");
+    // Only metadata came from the Outpost registry; the bytes did not.
+    let asked: Vec<String> = proxy.seen().into_iter().map(|(path, _)| path).collect();
+    assert!(asked.iter().all(|p| p.starts_with("/tuf/")), "{asked:?}");
+
+    // An artifact in the OCI registry that no vendor signed is refused.
+    let unsigned = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "6.6.6");
+    outpost_registry::vendor::push(
+        &oci.url,
+        &oci_client::secrets::RegistryAuth::Anonymous,
+        &vendor_release(unsigned.path()),
+    )
+    .await
+    .expect("push unsigned");
+    let source = Source::parse(
+        &format!("oci://{host}/acme/hostile:6.6.6"),
+        None,
+        node.node.store(),
+    )
+    .expect("source");
+    let error = fetch_source(&node.node, &source)
+        .await
+        .expect_err("unsigned");
+    assert!(
+        matches!(error, ReleaseError::Client(ClientError::Unsigned { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("not trusted"), "{error}");
+}
