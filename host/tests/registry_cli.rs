@@ -16,7 +16,7 @@ struct Served {
     _runtime: tokio::runtime::Runtime,
     url: String,
     root_file: PathBuf,
-    store_dir: tempfile::TempDir,
+    _store_dir: tempfile::TempDir,
 }
 
 /// A registry in this process with namespace acme delegated to the key
@@ -63,7 +63,7 @@ fn serve_registry(vendor_public: &Path) -> (Served, String) {
             _runtime: runtime,
             url,
             root_file,
-            store_dir,
+            _store_dir: store_dir,
         },
         token,
     )

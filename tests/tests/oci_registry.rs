@@ -61,14 +61,14 @@ fn start_docker_registry() -> Option<DockerRegistry> {
         .stderr(Stdio::null())
         .spawn()
         .expect("start docker-registry");
-    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let server = DockerRegistry {
+        child,
+        url: url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url"),
+        _dir: dir,
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(DockerRegistry {
-                child,
-                url,
-                _dir: dir,
-            });
+            return Some(server);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
