@@ -15,7 +15,6 @@
 use crate::artifact::{self, Layout};
 use crate::tuf::{self, ReleaseInfo};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper::StatusCode;
 use hyper_util::client::legacy::Client;
@@ -142,6 +141,9 @@ pub enum MetadataSource {
     Files(Arc<BTreeMap<String, Vec<u8>>>),
 }
 
+/// How long a download may go without receiving a byte.
+const STALL: Duration = Duration::from_secs(30);
+
 /// tough's transport over hyper, for `http://` registries.
 #[derive(Debug, Clone)]
 struct HttpTransport {
@@ -189,20 +191,30 @@ impl Transport for HttpTransport {
                 ));
             }
         }
-        let stream =
-            http_body_util::BodyStream::new(response.into_body()).filter_map(move |frame| {
-                let url = url.clone();
-                async move {
-                    match frame {
-                        Ok(frame) => frame.into_data().ok().map(Ok),
-                        Err(e) => Some(Err(TransportError::new_with_cause(
-                            TransportErrorKind::Other,
-                            url,
-                            e,
-                        ))),
+        // Each chunk must come within STALL, so a source that stops
+        // sending mid-file cannot hold the update forever.
+        let body = response.into_body();
+        let stream = futures_util::stream::unfold(Some(body), move |body| {
+            let url = url.clone();
+            async move {
+                let mut body = body?;
+                loop {
+                    let error = |e: Box<dyn std::error::Error + Send + Sync>| {
+                        TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e)
+                    };
+                    match tokio::time::timeout(STALL, body.frame()).await {
+                        Err(_) => return Some((Err(error("the source stalled".into())), None)),
+                        Ok(None) => return None,
+                        Ok(Some(Err(e))) => return Some((Err(error(e.into())), None)),
+                        Ok(Some(Ok(frame))) => {
+                            if let Ok(data) = frame.into_data() {
+                                return Some((Ok(data), Some(body)));
+                            }
+                        }
                     }
                 }
-            });
+            }
+        });
         Ok(Box::pin(stream))
     }
 }
@@ -713,7 +725,7 @@ impl Fetcher {
             .map_err(io(partial))?;
         progress(have);
         let mut body = response.into_body();
-        while let Some(frame) = body.frame().await {
+        while let Some(frame) = next_frame(&mut body, url).await? {
             let frame = match frame {
                 Ok(frame) => frame,
                 Err(e) => {
@@ -792,7 +804,7 @@ impl Fetcher {
         }
         let mut body = response.into_body();
         let mut bytes = Vec::new();
-        while let Some(frame) = body.frame().await {
+        while let Some(frame) = next_frame(&mut body, url).await? {
             let frame = frame.map_err(|e| ClientError::Http {
                 url: url.to_string(),
                 detail: e.to_string(),
@@ -840,6 +852,22 @@ impl Fetcher {
         }
         Ok(folder)
     }
+}
+
+/// The next frame of `body`, or an error if none comes within `STALL`.
+async fn next_frame(
+    body: &mut hyper::body::Incoming,
+    url: &hyper::Uri,
+) -> Result<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>, ClientError> {
+    tokio::time::timeout(STALL, body.frame())
+        .await
+        .map_err(|_| ClientError::Http {
+            url: url.to_string(),
+            detail: format!(
+                "nothing received for {} s; run the command again to resume",
+                STALL.as_secs()
+            ),
+        })
 }
 
 fn oci_url(base: &Url, path: &str) -> Result<hyper::Uri, ClientError> {
