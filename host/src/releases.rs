@@ -367,3 +367,33 @@ pub async fn export_bundle(
     bundle.write(out)?;
     Ok(bundle)
 }
+
+/// What `outpost vendor publish` sends for the package folder at `folder`.
+pub fn vendor_release(folder: &Path) -> Result<outpost_registry::vendor::Release, PackageError> {
+    let package = package::read(folder, package::MAX_COMPONENT_BYTES)?;
+    let manifest = package.manifest;
+    let assets = package
+        .assets
+        .unwrap_or_default()
+        .into_iter()
+        .map(|file| {
+            (
+                file.relative.to_string_lossy().replace('\\', "/"),
+                file.bytes,
+            )
+        })
+        .collect();
+    Ok(outpost_registry::vendor::Release {
+        plugin: manifest.id.to_string(),
+        version: manifest.version.clone(),
+        world: manifest.world.to_string(),
+        grants: manifest.grants.describe(),
+        parts: outpost_registry::artifact::Parts {
+            component_name: manifest.component.clone(),
+            component: package.component,
+            plugin_manifest: manifest.text.into_bytes(),
+            assets,
+            version: manifest.version.to_string(),
+        },
+    })
+}

@@ -249,7 +249,10 @@ fn the_demo_runs_start_to_finish() {
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     for expected in [
-        "1. Install the reference printer driver",
+        "1. A vendor publishes the reference printer driver to a registry",
+        "published outpost/thermal-printer@0.1.0 as sha256:",
+        "verified: root v1, timestamp v2",
+        "a signed bundle for nodes offline",
         "health: ok: rendered 0 labels and 0 receipts",
         "The label printer received",
         "█ DPD NEXT DAY █",

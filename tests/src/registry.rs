@@ -16,7 +16,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use outpost::node::Node;
 use outpost::releases::{self, Fetched, ReleaseError, Source, Wanted};
-use outpost_registry::artifact::Parts;
 use outpost_registry::keys::KeyPair;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
 use outpost_registry::server::{self, Registry, ServeConfig};
@@ -159,27 +158,7 @@ pub async fn publish_to(
 
 /// What `outpost vendor publish` builds from a package folder.
 pub fn vendor_release(package: &Path) -> vendor::Release {
-    let package = outpost::package::read(package, outpost::package::MAX_COMPONENT_BYTES)
-        .expect("read package");
-    let manifest = package.manifest;
-    vendor::Release {
-        plugin: manifest.id.to_string(),
-        version: manifest.version.clone(),
-        world: manifest.world.to_string(),
-        grants: manifest.grants.describe(),
-        parts: Parts {
-            component_name: manifest.component.clone(),
-            component: package.component,
-            plugin_manifest: manifest.text.clone().into_bytes(),
-            assets: package
-                .assets
-                .unwrap_or_default()
-                .into_iter()
-                .map(|f| (f.relative.to_string_lossy().to_string(), f.bytes))
-                .collect(),
-            version: manifest.version.to_string(),
-        },
-    }
+    releases::vendor_release(package).expect("read package")
 }
 
 /// The hostile test plugin packaged as `id` at `version` (its `info`

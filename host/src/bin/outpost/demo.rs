@@ -1,7 +1,8 @@
 //! `outpost demo`: a node on its embedded defaults, shown working.
 //!
 //! Everything is the real thing: the reference driver is written out as a
-//! package folder and installed from there, the printers are TCP listeners on
+//! package folder, published signed to a registry on 127.0.0.1 and
+//! installed from there after verification, the printers are TCP listeners on
 //! 127.0.0.1 that behave like port-9100 printers, and every step goes through
 //! the node's local HTTP API with its bearer token.
 
@@ -45,6 +46,74 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
         "made by `outpost demo`; it may delete this folder\n",
     )?;
     Ok(())
+}
+
+/// A registry on 127.0.0.1 holding the reference vendor's namespace,
+/// `outpost`, with its root and keys under `<dir>/registry`.
+struct DemoRegistry {
+    url: url::Url,
+    root: Vec<u8>,
+    token: String,
+    vendor: outpost_registry::keys::KeyPair,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl DemoRegistry {
+    async fn start(dir: &Path) -> anyhow::Result<DemoRegistry> {
+        use outpost_registry::keys::KeyPair;
+        use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
+        use outpost_registry::server::{self, Registry, ServeConfig};
+        use outpost_registry::store::{Namespace, RegistryStore, TokenRecord};
+        let folder = dir.join("registry");
+        let store = RegistryStore::create(&folder)?;
+        let root_key = KeyPair::generate()?;
+        let online = OnlineKeys::generate()?;
+        let root = repository::init(&store, &[root_key], 1, &online, Lifetimes::default())?;
+        std::fs::write(folder.join("root.json"), &root)?;
+        let vendor = KeyPair::generate()?;
+        store.add_namespace(
+            "outpost",
+            &Namespace {
+                keys: vec![vendor.public()],
+                threshold: 1,
+                created_at: outpost::install::now_seconds(),
+            },
+        )?;
+        let token = server::new_token()?;
+        store.add_token(
+            &server::token_hash(&token),
+            &TokenRecord {
+                namespace: "outpost".into(),
+                created_at: outpost::install::now_seconds(),
+                label: "demo".into(),
+            },
+        )?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("cannot start the demo registry")?;
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr()?))?;
+        println!(
+            "Registry:         {url} (the central team's; root of trust in {})",
+            folder.join("root.json").display()
+        );
+        let registry = Arc::new(Registry::new(store, online, ServeConfig::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(registry.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(DemoRegistry {
+            url,
+            root,
+            token,
+            vendor,
+            stop,
+        })
+    }
+
+    /// The network goes away: the rest of the demo runs without it.
+    fn stop(self) {
+        let _ = self.stop.send(());
+    }
 }
 
 /// The embedded reference plugins the demo installs, by package folder name.
@@ -192,18 +261,51 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     );
     println!("Virtual courier:  {}", courier.url());
 
+    let registry = DemoRegistry::start(dir).await?;
     let package = write_package(dir, "thermal-printer", str::to_string)?;
     step(
         1,
-        &format!(
-            "Install the reference printer driver from {}",
-            package.display()
-        ),
+        "A vendor publishes the reference printer driver to a registry on 127.0.0.1; \
+         the node verifies it against its root of trust and installs it",
+    );
+    let release = outpost::releases::vendor_release(&package)?;
+    let published = outpost_registry::vendor::publish(
+        &registry.url,
+        &registry.token,
+        &[&registry.vendor],
+        &release,
+        jiff::SignedDuration::from_hours(24),
+    )
+    .await
+    .context("publishing the reference driver to the demo registry")?;
+    println!(
+        "   published {} as {} ({} bytes), signed with vendor key {}…",
+        published.target,
+        &published.digest[..19],
+        published.bytes,
+        &registry.vendor.key_id_hex()[..12]
     );
     let node = open(dir, None)?;
+    outpost::releases::provision(
+        node.store(),
+        &dir.join("registry/root.json"),
+        &registry.root,
+        Some(&registry.url),
+    )?;
     let started = Instant::now();
+    let source = outpost::releases::Source::Registry {
+        url: registry.url.clone(),
+        wanted: outpost::releases::Wanted::parse("outpost/thermal-printer@^0.1")?,
+    };
+    let fetched = outpost::releases::fetch(node.store(), &dir.join("downloads"), &source, &|_| {})
+        .await
+        .context("fetching the reference driver from the demo registry")?;
+    println!(
+        "   verified: root v{}, timestamp v{}, outpost's signed release list, manifest and every blob",
+        fetched.index.root_version, fetched.index.timestamp_version
+    );
     let report = node
-        .install(&package)
+        .install(&fetched.package)
         .context("installing the reference driver")?;
     println!("   {} {} ({})", report.id, report.version, report.world);
     println!("   grants: {}", report.grants);
@@ -214,7 +316,27 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
     println!("   health: {}", report.health);
-    println!("   and the other reference plugins:");
+    let bundle = dir.join("usb/thermal-printer.bundle");
+    std::fs::create_dir_all(dir.join("usb"))?;
+    outpost::releases::export_bundle(
+        node.store(),
+        &dir.join("downloads"),
+        &registry.url,
+        &[outpost::releases::Wanted::parse("outpost/thermal-printer")?],
+        &bundle,
+        &|_| {},
+    )
+    .await
+    .context("exporting the demo bundle")?;
+    println!(
+        "   the same release as a signed bundle for nodes offline: {} ({} KB)",
+        bundle.display(),
+        std::fs::metadata(&bundle)
+            .map(|m| m.len() / 1024)
+            .unwrap_or(0)
+    );
+    registry.stop();
+    println!("   and the other reference plugins, from package folders:");
     let tokenizer =
         outpost::manifest::PluginId::parse("outpost/card-tokenizer").map_err(anyhow::Error::msg)?;
     node.keystore()
@@ -369,6 +491,12 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     println!("   outpost --data-dir {shown} tokenize docs/examples/card.json");
     println!("   outpost --data-dir {shown} forecast docs/examples/forecast.json");
     println!("   outpost --data-dir {shown} outbox list");
+    println!("   outpost --data-dir {shown} trust show");
+    println!("and, as a node with no network, the bundle from step 1:");
+    println!("   outpost --data-dir /tmp/offline-node trust init {shown}/registry/root.json");
+    println!(
+        "   outpost --data-dir /tmp/offline-node plugin install {shown}/usb/thermal-printer.bundle --yes"
+    );
     Ok(())
 }
 

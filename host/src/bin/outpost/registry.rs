@@ -5,7 +5,6 @@ use crate::commands::{approve_and_install, open, runtime};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use outpost::releases::{self, Source, Wanted};
-use outpost_registry::artifact::Parts;
 use outpost_registry::client::{MetadataSource, Progress};
 use outpost_registry::keys::KeyPair;
 use outpost_registry::vendor;
@@ -141,10 +140,17 @@ pub fn trust_init(
     let bytes = std::fs::read(root).with_context(|| format!("cannot read {}", root.display()))?;
     let registry = registry.map(releases::parse_registry_url).transpose()?;
     let signed = releases::provision(node.store(), root, &bytes, registry.as_ref())?;
+    let root_keys = signed
+        .signed
+        .roles
+        .get(&outpost_registry::tough::schema::RoleType::Root)
+        .map(|role| (role.threshold.get(), role.keyids.len()))
+        .unwrap_or_default();
     println!(
-        "trusting root version {} ({} key(s), expires {})",
+        "trusting root version {} (signed by {} of {} root key(s), expires {})",
         signed.signed.version,
-        signed.signed.keys.len(),
+        root_keys.0,
+        root_keys.1,
         signed.signed.expires.strftime("%Y-%m-%d")
     );
     match registry {
@@ -287,38 +293,13 @@ pub fn publish(
     token: &str,
     valid_for: jiff::SignedDuration,
 ) -> anyhow::Result<()> {
-    let package = outpost::package::read(package_dir, outpost::package::MAX_COMPONENT_BYTES)
+    let release = releases::vendor_release(package_dir)
         .with_context(|| format!("cannot publish {}", package_dir.display()))?;
     let url = releases::parse_registry_url(registry)?;
     let keys = key_files
         .iter()
         .map(|p| KeyPair::load(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let manifest = &package.manifest;
-    let assets = package
-        .assets
-        .unwrap_or_default()
-        .into_iter()
-        .map(|file| {
-            (
-                file.relative.to_string_lossy().replace('\\', "/"),
-                file.bytes,
-            )
-        })
-        .collect();
-    let release = vendor::Release {
-        plugin: manifest.id.to_string(),
-        version: manifest.version.clone(),
-        world: manifest.world.to_string(),
-        grants: manifest.grants.describe(),
-        parts: Parts {
-            component_name: manifest.component.clone(),
-            component: package.component,
-            plugin_manifest: manifest.text.clone().into_bytes(),
-            assets,
-            version: manifest.version.to_string(),
-        },
-    };
     let key_refs: Vec<&KeyPair> = keys.iter().collect();
     let outcome = runtime()?
         .block_on(vendor::publish(&url, token, &key_refs, &release, valid_for))
@@ -328,7 +309,7 @@ pub fn publish(
         outcome.target,
         outcome.digest,
         outcome.bytes,
-        manifest.id.as_str().split('/').next().unwrap_or_default(),
+        release.plugin.split('/').next().unwrap_or_default(),
         outcome.metadata_version
     );
     Ok(())
