@@ -525,15 +525,7 @@ impl Registry {
             let digest = query_param(&request, "digest");
             let id = self.store.start_upload(repo)?;
             if let Some(digest) = digest {
-                let body = self.read_blob_body(request).await;
-                let body = match body {
-                    Ok(body) => body,
-                    Err(refusal) => {
-                        self.store.cancel_upload(&id)?;
-                        return Err(refusal);
-                    }
-                };
-                self.store.append_upload(&id, 0, &body)?;
+                self.receive(request, &id, 0).await?;
                 return self.finish(repo, &id, &digest);
             }
             let response = respond(StatusCode::ACCEPTED, Bytes::new());
@@ -592,12 +584,7 @@ impl Registry {
                         ));
                     }
                 }
-                let body = self.read_blob_body(request).await?;
-                if received + body.len() as u64 > self.config.max_blob_bytes {
-                    self.store.cancel_upload(id)?;
-                    return Err(too_large(self.config.max_blob_bytes));
-                }
-                let size = self.store.append_upload(id, received, &body)?;
+                let size = self.receive(request, id, received).await?;
                 if put {
                     let Some(digest) = digest else {
                         return Err(refuse(
@@ -620,8 +607,63 @@ impl Registry {
         }
     }
 
-    async fn read_blob_body(&self, request: Request<Incoming>) -> Result<Bytes, Refusal> {
-        read_body(request, self.config.max_blob_bytes).await
+    /// Streams the request body into upload `id` from `offset`, so a
+    /// large blob never sits in memory; past the size limit the upload is
+    /// dropped. Returns the upload's size.
+    async fn receive(
+        &self,
+        request: Request<Incoming>,
+        id: &str,
+        offset: u64,
+    ) -> Result<u64, Refusal> {
+        let limit = self.config.max_blob_bytes;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| offset + length > limit) {
+            self.store.cancel_upload(id)?;
+            return Err(too_large(limit));
+        }
+        let mut file = self.store.upload_file(id, offset)?;
+        let mut size = offset;
+        let mut body = request.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(error) => {
+                    // The client went away mid-chunk: keep what is written
+                    // up to the last whole frame, so it can resume.
+                    self.store.record_upload_size(id, size)?;
+                    return Err(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "BLOB_UPLOAD_INVALID",
+                        format!(
+                            "the upload was cut off after {size} bytes ({error}); resume from there"
+                        ),
+                    ));
+                }
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if size + data.len() as u64 > limit {
+                drop(file);
+                self.store.cancel_upload(id)?;
+                return Err(too_large(limit));
+            }
+            std::io::Write::write_all(&mut file, &data).map_err(|e| {
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    format!("writing the upload: {e}"),
+                )
+            })?;
+            size += data.len() as u64;
+        }
+        self.store.record_upload_size(id, size)?;
+        Ok(size)
     }
 
     fn finish(&self, repo: &str, id: &str, digest: &str) -> Handled {

@@ -22,7 +22,7 @@ use cap_std::fs::Dir;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tough::schema::key::Key;
 
@@ -258,6 +258,44 @@ impl RegistryStore {
         Ok(())
     }
 
+    /// Every token: (sha-256 of the token, record).
+    pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TOKENS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (hash, record) = row?;
+            out.push((hash.value().to_string(), decode("token", record.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Removes the one token whose hash starts with `prefix`; `Ok(Err(n))`
+    /// when n tokens match instead of one (nothing is removed).
+    pub fn revoke_token(&self, prefix: &str) -> Result<Result<TokenRecord, usize>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let outcome = {
+            let mut table = txn.open_table(TOKENS)?;
+            let mut matching = Vec::new();
+            for row in table.iter()? {
+                let (hash, record) = row?;
+                if !prefix.is_empty() && hash.value().starts_with(prefix) {
+                    matching.push((hash.value().to_string(), record.value().to_vec()));
+                }
+            }
+            match matching.as_slice() {
+                [(hash, record)] => {
+                    let record = decode("token", record)?;
+                    table.remove(hash.as_str())?;
+                    Ok(record)
+                }
+                other => Err(other.len()),
+            }
+        };
+        txn.commit()?;
+        Ok(outcome)
+    }
+
     pub fn token(&self, token_sha256: &str) -> Result<Option<TokenRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(TOKENS)?;
@@ -438,8 +476,9 @@ impl RegistryStore {
         }))
     }
 
-    /// Appends `chunk` at `offset` (which must be the bytes received so far).
-    pub fn append_upload(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<u64, StoreError> {
+    /// The upload's file, cut to `offset` (the bytes received so far) and
+    /// positioned there for the next chunk.
+    pub fn upload_file(&self, id: &str, offset: u64) -> Result<cap_std::fs::File, StoreError> {
         let io = |source| StoreError::Blobs {
             path: PathBuf::from("uploads").join(id),
             source,
@@ -448,10 +487,13 @@ impl RegistryStore {
             .uploads
             .open_with(id, cap_std::fs::OpenOptions::new().write(true))
             .map_err(io)?;
+        file.set_len(offset).map_err(io)?;
         file.seek(SeekFrom::Start(offset)).map_err(io)?;
-        file.write_all(chunk).map_err(io)?;
-        file.set_len(offset + chunk.len() as u64).map_err(io)?;
-        let size = offset + chunk.len() as u64;
+        Ok(file)
+    }
+
+    /// Records how many bytes upload `id` holds.
+    pub fn record_upload_size(&self, id: &str, size: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(UPLOADS)?;
@@ -462,7 +504,7 @@ impl RegistryStore {
             table.insert(id, (repo.as_str(), size))?;
         }
         txn.commit()?;
-        Ok(size)
+        Ok(())
     }
 
     /// Checks the upload's digest and moves it into the blob store.

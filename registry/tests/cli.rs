@@ -88,6 +88,20 @@ fn the_central_team_creates_a_registry_namespaces_and_tokens_then_serves() {
 
     let token = succeeds(&data, &["token", "create", "acme"]);
     assert!(token.trim().starts_with("opr_"), "{token}");
+    let listed = succeeds(&data, &["token", "list"]);
+    let id = listed.split('\t').next().expect("an id").to_string();
+    assert!(listed.contains("\tacme\t"), "{listed}");
+    succeeds(&data, &["token", "create", "acme", "--label", "spare"]);
+    let revoked = succeeds(&data, &["token", "revoke", &id]);
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let listed = succeeds(&data, &["token", "list"]);
+    assert!(
+        !listed.contains(&id) && listed.contains("spare"),
+        "{listed}"
+    );
+    let missing = fails(&data, &["token", "revoke", &id]);
+    assert!(missing.contains("no token has id"), "{missing}");
+    let token = succeeds(&data, &["token", "create", "acme"]);
     let unknown = fails(&data, &["token", "create", "nobody"]);
     assert!(unknown.contains("does not exist"), "{unknown}");
 

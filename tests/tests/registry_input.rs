@@ -425,3 +425,74 @@ async fn standard_oci_clients_pull_what_was_pushed_with_ranges_and_tags() {
         .await;
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_must_continue_where_it_stopped() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let token = registry.acme.token.clone();
+    let (status, headers, _) = http
+        .send(
+            Method::POST,
+            "/v2/acme/x/blobs/uploads/",
+            Some(&token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let location = headers["location"].to_str().expect("location").to_string();
+    let (status, _, _) = http
+        .send(
+            Method::PATCH,
+            &location,
+            Some(&token),
+            &[("content-range", "0-4")],
+            b"hello".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // A chunk that does not start where the upload stands is refused.
+    let (status, _, body) = http
+        .send(
+            Method::PATCH,
+            &location,
+            Some(&token),
+            &[("content-range", "2-7")],
+            b"llo wo".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert!(
+        Http::message(&body).contains("has 5 bytes"),
+        "{}",
+        Http::message(&body)
+    );
+    let digest = artifact::digest_of(b"hello world");
+    let (status, _, _) = http
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            Some(&token),
+            &[("content-range", "5-10")],
+            b" world".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, body) = http
+        .send(
+            Method::GET,
+            &format!("/v2/acme/x/blobs/{digest}"),
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, b"hello world");
+    // The finished upload is gone.
+    let (status, _, _) = http
+        .send(Method::GET, &location, Some(&token), &[], Vec::new())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

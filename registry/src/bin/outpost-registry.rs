@@ -117,6 +117,10 @@ enum TokenCommand {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// List tokens: id (a prefix of the token's hash), namespace, label, age
+    List,
+    /// Revoke the token with this id (from `token list`); it stops working at once
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -328,6 +332,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )?;
             println!("{token}");
+        }
+        Command::Token(TokenCommand::List) => {
+            let store = RegistryStore::open(&dir)?;
+            let tokens = store.tokens()?;
+            if tokens.is_empty() {
+                println!("No tokens. Create one with `outpost-registry token create <namespace>`.");
+            }
+            for (hash, record) in tokens {
+                let created = jiff::Timestamp::from_second(record.created_at as i64)
+                    .map(|t| t.strftime("%Y-%m-%d").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{created}",
+                    &hash[..12],
+                    record.namespace,
+                    record.label
+                );
+            }
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let store = RegistryStore::open(&dir)?;
+            match store.revoke_token(&id)? {
+                Ok(record) => println!("revoked {id} ({}, {})", record.namespace, record.label),
+                Err(0) => bail!("no token has id {id}; `outpost-registry token list` shows them"),
+                Err(n) => bail!("{n} tokens start with {id}; give more of the id"),
+            }
         }
         Command::Root(RootCommand::Rotate {
             current,
