@@ -101,7 +101,7 @@ fn the_central_team_creates_a_registry_namespaces_and_tokens_then_serves() {
     );
     let missing = fails(&data, &["token", "revoke", &id]);
     assert!(missing.contains("no token has id"), "{missing}");
-    let token = succeeds(&data, &["token", "create", "acme"]);
+    succeeds(&data, &["token", "create", "acme"]);
     let unknown = fails(&data, &["token", "create", "nobody"]);
     assert!(unknown.contains("does not exist"), "{unknown}");
 
