@@ -5,10 +5,11 @@
 mod common;
 
 use common::{command, expect_failure, expect_success, fails, succeeds};
+use outpost_registry::admin;
 use outpost_registry::keys;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
-use outpost_registry::server::{self, Registry, ServeConfig};
-use outpost_registry::store::{Namespace, RegistryStore, TokenRecord};
+use outpost_registry::server::{Registry, ServeConfig};
+use outpost_registry::store::RegistryStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,27 +31,9 @@ fn serve_registry(vendor_public: &Path) -> (Served, String) {
         repository::init(&store, &root_keys, 1, &online, Lifetimes::default()).expect("metadata");
     let root_file = store_dir.path().join("root.json");
     std::fs::write(&root_file, root).expect("write root");
-    store
-        .add_namespace(
-            "acme",
-            &Namespace {
-                keys: vec![keys::load_public(vendor_public).expect("vendor key")],
-                threshold: 1,
-                created_at: 0,
-            },
-        )
-        .expect("namespace");
-    let token = server::new_token().expect("token");
-    store
-        .add_token(
-            &server::token_hash(&token),
-            &TokenRecord {
-                namespace: "acme".into(),
-                created_at: 0,
-                label: String::new(),
-            },
-        )
-        .expect("token");
+    let vendor_key = keys::load_public(vendor_public).expect("vendor key");
+    admin::add_namespace(&store, "acme", vec![vendor_key], 1).expect("namespace");
+    let token = admin::issue_token(&store, "acme", "test").expect("token");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -10,12 +10,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use outpost_registry::admin;
 use outpost_registry::artifact::Parts;
 use outpost_registry::client::{self, MetadataSource, TrustState};
 use outpost_registry::keys::KeyPair;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
-use outpost_registry::server::{self, Registry, ServeConfig};
-use outpost_registry::store::{Namespace, RegistryStore, TokenRecord};
+use outpost_registry::server::{Registry, ServeConfig};
+use outpost_registry::store::RegistryStore;
 use outpost_registry::vendor;
 use std::path::Path;
 use std::sync::Arc;
@@ -38,27 +39,8 @@ fn setup() -> Setup {
     let root =
         repository::init(&store, &[root_key], 1, &online, Lifetimes::default()).expect("init");
     let vendor_key = KeyPair::generate().expect("key");
-    store
-        .add_namespace(
-            "outpost",
-            &Namespace {
-                keys: vec![vendor_key.public()],
-                threshold: 1,
-                created_at: 0,
-            },
-        )
-        .expect("namespace");
-    let token = server::new_token().expect("token");
-    store
-        .add_token(
-            &server::token_hash(&token),
-            &TokenRecord {
-                namespace: "outpost".into(),
-                created_at: 0,
-                label: String::new(),
-            },
-        )
-        .expect("token");
+    admin::add_namespace(&store, "outpost", vec![vendor_key.public()], 1).expect("namespace");
+    let token = admin::issue_token(&store, "outpost", "bench").expect("token");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -617,20 +617,7 @@ impl Fetcher {
 
     /// Fetches one metadata file from a registry's `/tuf/`, for a bundle.
     pub async fn metadata_file(&self, base: &Url, name: &str) -> Result<Vec<u8>, ClientError> {
-        let joined = base
-            .join(&format!("tuf/{name}"))
-            .map_err(|e| ClientError::Http {
-                url: base.to_string(),
-                detail: e.to_string(),
-            })?;
-        let url: hyper::Uri =
-            joined
-                .as_str()
-                .parse()
-                .map_err(|e: hyper::http::uri::InvalidUri| ClientError::Http {
-                    url: joined.to_string(),
-                    detail: e.to_string(),
-                })?;
+        let url = join_uri(base, &format!("tuf/{name}"))?;
         self.get_capped(&url, 8 << 20, name, Some("application/json"))
             .await
     }
@@ -871,12 +858,15 @@ async fn next_frame(
 }
 
 fn oci_url(base: &Url, path: &str) -> Result<hyper::Uri, ClientError> {
-    let joined = base
-        .join(&format!("v2/{path}"))
-        .map_err(|e| ClientError::Http {
-            url: base.to_string(),
-            detail: e.to_string(),
-        })?;
+    join_uri(base, &format!("v2/{path}"))
+}
+
+/// `base` joined with `path`, as hyper wants it.
+fn join_uri(base: &Url, path: &str) -> Result<hyper::Uri, ClientError> {
+    let joined = base.join(path).map_err(|e| ClientError::Http {
+        url: base.to_string(),
+        detail: e.to_string(),
+    })?;
     joined
         .as_str()
         .parse()

@@ -1,6 +1,7 @@
 //! The Outpost plugin registry: where vendors publish signed plugins and
 //! nodes fetch them, online or from a signed bundle on a USB stick.
 //!
+//! - [`admin`]: namespaces and tokens, for the central team.
 //! - [`keys`]: ed25519 keys for every role, as files.
 //! - [`tuf`]: TUF metadata assembled from tough's schema and signed.
 //! - [`repository`]: the registry's repository over time (init, publish,
@@ -12,6 +13,7 @@
 //! - [`client`]: what a node uses to verify and fetch a release.
 //! - [`vendor`]: what a vendor uses to push and publish.
 
+pub mod admin;
 pub mod artifact;
 pub mod bundle;
 pub mod client;

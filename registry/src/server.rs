@@ -30,7 +30,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,18 +145,6 @@ fn with_header(mut response: Response<Body>, name: &'static str, value: &str) ->
         response.headers_mut().insert(name, value);
     }
     response
-}
-
-/// A hashed token: only the sha-256 of a token is stored.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Makes a new random token.
-pub fn new_token() -> Result<String, StoreError> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::Database(e.to_string()))?;
-    Ok(format!("opr_{}", hex::encode(bytes)))
 }
 
 fn valid_repository(name: &str) -> bool {
@@ -339,7 +326,7 @@ impl Registry {
         if token.is_empty() {
             return Ok(None);
         }
-        Ok(self.store.token(&token_hash(&token))?)
+        Ok(self.store.token(&crate::admin::token_hash(&token))?)
     }
 
     /// Refuses unless the caller's token owns `namespace`.

@@ -16,10 +16,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use outpost::node::Node;
 use outpost::releases::{self, Fetched, ReleaseError, Source, Wanted};
+use outpost_registry::admin;
 use outpost_registry::keys::KeyPair;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
-use outpost_registry::server::{self, Registry, ServeConfig};
-use outpost_registry::store::{Namespace, RegistryStore, TokenRecord};
+use outpost_registry::server::{Registry, ServeConfig};
+use outpost_registry::store::RegistryStore;
 use outpost_registry::vendor::{self, Outcome, VendorError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -110,27 +111,8 @@ impl TestRegistry {
 
 fn add_vendor(store: &RegistryStore, namespace: &str) -> Vendor {
     let key = KeyPair::generate().expect("key");
-    store
-        .add_namespace(
-            namespace,
-            &Namespace {
-                keys: vec![key.public()],
-                threshold: 1,
-                created_at: 0,
-            },
-        )
-        .expect("namespace");
-    let token = server::new_token().expect("token");
-    store
-        .add_token(
-            &server::token_hash(&token),
-            &TokenRecord {
-                namespace: namespace.into(),
-                created_at: 0,
-                label: "test".into(),
-            },
-        )
-        .expect("token");
+    admin::add_namespace(store, namespace, vec![key.public()], 1).expect("namespace");
+    let token = admin::issue_token(store, namespace, "test").expect("token");
     Vendor {
         namespace: namespace.into(),
         key,

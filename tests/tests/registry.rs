@@ -251,29 +251,14 @@ async fn metadata_signed_below_its_threshold_is_refused() {
     // A namespace that needs two of its vendor's keys: one is not enough.
     let first = outpost_registry::keys::KeyPair::generate().expect("key");
     let second = outpost_registry::keys::KeyPair::generate().expect("key");
-    registry
-        .store()
-        .add_namespace(
-            "duo",
-            &outpost_registry::store::Namespace {
-                keys: vec![first.public(), second.public()],
-                threshold: 2,
-                created_at: 0,
-            },
-        )
-        .expect("namespace");
-    let token = outpost_registry::server::new_token().expect("token");
-    registry
-        .store()
-        .add_token(
-            &outpost_registry::server::token_hash(&token),
-            &outpost_registry::store::TokenRecord {
-                namespace: "duo".into(),
-                created_at: 0,
-                label: String::new(),
-            },
-        )
-        .expect("token");
+    outpost_registry::admin::add_namespace(
+        registry.store(),
+        "duo",
+        vec![first.public(), second.public()],
+        2,
+    )
+    .expect("namespace");
+    let token = outpost_registry::admin::issue_token(registry.store(), "duo", "").expect("token");
     let duo = Vendor {
         namespace: "duo".into(),
         key: first.clone(),

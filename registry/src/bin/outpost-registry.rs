@@ -3,11 +3,11 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use outpost_registry::admin;
 use outpost_registry::keys::{self, KeyPair};
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
-use outpost_registry::server::{self, Registry, ServeConfig};
-use outpost_registry::store::{Namespace, RegistryStore, TokenRecord, now_seconds};
-use outpost_registry::tuf::RESERVED_ROLE_NAMES;
+use outpost_registry::server::{Registry, ServeConfig};
+use outpost_registry::store::RegistryStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -251,40 +251,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             keys: key_files,
             threshold,
         }) => {
-            let valid = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && name.as_bytes()[0].is_ascii_alphanumeric();
-            if !valid || RESERVED_ROLE_NAMES.contains(&name.as_str()) {
-                bail!(
-                    "{name:?} cannot be a namespace: use lowercase letters, digits and '-', and none of {}",
-                    RESERVED_ROLE_NAMES.join(", ")
-                );
-            }
             let mut public = Vec::new();
             for file in &key_files {
                 public.push(keys::load_public(file)?);
             }
-            if threshold == 0 || threshold as usize > public.len() {
-                bail!(
-                    "--threshold must be between 1 and the number of keys ({})",
-                    public.len()
-                );
-            }
             let store = RegistryStore::open(&dir)?;
-            let added = store.add_namespace(
-                &name,
-                &Namespace {
-                    keys: public,
-                    threshold,
-                    created_at: now_seconds(),
-                },
-            )?;
-            if !added {
-                bail!("namespace {name} exists already; namespaces keep their keys");
-            }
+            admin::add_namespace(&store, &name, public, threshold)?;
             println!(
                 "namespace {name} created: {name}/* is delegated to {} key(s), threshold {threshold}",
                 key_files.len()
@@ -317,20 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(TokenCommand::Create { namespace, label }) => {
             let store = RegistryStore::open(&dir)?;
-            if store.namespace(&namespace)?.is_none() {
-                bail!(
-                    "namespace {namespace} does not exist; create it with `outpost-registry namespace add`"
-                );
-            }
-            let token = server::new_token()?;
-            store.add_token(
-                &server::token_hash(&token),
-                &TokenRecord {
-                    namespace,
-                    created_at: now_seconds(),
-                    label,
-                },
-            )?;
+            let token = admin::issue_token(&store, &namespace, &label)?;
             println!("{token}");
         }
         Command::Token(TokenCommand::List) => {

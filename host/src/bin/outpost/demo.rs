@@ -62,8 +62,8 @@ impl DemoRegistry {
     async fn start(dir: &Path) -> anyhow::Result<DemoRegistry> {
         use outpost_registry::keys::KeyPair;
         use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
-        use outpost_registry::server::{self, Registry, ServeConfig};
-        use outpost_registry::store::{Namespace, RegistryStore, TokenRecord};
+        use outpost_registry::server::{Registry, ServeConfig};
+        use outpost_registry::store::RegistryStore;
         let folder = dir.join("registry");
         let store = RegistryStore::create(&folder)?;
         let root_key = KeyPair::generate()?;
@@ -71,23 +71,8 @@ impl DemoRegistry {
         let root = repository::init(&store, &[root_key], 1, &online, Lifetimes::default())?;
         std::fs::write(folder.join("root.json"), &root)?;
         let vendor = KeyPair::generate()?;
-        store.add_namespace(
-            "outpost",
-            &Namespace {
-                keys: vec![vendor.public()],
-                threshold: 1,
-                created_at: outpost::install::now_seconds(),
-            },
-        )?;
-        let token = server::new_token()?;
-        store.add_token(
-            &server::token_hash(&token),
-            &TokenRecord {
-                namespace: "outpost".into(),
-                created_at: outpost::install::now_seconds(),
-                label: "demo".into(),
-            },
-        )?;
+        outpost_registry::admin::add_namespace(&store, "outpost", vec![vendor.public()], 1)?;
+        let token = outpost_registry::admin::issue_token(&store, "outpost", "demo")?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .context("cannot start the demo registry")?;

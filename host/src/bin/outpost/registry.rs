@@ -10,6 +10,19 @@ use outpost_registry::keys::KeyPair;
 use outpost_registry::vendor;
 use std::path::{Path, PathBuf};
 
+/// Runs `work` with a progress callback that drives a byte bar on a
+/// terminal (and nothing when output goes to a file or a script).
+fn with_progress<T>(work: impl FnOnce(&(dyn Fn(Progress) + Send + Sync)) -> T) -> T {
+    let bar = progress_bar("downloading");
+    let on_progress = |p: Progress| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+    };
+    let result = work(&on_progress);
+    bar.finish_and_clear();
+    result
+}
+
 /// A byte progress bar on a terminal, nothing otherwise.
 fn progress_bar(what: &str) -> ProgressBar {
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -40,20 +53,16 @@ pub fn install(
 ) -> anyhow::Result<()> {
     let node = open(data_dir, config)?;
     let source = Source::parse(spec, registry, node.store())?;
-    let bar = progress_bar("downloading");
-    let on_progress = |p: Progress| {
-        bar.set_length(p.total);
-        bar.set_position(p.done);
-    };
-    let fetched = runtime()?
-        .block_on(releases::fetch(
+    let runtime = runtime()?;
+    let fetched = with_progress(|progress| {
+        runtime.block_on(releases::fetch(
             node.store(),
             &downloads(data_dir),
             &source,
-            &on_progress,
+            progress,
         ))
-        .with_context(|| format!("cannot install {spec}"))?;
-    bar.finish_and_clear();
+    })
+    .with_context(|| format!("cannot install {spec}"))?;
     let release = &fetched.release;
     println!(
         "verified {}@{} (sha256:{}…, signed metadata valid until {})",
@@ -242,22 +251,18 @@ pub fn bundle_export(
         .iter()
         .map(|p| Wanted::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let bar = progress_bar("downloading");
-    let on_progress = |p: Progress| {
-        bar.set_length(p.total);
-        bar.set_position(p.done);
-    };
-    let bundle = runtime()?
-        .block_on(releases::export_bundle(
+    let runtime = runtime()?;
+    let bundle = with_progress(|progress| {
+        runtime.block_on(releases::export_bundle(
             node.store(),
             &downloads(data_dir),
             &url,
             &wanted,
             output,
-            &on_progress,
+            progress,
         ))
-        .with_context(|| format!("cannot export a bundle to {}", output.display()))?;
-    bar.finish_and_clear();
+    })
+    .with_context(|| format!("cannot export a bundle to {}", output.display()))?;
     println!(
         "wrote {} with {} and {} metadata file(s)",
         output.display(),
