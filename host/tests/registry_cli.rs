@@ -164,7 +164,23 @@ fn a_vendor_publishes_and_operators_install_online_and_from_a_bundle() {
         "{shown}"
     );
 
-    // A bundle for a node with no network: exported where there is one...
+    // A newer release, then a bundle with both for a node with no
+    // network: exported where there is one...
+    let newer = package(work.path(), "1.3.0");
+    let publish_newer = [
+        "vendor",
+        "publish",
+        &text_of(&newer),
+        "--registry",
+        &registry.url,
+        "--key",
+        &text_of(&key),
+    ];
+    let output = command(&vendor_dir, &publish_newer)
+        .env("OUTPOST_REGISTRY_TOKEN", &token)
+        .output()
+        .expect("runs");
+    expect_success(&publish_newer, &output);
     let bundle = work.path().join("usb/hostile.bundle");
     std::fs::create_dir_all(bundle.parent().expect("parent")).expect("mkdir");
     let exported = succeeds(
@@ -172,22 +188,56 @@ fn a_vendor_publishes_and_operators_install_online_and_from_a_bundle() {
         &[
             "bundle",
             "export",
-            "acme/hostile@^1",
+            "acme/hostile@=1.2.0",
+            "acme/hostile@=1.3.0",
             "-o",
             &text_of(&bundle),
         ],
     );
-    assert!(exported.contains("acme/hostile@1.2.0"), "{exported}");
+    assert!(
+        exported.contains("acme/hostile@1.2.0, acme/hostile@1.3.0"),
+        "{exported}"
+    );
     // The registry goes away: no network from here on.
     drop(registry);
 
     // ...installed where there is none (this node was never told a registry).
     let offline = work.path().join("offline");
     succeeds(&offline, &["trust", "init", &root]);
-    let installed = succeeds(&offline, &["plugin", "install", &text_of(&bundle), "--yes"]);
+    let which = fails(&offline, &["plugin", "install", &text_of(&bundle), "--yes"]);
+    assert!(
+        which.contains("it holds acme/hostile@1.2.0, acme/hostile@1.3.0"),
+        "{which}"
+    );
+    let installed = succeeds(
+        &offline,
+        &[
+            "plugin",
+            "install",
+            &text_of(&bundle),
+            "--plugin",
+            "acme/hostile@=1.2.0",
+            "--yes",
+        ],
+    );
     assert!(
         installed.contains("acme/hostile installed 1.2.0"),
         "{installed}"
+    );
+    let upgraded = succeeds(
+        &offline,
+        &[
+            "plugin",
+            "install",
+            &text_of(&bundle),
+            "--plugin",
+            "acme/hostile",
+            "--yes",
+        ],
+    );
+    assert!(
+        upgraded.contains("acme/hostile upgraded from 1.2.0 to 1.3.0"),
+        "{upgraded}"
     );
     let garbage = work.path().join("garbage.bundle");
     std::fs::write(&garbage, b"not a bundle").expect("write");

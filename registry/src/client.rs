@@ -62,6 +62,8 @@ pub enum ClientError {
         expected: String,
         actual: String,
     },
+    #[error("the bundle does not hold {what}; export the bundle again")]
+    NotInBundle { what: String },
     #[error("{what} ended after {got} of {expected} bytes; run the command again to resume")]
     Truncated {
         what: String,
@@ -532,7 +534,20 @@ impl Fetcher {
     ) -> Result<PathBuf, ClientError> {
         let (_, layout) = self.fetch_verified(release, source, progress).await?;
         let files = layout.files()?;
-        self.unpack(&files, &release.sha256)
+        let folder = self.unpack(&files, &release.sha256);
+        self.forget(&layout);
+        folder
+    }
+
+    /// Deletes the verified blobs of `layout` from `downloads/`: once
+    /// unpacked or bundled they are not needed, and a Pi's disk is small.
+    fn forget(&self, layout: &Layout) {
+        for blob in layout.blobs() {
+            let _ = std::fs::remove_file(
+                self.downloads
+                    .join(blob.digest.trim_start_matches("sha256:")),
+            );
+        }
     }
 
     /// Downloads and verifies `release`, returning its manifest and every
@@ -554,6 +569,7 @@ impl Fetcher {
                 std::fs::read(&path).map_err(io(&path))?,
             );
         }
+        self.forget(&layout);
         Ok(blobs)
     }
 
@@ -572,16 +588,10 @@ impl Fetcher {
                 )?;
                 self.get_capped(&url, release.length, &what, None).await?
             }
-            BlobSource::Files(files) => {
-                files
-                    .get(&release.digest())
-                    .cloned()
-                    .ok_or_else(|| ClientError::Truncated {
-                        what: what.clone(),
-                        got: 0,
-                        expected: release.length,
-                    })?
-            }
+            BlobSource::Files(files) => files
+                .get(&release.digest())
+                .cloned()
+                .ok_or_else(|| ClientError::NotInBundle { what: what.clone() })?,
         };
         if manifest.len() as u64 > release.length {
             return Err(ClientError::TooLong {
@@ -639,10 +649,8 @@ impl Fetcher {
         let partial = self.downloads.join(format!("{hex}.part"));
         match source {
             BlobSource::Files(files) => {
-                let bytes = files.get(digest).ok_or_else(|| ClientError::Truncated {
+                let bytes = files.get(digest).ok_or_else(|| ClientError::NotInBundle {
                     what: format!("blob {digest}"),
-                    got: 0,
-                    expected: size,
                 })?;
                 if bytes.len() as u64 > size {
                     return Err(ClientError::TooLong {

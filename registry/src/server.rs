@@ -22,7 +22,10 @@ use crate::artifact;
 use crate::repository::{self, Lifetimes, OnlineKeys, PublishRefusal};
 use crate::store::{RegistryStore, StoreError, TokenRecord};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use futures_util::TryStreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -30,9 +33,10 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 /// How the registry serves.
@@ -71,7 +75,14 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-type Body = Full<Bytes>;
+/// Small answers are built whole; blobs stream from disk.
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
 
 /// An OCI-style error: a status, a code from the distribution spec, and a
 /// message saying what to do.
@@ -116,7 +127,7 @@ impl Refusal {
         let body = serde_json::json!({
             "errors": [{ "code": self.code, "message": self.message }]
         });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let mut response = Response::new(full(body.to_string()));
         *response.status_mut() = self.status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -135,7 +146,7 @@ impl Refusal {
 type Handled = Result<Response<Body>, Refusal>;
 
 fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response
 }
@@ -471,22 +482,26 @@ impl Registry {
             .transpose()?;
         let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
         let length = if size == 0 { 0 } else { end - start + 1 };
-        let body = if head {
-            Bytes::new()
-        } else {
-            let mut file = self.store.open_blob(digest).ok_or_else(unknown)?;
-            let mut bytes = Vec::with_capacity(length as usize);
-            file.seek(SeekFrom::Start(start))
-                .and_then(|_| file.take(length).read_to_end(&mut bytes))
-                .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
-            Bytes::from(bytes)
-        };
         let status = if range.is_some() {
             StatusCode::PARTIAL_CONTENT
         } else {
             StatusCode::OK
         };
-        let mut response = respond(status, body);
+        let mut response = if head {
+            respond(status, Bytes::new())
+        } else {
+            // Streamed in 64 KiB reads, so many nodes pulling a large
+            // component at once do not each hold it in memory.
+            let mut file = self.store.open_blob(digest).ok_or_else(unknown)?;
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
+            let file = tokio::fs::File::from_std(file.into_std());
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(length), 64 << 10)
+                .map_ok(Frame::data);
+            let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            *response.status_mut() = status;
+            response
+        };
         response = with_header(response, "docker-content-digest", digest);
         response = with_header(response, "accept-ranges", "bytes");
         response = with_header(response, "content-type", "application/octet-stream");

@@ -316,6 +316,9 @@ pub enum PluginCommand {
         /// The registry URL, instead of the one set by `outpost trust init`
         #[arg(long, env = "OUTPOST_REGISTRY")]
         registry: Option<String>,
+        /// From a bundle holding several plugins: which one (vendor/name[@VERSIONS])
+        #[arg(long, value_name = "PLUGIN")]
+        plugin: Option<String>,
         /// Approve the capabilities the plugin asks for without asking
         #[arg(short, long)]
         yes: bool,

@@ -25,8 +25,16 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
         Command::Plugin(PluginCommand::Install {
             spec,
             registry,
+            plugin,
             yes,
-        }) => crate::registry::install(data_dir, config, &spec, registry.as_deref(), yes),
+        }) => crate::registry::install(
+            data_dir,
+            config,
+            &spec,
+            registry.as_deref(),
+            plugin.as_deref(),
+            yes,
+        ),
         Command::Plugin(PluginCommand::Search {
             query,
             registry,

@@ -49,10 +49,16 @@ pub fn install(
     config: Option<&Path>,
     spec: &str,
     registry: Option<&str>,
+    plugin: Option<&str>,
     yes: bool,
 ) -> anyhow::Result<()> {
     let node = open(data_dir, config)?;
-    let source = Source::parse(spec, registry, node.store())?;
+    let mut source = Source::parse(spec, registry, node.store())?;
+    match (&mut source, plugin) {
+        (Source::Bundle { wanted, .. }, Some(plugin)) => *wanted = Some(Wanted::parse(plugin)?),
+        (_, Some(_)) => bail!("--plugin picks a plugin from a bundle; {spec} is not a bundle"),
+        (_, None) => {}
+    }
     let runtime = runtime()?;
     let fetched = with_progress(|progress| {
         runtime.block_on(releases::fetch(
