@@ -474,7 +474,12 @@ fn check_releases(
         releases.push(raw.to_string());
     }
     if releases.is_empty() {
-        return Err(PublishRefusal::NothingNew);
+        // The same releases with a later expiry: a renewal, so a vendor's
+        // signed list does not lapse while it has nothing new to publish.
+        let renewal = previous.is_some_and(|p| role.signed.expires > p.signed.expires);
+        if !renewal {
+            return Err(PublishRefusal::NothingNew);
+        }
     }
     Ok(releases)
 }

@@ -214,6 +214,9 @@ impl Registry {
                 },
                 () = &mut shutdown => break,
             };
+            // A streamed blob goes out in several writes; with Nagle's
+            // algorithm each waits for the client's delayed ACK (~40 ms).
+            let _ = stream.set_nodelay(true);
             let registry = self.clone();
             let service = service_fn(move |request| {
                 let registry = registry.clone();

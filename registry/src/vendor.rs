@@ -44,6 +44,10 @@ pub enum VendorError {
     PluginId(String),
 }
 
+/// Publishing a release that is already published renews the namespace's
+/// signed list when it would lapse within this.
+pub const RENEW_WITHIN: jiff::SignedDuration = jiff::SignedDuration::from_hours(24 * 30);
+
 /// What to publish.
 #[derive(Debug, Clone)]
 pub struct Release {
@@ -261,10 +265,22 @@ pub async fn publish(
                 .map(|(_, t)| t)
         {
             if existing.hashes.sha256 == target.hashes.sha256 {
+                // Already published. Renew the signed list if it lapses
+                // within RENEW_WITHIN (nodes refuse an expired one).
+                let mut metadata_version = previous.signed.version.get();
+                if previous.signed.expires < jiff::Timestamp::now() + RENEW_WITHIN {
+                    let renewed =
+                        repository::next_vendor_role(Some(previous), Vec::new(), lifetime, keys)?;
+                    match send_metadata(registry, token, &namespace, &renewed).await {
+                        Ok(version) => metadata_version = version,
+                        Err(VendorError::Refused { status: 409, .. }) if attempts < 5 => continue,
+                        Err(error) => return Err(error),
+                    }
+                }
                 return Ok(Outcome {
                     target: name,
                     digest: built.digest,
-                    metadata_version: previous.signed.version.get(),
+                    metadata_version,
                     bytes: built.layers.iter().map(|(_, b)| b.len() as u64).sum(),
                 });
             }

@@ -496,3 +496,40 @@ async fn a_chunked_upload_must_continue_where_it_stopped() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_a_release_again_renews_a_signed_list_that_would_lapse() {
+    let registry = TestRegistry::start(test_config()).await;
+    let package = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.0.0");
+    let release = vendor_release(package.path());
+    let keys = [&registry.acme.key];
+    let publish = |lifetime| {
+        outpost_registry::vendor::publish(
+            &registry.url,
+            &registry.acme.token,
+            &keys,
+            &release,
+            lifetime,
+        )
+    };
+    let first = publish(jiff::SignedDuration::from_hours(1))
+        .await
+        .expect("publish");
+    // Within the renewal window: signed again, same release, later expiry.
+    let renewed = publish(jiff::SignedDuration::from_hours(24 * 365))
+        .await
+        .expect("renew");
+    assert_eq!(renewed.metadata_version, first.metadata_version + 1);
+    assert_eq!(renewed.digest, first.digest);
+    // Far from lapsing: nothing to do.
+    let again = publish(jiff::SignedDuration::from_hours(24 * 365))
+        .await
+        .expect("no-op");
+    assert_eq!(again.metadata_version, renewed.metadata_version);
+    // A node still installs it.
+    let node = outpost_e2e_tests::TestNode::new();
+    provision(&node.node, &registry.root_json, &registry.url);
+    fetch(&node.node, &registry.url, "acme/hostile@1")
+        .await
+        .expect("fetch");
+}

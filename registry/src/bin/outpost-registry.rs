@@ -280,8 +280,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             .collect()
                     })
                     .collect();
+                // A vendor's release list that lapses stops every node from
+                // loading this registry's metadata, so its expiry is shown.
+                let releases = match repository::namespace_role(&store, &name)? {
+                    Some(bytes) => {
+                        let role: outpost_registry::tough::schema::Signed<
+                            outpost_registry::tough::schema::Targets,
+                        > = serde_json::from_slice(&bytes)?;
+                        let expires = role.signed.expires;
+                        let warning = if expires
+                            < jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30)
+                        {
+                            " (soon: ask the vendor to publish again)"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "{} release(s), signed list valid until {}{warning}",
+                            role.signed.targets.len(),
+                            expires.strftime("%Y-%m-%d")
+                        )
+                    }
+                    None => "nothing published yet".to_string(),
+                };
                 println!(
-                    "{name}\tthreshold {}\tkeys {}",
+                    "{name}\tthreshold {}\tkeys {}\t{releases}",
                     ns.threshold,
                     ids.join(", ")
                 );
