@@ -533,3 +533,43 @@ async fn publishing_a_release_again_renews_a_signed_list_that_would_lapse() {
         .await
         .expect("fetch");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_stream_whole_and_in_ranges() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    // Larger than what the registry reads whole, so it streams.
+    let blob: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = artifact::digest_of(&blob);
+    let (status, message) = http
+        .upload("acme/x", &registry.acme.token, &blob, &digest)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{message}");
+    let (status, headers, body) = http
+        .send(
+            Method::GET,
+            &format!("/v2/acme/x/blobs/{digest}"),
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["content-length"].to_str().expect("header"),
+        blob.len().to_string()
+    );
+    assert!(body == blob, "the streamed blob is the uploaded one");
+    let from = (2 << 20) + 17;
+    let (status, _, body) = http
+        .send(
+            Method::GET,
+            &format!("/v2/acme/x/blobs/{digest}"),
+            None,
+            &[("range", &format!("bytes={from}-"))],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert!(body == blob[from..], "the streamed range");
+}
