@@ -396,6 +396,10 @@ pub async fn load(
         let Ok(target) = top.find_target(&name, false) else {
             continue;
         };
+        // A target must name its manifest by a whole sha-256.
+        if target.hashes.sha256.len() != 32 {
+            continue;
+        }
         let Some((plugin, version)) = tuf::parse_target_name(name.raw()) else {
             continue;
         };

@@ -74,7 +74,7 @@ pub fn install(
         "verified {}@{} (sha256:{}…, signed metadata valid until {})",
         release.plugin,
         release.version,
-        &release.sha256[..12],
+        release.sha256.get(..12).unwrap_or(&release.sha256),
         fetched.index.expires.strftime("%Y-%m-%d %H:%M UTC")
     );
     let result = approve_and_install(&node, &fetched.package, spec, yes);
