@@ -52,6 +52,18 @@ async fn registry_with_two_versions(config: outpost_registry::server::ServeConfi
     registry
 }
 
+/// A proxy in front of `registry` and a node, provisioned through it, that
+/// has installed acme/hostile 1.2.0: what each attack must leave running.
+async fn node_behind_proxy_with_1_2_0(registry: &TestRegistry) -> (Proxy, TestNode) {
+    let proxy = Proxy::start(&registry.url).await;
+    let node = TestNode::new();
+    provision(&node.node, &registry.root_json, &proxy.url);
+    install(&node.node, &proxy.url, "acme/hostile@=1.2.0")
+        .await
+        .expect("install 1.2.0");
+    (proxy, node)
+}
+
 /// The node still runs `version` of acme/hostile, and answers calls.
 fn still_runs(node: &TestNode, version: &str) {
     let plugin = node.loaded("acme/hostile");
@@ -72,12 +84,7 @@ fn client_error(error: ReleaseError) -> ClientError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_artifact_is_refused_and_the_installed_version_keeps_running() {
     let registry = registry_with_two_versions(test_config()).await;
-    let proxy = Proxy::start(&registry.url).await;
-    let node = TestNode::new();
-    provision(&node.node, &registry.root_json, &proxy.url);
-    install(&node.node, &proxy.url, "acme/hostile@=1.2.0")
-        .await
-        .expect("install 1.2.0");
+    let (proxy, node) = node_behind_proxy_with_1_2_0(&registry).await;
 
     proxy.tamper("/blobs/", Tamper::FlipLastByte);
     let error = client_error(
@@ -103,12 +110,7 @@ async fn a_tampered_artifact_is_refused_and_the_installed_version_keeps_running(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_longer_than_signed_is_cut_off_at_its_signed_length() {
     let registry = registry_with_two_versions(test_config()).await;
-    let proxy = Proxy::start(&registry.url).await;
-    let node = TestNode::new();
-    provision(&node.node, &registry.root_json, &proxy.url);
-    install(&node.node, &proxy.url, "acme/hostile@=1.2.0")
-        .await
-        .expect("install 1.2.0");
+    let (proxy, node) = node_behind_proxy_with_1_2_0(&registry).await;
 
     for path in ["/manifests/", "/blobs/"] {
         proxy.clear();
@@ -217,12 +219,7 @@ async fn a_vendor_cannot_publish_or_sign_under_another_vendors_namespace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_signed_below_its_threshold_is_refused() {
     let registry = registry_with_two_versions(test_config()).await;
-    let proxy = Proxy::start(&registry.url).await;
-    let node = TestNode::new();
-    provision(&node.node, &registry.root_json, &proxy.url);
-    install(&node.node, &proxy.url, "acme/hostile@=1.2.0")
-        .await
-        .expect("install 1.2.0");
+    let (proxy, node) = node_behind_proxy_with_1_2_0(&registry).await;
 
     // A timestamp signed by a key the root does not name for it.
     let versions = registry.versions();

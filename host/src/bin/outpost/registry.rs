@@ -89,14 +89,7 @@ pub fn search(
     registry: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let url = registry_url(&node, registry)?;
-    let index = runtime()?
-        .block_on(releases::refresh(
-            node.store(),
-            &MetadataSource::Registry(url.clone()),
-        ))
-        .with_context(|| format!("cannot read the signed metadata of {url}"))?;
+    let index = refreshed_index(data_dir, config, registry)?;
     let releases: Vec<_> = index
         .releases
         .iter()
@@ -131,6 +124,22 @@ pub fn search(
         );
     }
     Ok(())
+}
+
+/// Verifies the registry's newest metadata for the node, and what it lists.
+fn refreshed_index(
+    data_dir: &Path,
+    config: Option<&Path>,
+    registry: Option<&str>,
+) -> anyhow::Result<outpost_registry::client::Index> {
+    let node = open(data_dir, config)?;
+    let url = registry_url(&node, registry)?;
+    runtime()?
+        .block_on(releases::refresh(
+            node.store(),
+            &MetadataSource::Registry(url.clone()),
+        ))
+        .with_context(|| format!("cannot verify the signed metadata of {url}"))
 }
 
 fn registry_url(node: &outpost::node::Node, registry: Option<&str>) -> anyhow::Result<url::Url> {
@@ -226,14 +235,7 @@ pub fn trust_update(
     config: Option<&Path>,
     registry: Option<&str>,
 ) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let url = registry_url(&node, registry)?;
-    let index = runtime()?
-        .block_on(releases::refresh(
-            node.store(),
-            &MetadataSource::Registry(url.clone()),
-        ))
-        .with_context(|| format!("cannot update the signed metadata from {url}"))?;
+    let index = refreshed_index(data_dir, config, registry)?;
     println!(
         "accepted root version {}, timestamp version {}: {} signed release(s), valid until {}",
         index.root_version,
