@@ -315,12 +315,7 @@ async fn rolled_back_metadata_and_older_versions_are_refused_even_after_a_restar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_from_different_versions_of_the_repository_is_refused() {
     let registry = registry_with_two_versions(test_config()).await;
-    let proxy = Proxy::start(&registry.url).await;
-    let node = TestNode::new();
-    provision(&node.node, &registry.root_json, &proxy.url);
-    install(&node.node, &proxy.url, "acme/hostile@=1.2.0")
-        .await
-        .expect("install");
+    let (proxy, node) = node_behind_proxy_with_1_2_0(&registry).await;
     let before = registry.versions();
     let package = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.4.0");
     registry
@@ -393,12 +388,7 @@ async fn expired_metadata_refuses_installs_while_installed_plugins_keep_running(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_walks_root_rotations_one_version_at_a_time() {
     let registry = registry_with_two_versions(test_config()).await;
-    let proxy = Proxy::start(&registry.url).await;
-    let node = TestNode::new();
-    provision(&node.node, &registry.root_json, &proxy.url);
-    install(&node.node, &proxy.url, "acme/hostile@=1.2.0")
-        .await
-        .expect("install 1.2.0 under root 1");
+    let (proxy, node) = node_behind_proxy_with_1_2_0(&registry).await;
     let second_root = outpost_registry::keys::KeyPair::generate().expect("key");
     let third_root = outpost_registry::keys::KeyPair::generate().expect("key");
     repository::rotate_root(
