@@ -48,6 +48,12 @@ pub struct ServeConfig {
     /// Re-sign the timestamp before it lapses. Off only in tests that need
     /// metadata to go stale.
     pub refresh_timestamp: bool,
+    /// Unfinished uploads one namespace may hold at once; with
+    /// `max_blob_bytes` this bounds the disk a token holder can take
+    /// without publishing anything.
+    pub max_open_uploads_per_namespace: usize,
+    /// An upload that receives nothing for this long is removed.
+    pub upload_idle_limit: Duration,
 }
 
 impl Default for ServeConfig {
@@ -56,6 +62,8 @@ impl Default for ServeConfig {
             lifetimes: Lifetimes::default(),
             max_blob_bytes: 64 << 20,
             refresh_timestamp: true,
+            max_open_uploads_per_namespace: 32,
+            upload_idle_limit: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -85,6 +93,15 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+fn idle_limit_text(limit: Duration) -> String {
+    let seconds = limit.as_secs();
+    match seconds {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 /// An OCI-style error: a status, a code from the distribution spec, and a
@@ -201,10 +218,19 @@ impl Registry {
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let graceful = GracefulShutdown::new();
+        // These chores hold the registry (and its open database): they end
+        // with `serve`, so a stopped registry can be opened again in-process.
+        let mut chores = Vec::new();
         if self.config.refresh_timestamp {
             let registry = self.clone();
-            tokio::spawn(async move { registry.keep_timestamp_fresh().await });
+            chores.push(tokio::spawn(async move {
+                registry.keep_timestamp_fresh().await
+            }));
         }
+        let registry = self.clone();
+        chores.push(tokio::spawn(async move {
+            registry.sweep_abandoned_uploads().await
+        }));
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -236,11 +262,33 @@ impl Registry {
                 }
             });
         }
+        for chore in chores {
+            chore.abort();
+        }
         tokio::select! {
             () = graceful.shutdown() => {}
             () = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
         Ok(())
+    }
+
+    /// Removes abandoned uploads at start (a crash or a restart may have left
+    /// some) and then every quarter of the idle limit, at most hourly.
+    async fn sweep_abandoned_uploads(&self) {
+        let idle = self.config.upload_idle_limit;
+        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+        loop {
+            match self.store.prune_uploads(idle) {
+                Ok(pruned) if pruned.sessions > 0 || pruned.bytes > 0 => tracing::info!(
+                    sessions = pruned.sessions,
+                    bytes = pruned.bytes,
+                    "removed abandoned uploads"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::error!("removing abandoned uploads failed: {error}"),
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 
     async fn keep_timestamp_fresh(&self) {
@@ -546,7 +594,19 @@ impl Registry {
                 return Err(method_not_allowed("POST"));
             }
             let digest = query_param(&request, "digest");
-            let id = self.store.start_upload(repo)?;
+            let limit = self.config.max_open_uploads_per_namespace;
+            let Some(id) = self.store.start_upload(repo, limit)? else {
+                return Err(refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TOOMANYREQUESTS",
+                    format!(
+                        "namespace {namespace} already has {limit} unfinished uploads; finish \
+                         or cancel one (DELETE its /v2/.../blobs/uploads/<id>), or wait: uploads \
+                         idle for {} are removed",
+                        idle_limit_text(self.config.upload_idle_limit)
+                    ),
+                ));
+            };
             if let Some(digest) = digest {
                 self.receive(request, &id, 0).await?;
                 return self.finish(repo, &id, &digest);

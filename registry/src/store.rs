@@ -15,16 +15,20 @@
 //!
 //! A blob is written to `uploads/<id>` and renamed to `blobs/sha256/<hex>`
 //! only once its digest is checked, so a reader never sees a partial blob
-//! and a crash leaves at most an orphan upload.
+//! and a crash leaves at most an orphan upload, which the upload sweep
+//! removes ([`uploads`]).
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use tough::schema::key::Key;
+
+mod uploads;
+pub use uploads::PrunedUploads;
 
 pub const DATABASE_FILE_NAME: &str = "registry.redb";
 const FORMAT: &str = "outpost-registry";
@@ -443,111 +447,6 @@ impl RegistryStore {
         let mut bytes = Vec::new();
         file.take(limit).read_to_end(&mut bytes).ok()?;
         Some(bytes)
-    }
-
-    /// Starts an upload session.
-    pub fn start_upload(&self, repository: &str) -> Result<String, StoreError> {
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| StoreError::Database(e.to_string()))?;
-        let id = hex::encode(id);
-        self.uploads
-            .create(&id)
-            .map_err(|source| StoreError::Blobs {
-                path: self.path.with_file_name("uploads").join(&id),
-                source,
-            })?;
-        let txn = self.db.begin_write()?;
-        txn.open_table(UPLOADS)?
-            .insert(id.as_str(), (repository, 0))?;
-        txn.commit()?;
-        Ok(id)
-    }
-
-    /// The upload's repository and bytes received so far.
-    pub fn upload(&self, id: &str) -> Result<Option<(String, u64)>, StoreError> {
-        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(None);
-        }
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(UPLOADS)?;
-        Ok(table.get(id)?.map(|v| {
-            let (repo, size) = v.value();
-            (repo.to_string(), size)
-        }))
-    }
-
-    /// The upload's file, cut to `offset` (the bytes received so far) and
-    /// positioned there for the next chunk.
-    pub fn upload_file(&self, id: &str, offset: u64) -> Result<cap_std::fs::File, StoreError> {
-        let io = |source| StoreError::Blobs {
-            path: PathBuf::from("uploads").join(id),
-            source,
-        };
-        let mut file = self
-            .uploads
-            .open_with(id, cap_std::fs::OpenOptions::new().write(true))
-            .map_err(io)?;
-        file.set_len(offset).map_err(io)?;
-        file.seek(SeekFrom::Start(offset)).map_err(io)?;
-        Ok(file)
-    }
-
-    /// Records how many bytes upload `id` holds.
-    pub fn record_upload_size(&self, id: &str, size: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(UPLOADS)?;
-            let repo = table
-                .get(id)?
-                .map(|v| v.value().0.to_string())
-                .unwrap_or_default();
-            table.insert(id, (repo.as_str(), size))?;
-        }
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Checks the upload's digest and moves it into the blob store.
-    /// `Ok(Err(actual))` when the digest does not match (the upload is dropped).
-    pub fn finish_upload(&self, id: &str, digest: &str) -> Result<Result<u64, String>, StoreError> {
-        let io = |source| StoreError::Blobs {
-            path: PathBuf::from("uploads").join(id),
-            source,
-        };
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        let mut file = self.uploads.open(id).map_err(io)?;
-        let mut buffer = vec![0u8; 64 << 10];
-        let mut size = 0u64;
-        loop {
-            let n = file.read(&mut buffer).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            size += n as u64;
-            sha2::Digest::update(&mut hasher, &buffer[..n]);
-        }
-        file.sync_all().map_err(io)?;
-        let actual = format!("sha256:{}", hex::encode(sha2::Digest::finalize(hasher)));
-        let result = if actual == digest {
-            let name = Self::blob_name(digest).unwrap_or_default();
-            self.uploads.rename(id, &self.blobs, &name).map_err(io)?;
-            Ok(size)
-        } else {
-            let _ = self.uploads.remove_file(id);
-            Err(actual)
-        };
-        let txn = self.db.begin_write()?;
-        txn.open_table(UPLOADS)?.remove(id)?;
-        txn.commit()?;
-        Ok(result)
-    }
-
-    pub fn cancel_upload(&self, id: &str) -> Result<(), StoreError> {
-        let _ = self.uploads.remove_file(id);
-        let txn = self.db.begin_write()?;
-        txn.open_table(UPLOADS)?.remove(id)?;
-        txn.commit()?;
-        Ok(())
     }
 }
 

@@ -408,6 +408,7 @@ pub fn test_config() -> ServeConfig {
         lifetimes: Lifetimes::default(),
         max_blob_bytes: 8 << 20,
         refresh_timestamp: false,
+        ..ServeConfig::default()
     }
 }
 

@@ -10,6 +10,8 @@ use hyper_util::rt::TokioExecutor;
 use outpost_e2e_tests::artifacts;
 use outpost_e2e_tests::registry::*;
 use outpost_registry::artifact;
+use outpost_registry::server::ServeConfig;
+use std::time::Duration;
 
 struct Http {
     base: url::Url,
@@ -495,6 +497,98 @@ async fn a_chunked_upload_must_continue_where_it_stopped() {
         .send(Method::GET, &location, Some(&token), &[], Vec::new())
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_uploads_are_bounded_per_namespace_and_removed_when_idle() {
+    let config = ServeConfig {
+        max_open_uploads_per_namespace: 2,
+        upload_idle_limit: Duration::from_secs(3),
+        ..test_config()
+    };
+    let registry = TestRegistry::start(config).await;
+    let http = Http::new(&registry.url);
+    let start = |repo: &'static str, token: String| {
+        let http = &http;
+        async move {
+            let (status, headers, body) = http
+                .send(
+                    Method::POST,
+                    &format!("/v2/{repo}/blobs/uploads/"),
+                    Some(&token),
+                    &[],
+                    Vec::new(),
+                )
+                .await;
+            let location = headers
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string);
+            (status, location, Http::message(&body))
+        }
+    };
+    let acme = registry.acme.token.clone();
+    let (status, first, _) = start("acme/a", acme.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let first = first.expect("location");
+    // Half a blob, then the vendor walks away.
+    let (status, _, _) = http
+        .send(
+            Method::PATCH,
+            &first,
+            Some(&acme),
+            &[("content-range", "0-4")],
+            b"hello".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, second, _) = start("acme/b", acme.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _, message) = start("acme/c", acme.clone()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        message.contains("namespace acme already has 2 unfinished uploads")
+            && message.contains("idle for 3 s"),
+        "{message}"
+    );
+    // Another vendor is not held up by acme's sessions.
+    let (status, _, _) = start("bob/a", registry.bob.token.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Cancelling one makes room at once.
+    let (status, _, _) = http
+        .send(
+            Method::DELETE,
+            &second.expect("location"),
+            Some(&acme),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = start("acme/c", acme.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Idle for over three seconds, every session is removed with its bytes.
+    let uploads = registry.dir.path().join("uploads");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, _) = http
+            .send(Method::GET, &first, Some(&acme), &[], Vec::new())
+            .await;
+        let files = std::fs::read_dir(&uploads).expect("uploads dir").count();
+        if status == StatusCode::NOT_FOUND && files == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "abandoned uploads still there after 20 s: {status}, {files} files"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for repo in ["acme/d", "acme/e"] {
+        let (status, _, message) = start(repo, acme.clone()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{message}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

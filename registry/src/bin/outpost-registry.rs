@@ -79,6 +79,12 @@ enum Command {
         /// Do not re-sign the timestamp (for testing how nodes treat stale metadata)
         #[arg(long, hide = true)]
         no_refresh: bool,
+        /// Unfinished uploads one vendor namespace may hold at once
+        #[arg(long, default_value_t = 32)]
+        max_open_uploads: usize,
+        /// Remove an upload that has received nothing for this long: 24h, 30m
+        #[arg(long, default_value = "24h")]
+        upload_idle_limit: jiff::SignedDuration,
     },
     /// Create and list vendor namespaces
     #[command(subcommand)]
@@ -208,6 +214,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timestamp_lifetime,
             snapshot_lifetime,
             no_refresh,
+            max_open_uploads,
+            upload_idle_limit,
         } => {
             let store = RegistryStore::open(&dir)?;
             let online = online_keys(&dir)?;
@@ -216,10 +224,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 snapshot: snapshot_lifetime,
                 ..Lifetimes::default()
             };
+            if max_open_uploads == 0 {
+                bail!("--max-open-uploads must be at least 1: with 0 no vendor could push");
+            }
             let config = ServeConfig {
                 lifetimes,
                 max_blob_bytes,
                 refresh_timestamp: !no_refresh,
+                max_open_uploads_per_namespace: max_open_uploads,
+                upload_idle_limit: std::time::Duration::try_from(upload_idle_limit)
+                    .ok()
+                    .filter(|limit| !limit.is_zero())
+                    .context("--upload-idle-limit must be positive, such as 24h or 30m")?,
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
