@@ -14,7 +14,9 @@ pub enum AdminError {
     BadName(String),
     #[error("the threshold must be between 1 and the number of keys ({keys}); it is {threshold}")]
     Threshold { threshold: u64, keys: usize },
-    #[error("namespace {0} exists already; namespaces keep their keys")]
+    #[error(
+        "namespace {0} exists already; to give it new keys use `outpost-registry namespace rekey`"
+    )]
     Exists(String),
     #[error("namespace {0} does not exist; create it with `outpost-registry namespace add`")]
     UnknownNamespace(String),
@@ -45,12 +47,7 @@ pub fn add_namespace(
     if !valid_namespace(name) {
         return Err(AdminError::BadName(name.to_string()));
     }
-    if threshold == 0 || threshold as usize > keys.len() {
-        return Err(AdminError::Threshold {
-            threshold,
-            keys: keys.len(),
-        });
-    }
+    check_threshold(&keys, threshold)?;
     let namespace = Namespace {
         keys,
         threshold,
@@ -61,6 +58,45 @@ pub fn add_namespace(
     } else {
         Err(AdminError::Exists(name.to_string()))
     }
+}
+
+/// Gives `name` new keys, for a vendor whose key was lost or stolen.
+///
+/// From now on the registry accepts `name`'s metadata only when signed by
+/// `threshold` of `keys`. Nodes keep trusting the old keys until the
+/// vendor's first publish signed with the new ones: that publish and the
+/// new delegation reach nodes in one snapshot, so no node ever sees the
+/// namespace delegated to keys its published metadata is not signed by.
+pub fn replace_namespace_keys(
+    store: &RegistryStore,
+    name: &str,
+    keys: Vec<Key>,
+    threshold: u64,
+) -> Result<(), AdminError> {
+    check_threshold(&keys, threshold)?;
+    let Some(current) = store.namespace(name)? else {
+        return Err(AdminError::UnknownNamespace(name.to_string()));
+    };
+    let namespace = Namespace {
+        keys,
+        threshold,
+        ..current
+    };
+    if store.replace_namespace(name, &namespace)? {
+        Ok(())
+    } else {
+        Err(AdminError::UnknownNamespace(name.to_string()))
+    }
+}
+
+fn check_threshold(keys: &[Key], threshold: u64) -> Result<(), AdminError> {
+    if threshold == 0 || threshold as usize > keys.len() {
+        return Err(AdminError::Threshold {
+            threshold,
+            keys: keys.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Makes a token for `namespace` and returns it; only its hash is kept.

@@ -9,6 +9,7 @@ use crate::store::{RegistryStore, StoreError, TufWrite};
 use crate::tuf::{self, ReleaseInfo, RoleSpec, RootSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
+use tough::schema::key::Key;
 use tough::schema::{Root, Signed, Snapshot, Target, Targets, Timestamp};
 
 /// The registry's online keys: it signs `targets` (the delegations),
@@ -376,22 +377,30 @@ pub fn publish(
         // The delegations are rebuilt from the namespaces that have
         // published, so a namespace appears in targets.json together with
         // its first metadata (a listed role without metadata would stop
-        // clients from loading the roles after it).
+        // clients from loading the roles after it). Only the publishing
+        // namespace takes its keys from its record: another namespace whose
+        // keys were replaced keeps the delegation its published metadata is
+        // signed for until it publishes with the new keys itself.
+        let targets_version = need(latest, "targets")?;
+        let targets_bytes = store
+            .tuf_file(&file("targets", targets_version))?
+            .ok_or_else(|| RepositoryError::Missing(file("targets", targets_version)))?;
+        let current_targets: Signed<Targets> = tuf::parse("targets.json", &targets_bytes)?;
         let namespaces = store.namespaces()?;
         let mut delegated = Vec::new();
         for name in roles.keys() {
-            if let Some(ns) = namespaces.get(name) {
+            let in_effect = (name != namespace)
+                .then(|| delegation_in_effect(&current_targets, name))
+                .flatten();
+            if let Some(in_effect) = in_effect {
+                delegated.push(in_effect);
+            } else if let Some(ns) = namespaces.get(name) {
                 delegated.push((
                     tuf::delegation(name, &ns.keys, ns.threshold)?,
                     ns.keys.clone(),
                 ));
             }
         }
-        let targets_version = need(latest, "targets")?;
-        let targets_bytes = store
-            .tuf_file(&file("targets", targets_version))?
-            .ok_or_else(|| RepositoryError::Missing(file("targets", targets_version)))?;
-        let current_targets: Signed<Targets> = tuf::parse("targets.json", &targets_bytes)?;
         let new_delegations = tuf::delegations(delegated);
         let targets = if current_targets.signed.delegations.as_ref() == Some(&new_delegations) {
             TargetsChange::Keep {
@@ -429,6 +438,42 @@ pub fn publish(
         (Err(error), _) => Err(error),
         (Ok(()), None) => Err(RepositoryError::Missing("the publish outcome".into())),
     }
+}
+
+/// `name`'s delegation in `targets` with the keys it names.
+fn delegation_in_effect(
+    targets: &Signed<Targets>,
+    name: &str,
+) -> Option<(tough::schema::DelegatedRole, Vec<Key>)> {
+    let delegations = targets.signed.delegations.as_ref()?;
+    let role = delegations.roles.iter().find(|r| r.name == name)?;
+    let keys = role
+        .keyids
+        .iter()
+        .filter_map(|id| delegations.keys.get(id).cloned())
+        .collect();
+    Some((role.clone(), keys))
+}
+
+/// The key ids `namespace` is delegated to in the published `targets.json`,
+/// or `None` before its first publish. They differ from the namespace's
+/// record while a key replacement waits for the vendor's first publish
+/// signed with the new keys.
+pub fn namespace_keys_in_effect(
+    store: &RegistryStore,
+    namespace: &str,
+) -> Result<Option<Vec<String>>, RepositoryError> {
+    let latest = store.tuf_latest()?;
+    let targets: Signed<Targets> = load(store, &file("targets", need(&latest, "targets")?))?;
+    Ok(delegation_in_effect(&targets, namespace).map(|(role, _)| {
+        let mut ids: Vec<String> = role
+            .keyids
+            .iter()
+            .map(|id| hex::encode(id.as_ref()))
+            .collect();
+        ids.sort();
+        ids
+    }))
 }
 
 /// The vendor's new role against what is published: the next version,

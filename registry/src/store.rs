@@ -254,6 +254,21 @@ impl RegistryStore {
         Ok(added)
     }
 
+    /// Replaces an existing namespace's record; `false` if there is none.
+    pub fn replace_namespace(&self, name: &str, namespace: &Namespace) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let replaced = {
+            let mut table = txn.open_table(NAMESPACES)?;
+            let exists = table.get(name)?.is_some();
+            if exists {
+                table.insert(name, encode(namespace).as_slice())?;
+            }
+            exists
+        };
+        txn.commit()?;
+        Ok(replaced)
+    }
+
     pub fn add_token(&self, token_sha256: &str, record: &TokenRecord) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(TOKENS)?

@@ -228,6 +228,14 @@ pub async fn send_metadata(
     }
 }
 
+fn signed_by_any(metadata: &Signed<Targets>, keys: &[&KeyPair]) -> bool {
+    let ours: Vec<_> = keys.iter().map(|k| k.key_id()).collect();
+    metadata
+        .signatures
+        .iter()
+        .any(|signature| ours.contains(&signature.keyid))
+}
+
 /// Pushes `release` and publishes it signed with `keys`.
 pub async fn publish(
     registry: &Url,
@@ -265,10 +273,14 @@ pub async fn publish(
                 .map(|(_, t)| t)
         {
             if existing.hashes.sha256 == target.hashes.sha256 {
-                // Already published. Renew the signed list if it lapses
-                // within RENEW_WITHIN (nodes refuse an expired one).
+                // Already published. Sign the list again if it lapses
+                // within RENEW_WITHIN (nodes refuse an expired one), or if
+                // none of our keys signed it: the central team replaced the
+                // namespace's keys, and this publish moves nodes to them.
                 let mut metadata_version = previous.signed.version.get();
-                if previous.signed.expires < jiff::Timestamp::now() + RENEW_WITHIN {
+                if previous.signed.expires < jiff::Timestamp::now() + RENEW_WITHIN
+                    || !signed_by_any(previous, keys)
+                {
                     let renewed =
                         repository::next_vendor_role(Some(previous), Vec::new(), lifetime, keys)?;
                     match send_metadata(registry, token, &namespace, &renewed).await {

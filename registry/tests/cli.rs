@@ -86,6 +86,48 @@ fn the_central_team_creates_a_registry_namespaces_and_tokens_then_serves() {
     );
     assert!(succeeds(&data, &["namespace", "list"]).contains("acme\tthreshold 1"));
 
+    // A vendor that lost its key gets a new one.
+    let new_key = dir.path().join("acme-2.key");
+    succeeds(&data, &["keygen", new_key.to_str().expect("utf-8")]);
+    let new_public = format!("{}.pub.json", new_key.display());
+    let rekeyed = succeeds(&data, &["namespace", "rekey", "acme", "--key", &new_public]);
+    assert!(
+        rekeyed.contains("the old keys can no longer publish"),
+        "{rekeyed}"
+    );
+    let unknown = fails(
+        &data,
+        &["namespace", "rekey", "nobody", "--key", &new_public],
+    );
+    assert!(
+        unknown.contains("namespace nobody does not exist"),
+        "{unknown}"
+    );
+    let too_many = fails(
+        &data,
+        &[
+            "namespace",
+            "rekey",
+            "acme",
+            "--key",
+            &new_public,
+            "--threshold",
+            "2",
+        ],
+    );
+    assert!(
+        too_many.contains("threshold must be between 1"),
+        "{too_many}"
+    );
+    let new_id = outpost_registry::keys::load_public(Path::new(&new_public))
+        .map(|key| hex::encode(outpost_registry::keys::key_id(&key).as_ref()))
+        .expect("public key");
+    let listed = succeeds(&data, &["namespace", "list"]);
+    assert!(
+        listed.contains(&format!("keys {}", &new_id[..16])),
+        "{listed}"
+    );
+
     let token = succeeds(&data, &["token", "create", "acme"]);
     assert!(token.trim().starts_with("opr_"), "{token}");
     let listed = succeeds(&data, &["token", "list"]);

@@ -34,7 +34,9 @@ async fn a_vendor_publishes_and_a_node_installs_the_newest_matching_version() {
 }
 
 use outpost::releases::{ReleaseError, Source, Wanted};
+use outpost_registry::admin;
 use outpost_registry::client::ClientError;
+use outpost_registry::keys::KeyPair;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
 use outpost_registry::tough::schema::{Signed, Targets};
 use outpost_registry::tuf;
@@ -72,6 +74,34 @@ fn still_runs(node: &TestNode, version: &str) {
         node.hostile_ok(&plugin, "read-file", &["/assets/version.txt"]),
         version
     );
+}
+
+/// What a registry whose online keys were stolen serves: `role`'s next
+/// metadata, signed with `key`, adding `acme/hostile@9.0.0` (the bytes of
+/// an acme release already published).
+fn force_acme_9_0_0(registry: &TestRegistry, role: &str, key: &KeyPair) {
+    let current = |name: &str| -> (u64, Signed<Targets>) {
+        let version = registry.versions()[name];
+        let file = registry.tuf_file(&format!("{version}.{name}.json"));
+        (version, tuf::parse(name, &file).expect("role metadata"))
+    };
+    let (_, acme) = current("acme");
+    let release = acme
+        .signed
+        .targets
+        .values()
+        .next()
+        .expect("an acme release")
+        .clone();
+    let (version, previous) = current(role);
+    let forged = repository::next_vendor_role(
+        Some(&previous),
+        vec![("acme/hostile@9.0.0".into(), release)],
+        jiff::SignedDuration::from_hours(1),
+        &[key],
+    )
+    .expect("sign");
+    registry.force_role(role, &tuf::to_bytes(&forged), version + 1);
 }
 
 fn client_error(error: ReleaseError) -> ClientError {
@@ -176,32 +206,7 @@ async fn a_vendor_cannot_publish_or_sign_under_another_vendors_namespace() {
         .publish(&registry.bob, bob_package.path())
         .await
         .expect("bob publishes his own");
-    let acme_role: Signed<Targets> = tuf::parse(
-        "acme",
-        &registry.tuf_file(&format!("{}.acme.json", registry.versions()["acme"])),
-    )
-    .expect("acme role");
-    let acme_release = acme_role
-        .signed
-        .targets
-        .values()
-        .next()
-        .expect("an acme release")
-        .clone();
-    let bob_version = registry.versions()["bob"];
-    let bob_role: Signed<Targets> = tuf::parse(
-        "bob",
-        &registry.tuf_file(&format!("{bob_version}.bob.json")),
-    )
-    .expect("bob role");
-    let forged = repository::next_vendor_role(
-        Some(&bob_role),
-        vec![("acme/hostile@9.0.0".into(), acme_release)],
-        jiff::SignedDuration::from_hours(1),
-        &[&registry.bob.key],
-    )
-    .expect("sign");
-    registry.force_role("bob", &tuf::to_bytes(&forged), bob_version + 1);
+    force_acme_9_0_0(&registry, "bob", &registry.bob.key);
 
     // tough refuses the whole repository, not only the forged release.
     let error = client_error(
@@ -214,6 +219,88 @@ async fn a_vendor_cannot_publish_or_sign_under_another_vendors_namespace() {
         "{error}"
     );
     still_runs(&node, "1.2.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_vendor_key_stops_publishing_and_nodes_move_to_the_new_one() {
+    let registry = registry_with_two_versions(test_config()).await;
+    let node = TestNode::new();
+    provision(&node.node, &registry.root_json, &registry.url);
+    install(&node.node, &registry.url, "acme/hostile@=1.2.0")
+        .await
+        .expect("install 1.2.0");
+
+    // Acme's key was stolen: the central team gives the namespace a new one.
+    let new_key = KeyPair::generate().expect("key");
+    admin::replace_namespace_keys(registry.store(), "acme", vec![new_key.public()], 1)
+        .expect("rekey");
+    let v1_4 = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.4.0");
+    let error = registry
+        .publish(&registry.acme, v1_4.path())
+        .await
+        .expect_err("the old key can no longer publish");
+    assert!(
+        error.to_string().contains("not signed by enough"),
+        "{error}"
+    );
+
+    // Until acme signs with the new key, nodes keep the delegation its
+    // published list is signed for, even when another vendor publishes.
+    let bob_package = hostile_as(artifacts::TEST_HOSTILE, "bob/hostile", "1.0.0");
+    registry
+        .publish(&registry.bob, bob_package.path())
+        .await
+        .expect("bob publishes");
+    assert_eq!(
+        install(&node.node, &registry.url, "acme/hostile@=1.3.0")
+            .await
+            .expect("acme's old list is still trusted"),
+        "1.3.0"
+    );
+
+    // Publishing the latest release again with the new key re-signs the
+    // list, and the delegation moves with it.
+    let in_effect = |registry: &TestRegistry| {
+        repository::namespace_keys_in_effect(registry.store(), "acme").expect("targets")
+    };
+    assert_eq!(
+        in_effect(&registry),
+        Some(vec![registry.acme.key.key_id_hex()])
+    );
+    let acme = Vendor {
+        key: new_key.clone(),
+        ..registry.acme.clone()
+    };
+    let before = registry.versions()["acme"];
+    let v1_3 = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.3.0");
+    let outcome = registry.publish(&acme, v1_3.path()).await.expect("re-sign");
+    assert_eq!(outcome.metadata_version, before + 1);
+    assert_eq!(in_effect(&registry), Some(vec![new_key.key_id_hex()]));
+    registry
+        .publish(&acme, v1_4.path())
+        .await
+        .expect("publish 1.4.0 with the new key");
+    assert_eq!(
+        install(&node.node, &registry.url, "acme/hostile@^1.4")
+            .await
+            .expect("install 1.4.0"),
+        "1.4.0"
+    );
+    still_runs(&node, "1.4.0");
+
+    // The stolen key is worthless to the thief even with the registry's
+    // online keys: a list it signs is refused by the node.
+    force_acme_9_0_0(&registry, "acme", &registry.acme.key);
+    let error = client_error(
+        fetch(&node.node, &registry.url, "acme/hostile@9")
+            .await
+            .expect_err("a list signed by the old key is refused"),
+    );
+    assert!(
+        error.to_string().contains("not signed by enough"),
+        "{error}"
+    );
+    still_runs(&node, "1.4.0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

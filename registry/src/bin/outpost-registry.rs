@@ -111,6 +111,21 @@ enum NamespaceCommand {
         #[arg(long, default_value_t = 1)]
         threshold: u64,
     },
+    /// Replace a namespace's keys (a vendor lost its key, or it was stolen)
+    ///
+    /// The old keys stop publishing at once. Nodes keep trusting them until
+    /// the vendor publishes signed with a new key (`outpost vendor publish
+    /// --key <new>`, a new release or one already published): that publish
+    /// carries the new delegation, so nodes switch in one step.
+    Rekey {
+        name: String,
+        /// The vendor's new public key file; repeat for more keys
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// How many of the keys must sign each release
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+    },
     /// List namespaces and their keys
     List,
 }
@@ -158,6 +173,15 @@ fn main() {
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }
+}
+
+fn load_public_keys(
+    files: &[PathBuf],
+) -> anyhow::Result<Vec<outpost_registry::tough::schema::key::Key>> {
+    files
+        .iter()
+        .map(|file| Ok(keys::load_public(file)?))
+        .collect()
 }
 
 fn online_keys(dir: &Path) -> anyhow::Result<OnlineKeys> {
@@ -267,10 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             keys: key_files,
             threshold,
         }) => {
-            let mut public = Vec::new();
-            for file in &key_files {
-                public.push(keys::load_public(file)?);
-            }
+            let public = load_public_keys(&key_files)?;
             let store = RegistryStore::open(&dir)?;
             admin::add_namespace(&store, &name, public, threshold)?;
             println!(
@@ -278,6 +299,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 key_files.len()
             );
             println!("Next: `outpost-registry token create {name}` and give the vendor the token");
+        }
+        Command::Namespace(NamespaceCommand::Rekey {
+            name,
+            keys: key_files,
+            threshold,
+        }) => {
+            let public = load_public_keys(&key_files)?;
+            let store = RegistryStore::open(&dir)?;
+            admin::replace_namespace_keys(&store, &name, public, threshold)?;
+            println!(
+                "namespace {name} now accepts releases signed by {} new key(s), threshold {threshold}; the old keys can no longer publish",
+                key_files.len()
+            );
+            if repository::namespace_keys_in_effect(&store, &name)?.is_some() {
+                println!(
+                    "Nodes trust the new keys once the vendor publishes with one: `outpost vendor publish --key <new key> <package>` (a new version, or the latest one again)"
+                );
+            }
         }
         Command::Namespace(NamespaceCommand::List) => {
             let store = RegistryStore::open(&dir)?;
@@ -318,6 +357,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         )
                     }
                     None => "nothing published yet".to_string(),
+                };
+                let mut record_ids: Vec<String> = ns
+                    .keys
+                    .iter()
+                    .map(|k| hex::encode(keys::key_id(k).as_ref()))
+                    .collect();
+                record_ids.sort();
+                let releases = match repository::namespace_keys_in_effect(&store, &name)? {
+                    Some(in_effect) if in_effect != record_ids => format!(
+                        "{releases}; new keys wait for the vendor's next publish (nodes still trust the old ones)"
+                    ),
+                    _ => releases,
                 };
                 println!(
                     "{name}\tthreshold {}\tkeys {}\t{releases}",
