@@ -228,12 +228,13 @@ pub async fn send_metadata(
     }
 }
 
-fn signed_by_any(metadata: &Signed<Targets>, keys: &[&KeyPair]) -> bool {
-    let ours: Vec<_> = keys.iter().map(|k| k.key_id()).collect();
-    metadata
-        .signatures
-        .iter()
-        .any(|signature| ours.contains(&signature.keyid))
+/// Whether each of `keys` signed `metadata`; a namespace that kept one key
+/// and replaced another must re-sign too.
+fn signed_by_all(metadata: &Signed<Targets>, keys: &[&KeyPair]) -> bool {
+    keys.iter().all(|key| {
+        let id = key.key_id();
+        metadata.signatures.iter().any(|s| s.keyid == id)
+    })
 }
 
 /// Pushes `release` and publishes it signed with `keys`.
@@ -275,11 +276,11 @@ pub async fn publish(
             if existing.hashes.sha256 == target.hashes.sha256 {
                 // Already published. Sign the list again if it lapses
                 // within RENEW_WITHIN (nodes refuse an expired one), or if
-                // none of our keys signed it: the central team replaced the
-                // namespace's keys, and this publish moves nodes to them.
+                // one of our keys did not sign it: the central team replaced
+                // the namespace's keys, and this publish moves nodes to them.
                 let mut metadata_version = previous.signed.version.get();
                 if previous.signed.expires < jiff::Timestamp::now() + RENEW_WITHIN
-                    || !signed_by_any(previous, keys)
+                    || !signed_by_all(previous, keys)
                 {
                     let renewed =
                         repository::next_vendor_role(Some(previous), Vec::new(), lifetime, keys)?;
