@@ -194,6 +194,7 @@ fn message(counter: &AtomicU64) -> NewMessage {
         payload: format!("{{\"sale\": {n}, \"amount\": 1250, \"currency\": \"EUR\"}}").into_bytes(),
         idempotency_key: format!("bench-{n}"),
         max_pending: u32::MAX,
+        max_kept_bytes: u64::MAX,
     }
 }
 

@@ -9,6 +9,7 @@
 //!    `plugin-error`, or a [`CallFailure`] naming why the sandbox stopped it.
 //! 6. Drop the store: memory, resources and the scratch folder go with it.
 
+use crate::admission::{Admission, Pool, Refusal};
 use crate::bindings::types::PluginError;
 use crate::engine::Engines;
 use crate::manifest::{Limits, PluginId};
@@ -19,8 +20,8 @@ use crate::store::NodeStore;
 use redb::WriteTransaction;
 use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::Instance;
 use wasmtime::{Store, Trap};
@@ -43,12 +44,29 @@ pub enum CallFailure {
     Exited(i32),
     #[error("trapped: {0}")]
     Trapped(String),
+    /// `used` is what it tried to put in the folder when a write was
+    /// refused, or what it left there when the call ended.
     #[error(
-        "left {used} bytes in /scratch, over its {quota}-byte quota; the call's result was discarded"
+        "tried to use {used} bytes of /scratch, over its {quota}-byte quota; the call's result \
+         was discarded"
     )]
     ScratchQuota { used: u64, quota: u64 },
+    #[error(
+        "left something in /scratch the node could not measure ({0}); the call's result was discarded"
+    )]
+    ScratchUnmeasured(String),
+    #[error("could not write to /scratch: {0}")]
+    DiskReserve(String),
+    #[error(
+        "passed more than {limit_bytes} bytes to the node in one go (a result or a host call's \
+         arguments) and was stopped"
+    )]
+    TooMuchData { limit_bytes: u64 },
     #[error("could not start: {0}")]
     Start(String),
+    /// Not run: the plugin's share of the node was taken (see `admission`).
+    #[error(transparent)]
+    Busy(Refusal),
 }
 
 /// The `plugin-error` variant, as the node reports it.
@@ -115,44 +133,6 @@ impl CallError {
     }
 }
 
-/// A counting semaphore: the pooling allocator has a fixed number of slots,
-/// and a caller beyond that should wait its turn rather than fail.
-struct Slots {
-    free: Mutex<u32>,
-    released: Condvar,
-}
-
-struct SlotGuard<'a>(&'a Slots);
-
-impl Slots {
-    fn acquire(&self) -> SlotGuard<'_> {
-        let mut free = self
-            .free
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *free == 0 {
-            free = self
-                .released
-                .wait(free)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *free -= 1;
-        SlotGuard(self)
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        let mut free = self
-            .0
-            .free
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *free += 1;
-        self.0.released.notify_one();
-    }
-}
-
 /// Runs calls. One per node, shared by every caller.
 pub struct Invoker {
     engines: Arc<Engines>,
@@ -160,7 +140,7 @@ pub struct Invoker {
     scratch_root: PathBuf,
     services: crate::capabilities::Services,
     next_call_id: AtomicU64,
-    slots: Slots,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for Invoker {
@@ -178,18 +158,27 @@ impl Invoker {
         scratch_root: PathBuf,
         services: crate::capabilities::Services,
     ) -> Invoker {
-        let slots = engines.pool_slots();
+        let pool = Pool::new(engines.pool_slots());
         Invoker {
             engines,
             store,
             scratch_root,
             services,
             next_call_id: AtomicU64::new(1),
-            slots: Slots {
-                free: Mutex::new(slots),
-                released: Condvar::new(),
-            },
+            pool,
         }
+    }
+
+    /// Waits, without holding a thread, until a call to `plugin` may run
+    /// (see `admission`); run the call inside [`Admission::run`].
+    pub async fn admit(
+        &self,
+        plugin: &LoadedPlugin,
+        function: &'static str,
+    ) -> Result<Admission, CallError> {
+        Admission::wait(&self.pool, &plugin.share, plugin.spec.limits.deadline)
+            .await
+            .map_err(|refusal| refused(plugin, function, refusal))
     }
 
     /// Calls into `plugin`. `body` gets a fresh instance and makes the typed
@@ -257,7 +246,15 @@ impl Invoker {
             })
         };
 
-        let _slot = self.slots.acquire();
+        let _admission = if crate::admission::held_for(&plugin.share) {
+            None
+        } else {
+            let patience = plugin.spec.limits.deadline;
+            match Admission::wait_blocking(&self.pool, &plugin.share, patience) {
+                Ok(admission) => Some(admission),
+                Err(refusal) => return (Err(fail(CallFailure::Busy(refusal))), kv_batch),
+            }
+        };
         let _running = self.engines.call_guard();
         let started = Instant::now();
         let limits = plugin.spec.limits;
@@ -278,6 +275,7 @@ impl Invoker {
         let state = CallState::new(&plugin.spec, setup);
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(host_copy_budget(&limits));
         store.set_epoch_deadline(self.engines.deadline_ticks(limits.deadline));
         store.epoch_deadline_trap();
         if let Some(fuel) = limits.fuel
@@ -300,23 +298,27 @@ impl Invoker {
         let scratch_over = state
             .scratch
             .as_ref()
-            .map(|scratch| (scratch.usage(), scratch.quota_bytes()))
-            .filter(|(used, quota)| used > quota);
+            .and_then(|scratch| scratch.over_quota());
         let memory_hit = state.limiter.hit;
-        let overran = state.clocks.overran();
+        // The deadline is the caller's: lifting the result into the host
+        // counts, so a result that took long to hand over came too late.
+        let overran = state.clocks.overran()
+            || started.elapsed() > limits.deadline + self.engines.deadline_slack();
         let setup_error = state.setup_error.take();
         let batch = state.kv.take_batch();
         drop(store);
 
         let result = match (outcome, setup_error) {
             (_, Some(why)) => Err(CallFailure::Start(why)),
-            // It waited past its deadline; whatever it returned came too late.
+            // It waited, or handed over its result, past its deadline:
+            // whatever it returned came too late.
             (_, None) if overran => Err(CallFailure::DeadlineExceeded(limits.deadline)),
-            (Ok(Ok(value)), None) => match scratch_over {
-                None => Ok(value),
-                Some((used, quota)) => Err(CallFailure::ScratchQuota { used, quota }),
+            (Ok(returned), None) => match (scratch_over, returned) {
+                // A refused write is the cause, however the plugin reported it.
+                (Some(failure), _) => Err(failure),
+                (None, Ok(value)) => Ok(value),
+                (None, Err(error)) => Err(CallFailure::Plugin(error.into())),
             },
-            (Ok(Err(error)), None) => Err(CallFailure::Plugin(error.into())),
             (Err(error), None) => Err(classify(&error, memory_hit, &limits, &output)),
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
@@ -330,6 +332,18 @@ impl Invoker {
         }
         (result.map_err(fail), batch)
     }
+}
+
+/// A call turned away before it ran, as a [`CallError`]. It has no call id:
+/// it never became a call.
+fn refused(plugin: &LoadedPlugin, function: &'static str, refusal: Refusal) -> CallError {
+    CallError::new(CallErrorDetail {
+        plugin: plugin.spec.id.clone(),
+        version: plugin.version.clone(),
+        function: Cow::Borrowed(function),
+        call_id: 0,
+        failure: CallFailure::Busy(refusal),
+    })
 }
 
 /// Runs `work` where it may block. Calls are synchronous, and wasmtime-wasi's
@@ -349,6 +363,16 @@ fn outside_async_context<R: Send>(work: impl FnOnce() -> R + Send) -> R {
             Err(panic) => std::panic::resume_unwind(panic),
         }),
     }
+}
+
+/// The most a call may hand the node in one crossing (its result, or the
+/// arguments of one host call), counted by wasmtime as it lifts the values.
+/// Lifted values cost the host a few times their byte count (a `String` or
+/// `Val` per element), and JSON for the API about as much again, so a quarter
+/// of the plugin's memory cap keeps one call's cost to the node near that cap:
+/// without it, many strings pointing at one buffer cost the node 265 MB a call.
+pub fn host_copy_budget(limits: &Limits) -> usize {
+    usize::try_from(limits.memory_bytes / 4).unwrap_or(usize::MAX)
 }
 
 /// Names what stopped a call.
@@ -381,6 +405,12 @@ fn classify(
         };
     }
     let text = format!("{error:#}");
+    // wasmtime's own error type for this is private; its message is not.
+    if text.contains("fuel allocated for hostcalls has been exhausted") {
+        return CallFailure::TooMuchData {
+            limit_bytes: host_copy_budget(limits) as u64,
+        };
+    }
     if text.contains("concurrent") && text.contains("limit") {
         return CallFailure::Start(format!("no free instance slot: {text}"));
     }

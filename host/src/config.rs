@@ -26,6 +26,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the node configuration {path} is a directory, not a file; put the configuration in a \
+         file there (`outpost config --defaults` prints one to start from), or remove it to run \
+         with the embedded defaults"
+    )]
+    NotAFile { path: PathBuf },
     #[error("{origin} is not a valid node configuration: {message}")]
     Parse { origin: String, message: String },
     #[error("{origin}: {message}")]
@@ -65,11 +71,23 @@ impl Default for NodeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OutboxSettings {
-    /// Attempts before a message is dead and waits for the operator.
+    /// Attempts before a message is dead; 0, the default, sets no limit, so
+    /// only `give-up-after-hours` ends the retries. A count alone gives up
+    /// after minutes once the back-off reaches its cap, far sooner than a
+    /// stall can be offline.
     pub max_attempts: u32,
+    /// How long the worker keeps trying a message before it is dead and
+    /// waits for the operator. Measured as the time the node spent on it
+    /// (the waits it scheduled plus the attempts), not by the wall clock, so
+    /// a clock set forward cannot kill a message and time the node was
+    /// switched off does not count.
+    pub give_up_after_hours: u64,
     /// The wait after the first failure; it doubles per failure, with
     /// jitter, up to `max-backoff-ms`.
     pub initial_backoff_ms: u64,
+    /// The longest wait between attempts. Also the furthest ahead a message
+    /// is ever scheduled: one due later (the clock was ahead when it was
+    /// scheduled) is brought forward to this long from now.
     pub max_backoff_ms: u64,
     /// How long one attempt may take, connecting included.
     pub attempt_timeout_ms: u64,
@@ -82,7 +100,8 @@ pub struct OutboxSettings {
 impl Default for OutboxSettings {
     fn default() -> Self {
         OutboxSettings {
-            max_attempts: 12,
+            max_attempts: 0,
+            give_up_after_hours: 168,
             initial_backoff_ms: 1_000,
             max_backoff_ms: 300_000,
             attempt_timeout_ms: 10_000,
@@ -111,6 +130,11 @@ pub struct ApiConfig {
     /// Sets the token inline instead of from `token-file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// How long a client has to send a request's headers, and then its
+    /// body; an idle connection is closed after it too.
+    pub read_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -119,7 +143,15 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7171)),
             token_file: PathBuf::from("api-token"),
             token: None,
+            max_connections: 256,
+            read_timeout_ms: 10_000,
         }
+    }
+}
+
+impl ApiConfig {
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms)
     }
 }
 
@@ -198,12 +230,26 @@ pub struct Policy {
     pub max_assets_bytes: u64,
     /// The most undelivered outbox messages one plugin may have.
     pub max_outbox_pending: u32,
+    /// The most bytes one plugin's outbox messages may keep, delivered ones
+    /// included until they are forgotten (`grants.outbox.quota-bytes`).
+    pub max_outbox_quota_bytes: u64,
+    /// Free space on the data directory's disk that plugins may not use:
+    /// their kv writes, outbox messages and scratch files are refused below
+    /// it, so sales, events and updates still have room.
+    pub disk_reserve_mib: u64,
     /// The largest answer a plugin's outbound HTTP request may read.
     pub http_max_response_bytes: u64,
     /// The longest a plugin's outbound request may wait to connect or for
     /// the answer to start (the call's deadline may cut it shorter).
     pub http_timeout_ms: u64,
     pub allowed_grants: Vec<GrantKind>,
+    /// Calls of one plugin that run at once when its manifest names no
+    /// `limits.concurrency`, and the most a manifest may ask for.
+    pub default_concurrency: u32,
+    pub max_concurrency: u32,
+    /// Calls of one plugin that may wait for a place beyond those running;
+    /// past that its callers are refused at once (503).
+    pub max_queued_calls: u32,
 }
 
 impl Default for Policy {
@@ -218,9 +264,14 @@ impl Default for Policy {
             max_scratch_quota_bytes: 16 << 20,
             max_assets_bytes: 16 << 20,
             max_outbox_pending: 10_000,
+            max_outbox_quota_bytes: 64 << 20,
+            disk_reserve_mib: 64,
             http_max_response_bytes: 1 << 20,
             http_timeout_ms: 10_000,
             allowed_grants: GrantKind::ALL.to_vec(),
+            default_concurrency: 2,
+            max_concurrency: 16,
+            max_queued_calls: 64,
         }
     }
 }
@@ -319,6 +370,11 @@ impl NodeConfig {
 
     /// Reads `path`.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        if path.is_dir() {
+            return Err(ConfigError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -337,7 +393,9 @@ impl NodeConfig {
             return Ok((NodeConfig::load(path)?, path.display().to_string()));
         }
         let in_data_dir = data_dir.join(CONFIG_FILE_NAME);
-        if in_data_dir.is_file() {
+        // Anything by that name is the operator's configuration: a directory
+        // or a dangling link is reported, not quietly replaced by defaults.
+        if in_data_dir.symlink_metadata().is_ok() {
             let config = NodeConfig::load(&in_data_dir)?;
             return Ok((config, in_data_dir.display().to_string()));
         }
@@ -351,6 +409,9 @@ impl NodeConfig {
                 "engine.pool-slots = {} is outside 1..=1024",
                 engine.pool_slots
             ));
+        }
+        if self.api.max_connections == 0 || self.api.read_timeout_ms == 0 {
+            return Err("api.max-connections and api.read-timeout-ms must be at least 1".into());
         }
         if !(1..=100).contains(&engine.epoch_tick_ms) {
             return Err(format!(
@@ -375,6 +436,12 @@ impl NodeConfig {
             return Err(format!(
                 "policy.default-memory-mib = {} must be between 1 and policy.max-memory-mib ({})",
                 policy.default_memory_mib, policy.max_memory_mib
+            ));
+        }
+        if policy.default_concurrency == 0 || policy.default_concurrency > policy.max_concurrency {
+            return Err(format!(
+                "policy.default-concurrency = {} must be between 1 and policy.max-concurrency ({})",
+                policy.default_concurrency, policy.max_concurrency
             ));
         }
         for (name, printer) in &self.printers {
@@ -422,10 +489,23 @@ impl NodeConfig {
             }
         }
         let outbox = &self.outbox;
-        if outbox.max_attempts == 0 || outbox.concurrency == 0 || outbox.concurrency > 64 {
-            return Err(
-                "outbox.max-attempts must be at least 1 and outbox.concurrency 1..=64".into(),
-            );
+        if outbox.concurrency == 0 || outbox.concurrency > 64 {
+            return Err(format!(
+                "outbox.concurrency = {} must be between 1 and 64",
+                outbox.concurrency
+            ));
+        }
+        if outbox.give_up_after_hours == 0 || outbox.give_up_after_hours > 24 * 366 {
+            return Err(format!(
+                "outbox.give-up-after-hours = {} must be between 1 and 8784 (a year)",
+                outbox.give_up_after_hours
+            ));
+        }
+        if outbox.max_backoff_ms > 24 * 3_600_000 {
+            return Err(format!(
+                "outbox.max-backoff-ms = {} must be at most 86400000 (a day)",
+                outbox.max_backoff_ms
+            ));
         }
         if outbox.initial_backoff_ms == 0 || outbox.initial_backoff_ms > outbox.max_backoff_ms {
             return Err(format!(

@@ -14,9 +14,11 @@
 
 use crate::bindings::types::PluginError;
 use crate::call::CallError;
+use crate::card_data::CardGuard;
 use crate::node::Node;
 use crate::plugins::LoadedPlugin;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{ComponentExportIndex, Type, Val};
 
@@ -45,6 +47,19 @@ pub enum DynamicCallError {
     },
     #[error(transparent)]
     Call(#[from] CallError),
+    /// A `tokenize` call tried to put the card it was given somewhere; the
+    /// node refused that and the call. Never holds the card itself.
+    #[error(
+        "plugin {plugin}, {function} (call {call_id}): {channel} carried the card number, so the \
+         node refused the call and kept nothing that carried it; the vendor must fix the plugin \
+         (docs/vendor-guides/payment-tokenizer.md)"
+    )]
+    CardData {
+        plugin: String,
+        function: String,
+        call_id: u64,
+        channel: String,
+    },
 }
 
 /// An exported function: `printer.render-label`.
@@ -304,20 +319,51 @@ fn call_values(
         values.push(value);
     }
     let result_count = ty.results().len();
-    let results = node
+    // The card a `tokenize` call is given is the one thing the node knows
+    // the plugin must not put out; the guard watches for it (`card_data`).
+    let card = crate::card_data::pan_argument(&function.export, &function.function, &values)
+        .and_then(CardGuard::new)
+        .map(Arc::new);
+    let guard = card.clone();
+    let outcome = node
         .invoker
         .call(plugin, function.qualified(), move |store, instance, _| {
             let func = instance
                 .get_func(&mut *store, index)
                 .ok_or_else(|| wasmtime::format_err!("the export vanished"))?;
+            if let Some(guard) = &guard {
+                guard.arm(store.data_mut());
+            }
             let mut results = vec![Val::Bool(false); result_count];
-            func.call(&mut *store, &values, &mut results)?;
+            let called = func.call(&mut *store, &values, &mut results);
+            if let Some(guard) = &guard {
+                guard.check_output(&store.data().output);
+                if called.is_ok() {
+                    guard.check_results(&results);
+                }
+                if let Some(channel) = guard.refusals() {
+                    // Failing the call is what keeps its result out of the
+                    // API's answer, the outbox and the centre's events.
+                    return Err(wasmtime::format_err!(
+                        "refused: {channel} carried the card number of this call"
+                    ));
+                }
+            }
+            called?;
             match plugin_error(&results).filter(|_| plugin_errors) {
                 Some(error) => Ok(Err(error)),
                 None => Ok(Ok(results)),
             }
-        })?;
-    Ok(results)
+        });
+    match (outcome, card.and_then(|card| card.refusals())) {
+        (Err(error), Some(channel)) => Err(DynamicCallError::CardData {
+            plugin: format!("{}@{}", error.plugin, error.version),
+            function: error.function.to_string(),
+            call_id: error.call_id,
+            channel,
+        }),
+        (outcome, _) => Ok(outcome?),
+    }
 }
 
 fn number<T: TryFrom<i64> + TryFrom<u64>>(json: &Value, what: &str) -> Result<T, String> {

@@ -13,11 +13,16 @@
 //! a repeat after a crash mid-delivery. Events carry what the centre needs to
 //! reconcile and nothing more: a payment event has the token, brand and last
 //! four digits, never the card number (the node never had it past the
-//! tokenizer call). Recording an event never fails the operation it
-//! describes: a full or broken queue is logged and the sale goes on.
+//! tokenizer call).
+//!
+//! An event is part of what a route promises: a route answers 2xx only once
+//! its event is committed, and answers 503 naming the disk when it could not
+//! be (see [`EventNotKept`]). The node's own events have no count quota, so a
+//! week offline never turns sales away; the disk they fill is protected by
+//! the free-space reserve plugins cannot use (`policy.disk-reserve-mib`).
 
 use crate::outbox::{NODE_OWNER, Outbox};
-use crate::store::{NewMessage, NodeStore, OutboxMethod};
+use crate::store::{EnqueueError, NewMessage, NodeStore, OutboxMethod};
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 
@@ -26,8 +31,19 @@ pub struct CentreEvents {
     outbox: Arc<Outbox>,
     store: Arc<NodeStore>,
     url: Option<String>,
-    max_pending: u32,
     node_id: OnceLock<String>,
+}
+
+/// An event that could not be committed: the operation it describes must
+/// not be reported as done.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the node could not store its {kind} record ({source}); nothing was recorded. Free space \
+     on the disk that holds the node's data directory, then try again"
+)]
+pub struct EventNotKept {
+    pub kind: &'static str,
+    pub source: EnqueueError,
 }
 
 impl std::fmt::Debug for CentreEvents {
@@ -57,17 +73,11 @@ fn random_hex() -> String {
 }
 
 impl CentreEvents {
-    pub fn new(
-        outbox: Arc<Outbox>,
-        store: Arc<NodeStore>,
-        url: Option<String>,
-        max_pending: u32,
-    ) -> CentreEvents {
+    pub fn new(outbox: Arc<Outbox>, store: Arc<NodeStore>, url: Option<String>) -> CentreEvents {
         CentreEvents {
             outbox,
             store,
             url,
-            max_pending,
             node_id: OnceLock::new(),
         }
     }
@@ -90,10 +100,11 @@ impl CentreEvents {
     }
 
     /// Queues one event durably; returns its id, or `None` when no centre is
-    /// configured or it could not be queued (logged). Blocks on the commit:
-    /// call it off async tasks.
-    pub fn record(&self, kind: &str, data: Value) -> Option<String> {
-        let url = self.url.as_ref()?;
+    /// configured. Blocks on the commit: call it off async tasks.
+    pub fn record(&self, kind: &'static str, data: Value) -> Result<Option<String>, EventNotKept> {
+        let Some(url) = self.url.as_ref() else {
+            return Ok(None);
+        };
         let event_id = random_hex();
         let payload = json!({
             "event_id": event_id,
@@ -109,30 +120,32 @@ impl CentreEvents {
             content_type: "application/json".to_string(),
             payload: payload.to_string().into_bytes(),
             idempotency_key: event_id.clone(),
-            max_pending: self.max_pending,
+            max_pending: u32::MAX,
+            max_kept_bytes: u64::MAX,
         };
         match self.outbox.enqueue(message) {
-            Ok(_) => Some(event_id),
-            Err(error) => {
-                tracing::warn!(
-                    event = kind,
-                    "the {kind} event for the centre was not kept: {error}; check \
-                     `outpost outbox list --state dead` and whether {url} is reachable"
-                );
-                None
-            }
+            Ok(_) => Ok(Some(event_id)),
+            Err(source) => Err(EventNotKept { kind, source }),
         }
     }
 
     /// [`record`](Self::record) from async code, on the blocking pool.
     /// Callers check [`enabled`](Self::enabled) first, so that a node without
     /// a centre does not build the event at all.
-    pub async fn record_async(self: &Arc<Self>, kind: &'static str, data: Value) {
+    pub async fn record_async(
+        self: &Arc<Self>,
+        kind: &'static str,
+        data: Value,
+    ) -> Result<(), EventNotKept> {
         if !self.enabled() {
-            return;
+            return Ok(());
         }
         let events = self.clone();
-        let _ = tokio::task::spawn_blocking(move || events.record(kind, data)).await;
+        match tokio::task::spawn_blocking(move || events.record(kind, data)).await {
+            Ok(recorded) => recorded.map(drop),
+            // Shutting down: the request is being dropped anyway.
+            Err(_) => Ok(()),
+        }
     }
 }
 
@@ -209,14 +222,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(NodeStore::open(&dir.path().join("node.redb")).expect("store"));
         let outbox = Arc::new(Outbox::new(store.clone()));
-        let off = CentreEvents::new(outbox.clone(), store.clone(), None, 10);
-        assert_eq!(off.record("label.printed", json!({})), None);
+        let off = CentreEvents::new(outbox.clone(), store.clone(), None);
+        assert_eq!(
+            off.record("label.printed", json!({}))
+                .expect("nothing to keep"),
+            None
+        );
 
         let events = CentreEvents::new(
             outbox,
             store.clone(),
             Some("http://127.0.0.1:9/v1/events".into()),
-            2,
         );
         let first = events
             .record("label.printed", json!({"bytes": 10}))
@@ -225,9 +241,6 @@ mod tests {
             .record("label.printed", json!({"bytes": 10}))
             .expect("kept");
         assert_ne!(first, second);
-        // Past the node's quota the event is dropped, and says so; the
-        // caller's operation is not affected.
-        assert_eq!(events.record("label.printed", json!({})), None);
         let entries = store.outbox_list(None, 10).expect("list");
         assert_eq!(entries.len(), 2);
         for entry in &entries {

@@ -66,7 +66,7 @@ pub enum InstallError {
         version: semver::Version,
         detail: String,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Call(#[from] CallError),
     #[error(
         "{id}@{version} is already installed with a different component; a changed component needs a new version number"
@@ -379,8 +379,8 @@ impl Node {
                 .filter(|previous| previous.version != plugin.version),
         };
         NodeStore::put_plugin(&txn, &record, wasm)?;
-        txn.commit()
-            .map_err(|e| StoreError::Database(redb::Error::from(e)))?;
+        NodeStore::drop_unreferenced_components(&txn)?;
+        self.store.commit(txn)?;
         Ok(describe_health(&health))
     }
 

@@ -99,6 +99,18 @@ pub struct OutboxGrant {
     pub destinations: Vec<Origin>,
     /// The most undelivered messages the plugin may have at once.
     pub max_pending: u32,
+    /// The most bytes its messages may keep in the node at once: payloads
+    /// and answers, delivered ones too until they are forgotten.
+    #[serde(default = "OutboxGrant::default_quota_bytes")]
+    pub quota_bytes: u64,
+}
+
+impl OutboxGrant {
+    pub const DEFAULT_QUOTA_BYTES: u64 = 4 << 20;
+
+    fn default_quota_bytes() -> u64 {
+        OutboxGrant::DEFAULT_QUOTA_BYTES
+    }
 }
 
 /// Where a request may go: scheme, host and port, nothing else. Written
@@ -243,9 +255,10 @@ impl Grants {
         if let Some(outbox) = &self.outbox {
             let origins: Vec<&str> = outbox.destinations.iter().map(Origin::as_str).collect();
             parts.push(format!(
-                "outbox to {} (at most {} undelivered)",
+                "outbox to {} (at most {} undelivered, {} KiB kept)",
                 origins.join(", "),
-                outbox.max_pending
+                outbox.max_pending,
+                outbox.quota_bytes >> 10
             ));
         }
         if parts.is_empty() {
@@ -266,6 +279,9 @@ pub struct RequestedLimits {
     pub memory_mib: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// Calls of this plugin that may run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u64>,
 }
 
 /// The limits a plugin runs under, after policy.
@@ -274,6 +290,10 @@ pub struct Limits {
     pub deadline: Duration,
     pub memory_bytes: u64,
     pub fuel: Option<u64>,
+    /// Calls that may run at once, and that may wait for a place beyond
+    /// those (see `admission`).
+    pub concurrency: u32,
+    pub max_queued: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +388,7 @@ impl Manifest {
             ("limits.deadline-ms", raw.limits.deadline_ms),
             ("limits.memory-mib", raw.limits.memory_mib),
             ("limits.fuel", raw.limits.fuel),
+            ("limits.concurrency", raw.limits.concurrency),
             (
                 "grants.kv.quota-bytes",
                 raw.grants.kv.map(|q| q.quota_bytes),
@@ -394,6 +415,11 @@ impl Manifest {
             if outbox.max_pending == 0 {
                 return Err(ManifestError::Zero {
                     key: "grants.outbox.max-pending",
+                });
+            }
+            if outbox.quota_bytes == 0 {
+                return Err(ManifestError::Zero {
+                    key: "grants.outbox.quota-bytes",
                 });
             }
         }
@@ -440,6 +466,12 @@ impl Manifest {
                 "max-outbox-pending",
             ),
             (
+                "grants.outbox.quota-bytes",
+                self.grants.outbox.as_ref().map(|o| o.quota_bytes),
+                policy.max_outbox_quota_bytes,
+                "max-outbox-quota-bytes",
+            ),
+            (
                 "limits.deadline-ms",
                 self.limits.deadline_ms,
                 policy.max_deadline_ms,
@@ -450,6 +482,12 @@ impl Manifest {
                 self.limits.memory_mib,
                 policy.max_memory_mib,
                 "max-memory-mib",
+            ),
+            (
+                "limits.concurrency",
+                self.limits.concurrency,
+                u64::from(policy.max_concurrency),
+                "max-concurrency",
             ),
         ];
         for (key, asked, allowed, policy_key) in checks {
@@ -482,6 +520,12 @@ impl Manifest {
             ),
             memory_bytes: self.limits.memory_mib.unwrap_or(policy.default_memory_mib) << 20,
             fuel: self.limits.fuel,
+            concurrency: self
+                .limits
+                .concurrency
+                .and_then(|asked| u32::try_from(asked).ok())
+                .unwrap_or(policy.default_concurrency),
+            max_queued: policy.max_queued_calls,
         })
     }
 }

@@ -145,6 +145,7 @@ pub struct LimitsView {
     pub memory_mib: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    pub concurrency: u32,
 }
 
 impl From<Limits> for LimitsView {
@@ -153,6 +154,7 @@ impl From<Limits> for LimitsView {
             deadline_ms: limits.deadline.as_millis() as u64,
             memory_mib: limits.memory_bytes >> 20,
             fuel: limits.fuel,
+            concurrency: limits.concurrency,
         }
     }
 }
@@ -208,6 +210,7 @@ impl Node {
             let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700));
         }
         let store = Arc::new(NodeStore::open(&data_dir.join(DATABASE_FILE_NAME))?);
+        store.set_disk_reserve(config.policy.disk_reserve_mib << 20);
         let engines = Arc::new(Engines::new(&config.engine, &config.policy)?);
         let cache = CompileCache::new(&data_dir.join(COMPILED_DIR))?;
         let scratch_root = data_dir.join(SCRATCH_DIR);
@@ -223,7 +226,6 @@ impl Node {
             outbox.clone(),
             store.clone(),
             config.centre.events_url.clone(),
-            config.policy.max_outbox_pending,
         ));
         let services = Services {
             keystore: keystore.clone(),

@@ -7,6 +7,7 @@
 //! installing a new version is one pointer store, so calls already running
 //! finish on the version they started with.
 
+use crate::admission::Share;
 use crate::bindings::{courier, forecasting, lifecycle, printer, tokenizer};
 use crate::call::CallFailure;
 use crate::contract::{self, ContractError};
@@ -82,6 +83,8 @@ pub struct LoadedPlugin {
     /// checked) at link time; the node calls them from the next release on.
     pub(crate) printer: Option<printer::GuestIndices>,
     pub stats: PluginStats,
+    /// Its places for running and waiting calls (see `admission`).
+    pub share: Share,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -134,7 +137,9 @@ impl LoadedPlugin {
                 forecasting::GuestIndices::new(&pre).map_err(link_error)?;
             }
         }
+        let share = Share::new(spec.limits.concurrency, spec.limits.max_queued);
         Ok(LoadedPlugin {
+            share,
             version: manifest.version.clone(),
             manifest,
             spec,

@@ -34,13 +34,13 @@ pub enum ReleaseError {
     NoRegistry,
     #[error("{0:?} is not a plugin to install: {1}")]
     Spec(String, String),
-    #[error("{0}")]
+    #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("{0}")]
+    #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Package(#[from] PackageError),
     #[error(
         "the signed release is {release}, but its plugin.toml says {manifest}; refusing a package that claims to be another plugin"

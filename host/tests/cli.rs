@@ -287,3 +287,392 @@ fn the_demo_runs_start_to_finish() {
         "a folder it did not make is left alone"
     );
 }
+
+/// A data directory with the reference driver installed by the binary, and
+/// the bytes of its database.
+fn node_with_driver(data: &std::path::Path) -> Vec<u8> {
+    succeeds(
+        data,
+        &[
+            "plugin",
+            "add",
+            outpost_plugin_artifacts::THERMAL_PRINTER.package_dir,
+            "--yes",
+        ],
+    );
+    std::fs::read(data.join("outpost.redb")).expect("read the database")
+}
+
+#[test]
+fn a_damaged_database_is_reported_and_left_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let good = node_with_driver(data);
+    let database = data.join("outpost.redb");
+    // Eight flipped bytes at the start of each of the first pages after the
+    // header: the table trees and the allocator state, where redb used to
+    // index past a page and panic.
+    let mut reported = 0;
+    for page in 1..20 {
+        let mut damaged = good.clone();
+        for byte in &mut damaged[page * 4096 + 8..page * 4096 + 16] {
+            *byte ^= 0xff;
+        }
+        std::fs::write(&database, &damaged).expect("write");
+        let mut noticed = false;
+        for args in [
+            &["plugin", "list"][..],
+            &["outbox", "list"],
+            &["run", "--listen", "127.0.0.1:0"],
+        ] {
+            // `run` would serve a database it could read; only ask it of one
+            // the quicker commands found damaged.
+            if args[0] == "run" && !noticed {
+                continue;
+            }
+            let output = common::outpost(data, args);
+            let (stdout, stderr) = text(&output);
+            assert_ne!(
+                output.status.code(),
+                Some(101),
+                "outpost {args:?} panicked on page {page}:\n{stdout}\n{stderr}"
+            );
+            if output.status.success() {
+                continue;
+            }
+            assert!(
+                stderr.contains(&database.display().to_string())
+                    && stderr.contains("is damaged")
+                    && stderr.contains("Restore it from a backup, or move it aside"),
+                "page {page}, {args:?}: {stderr}"
+            );
+            assert!(
+                std::fs::read(&database).expect("read") == damaged,
+                "outpost {args:?} changed the damaged database (page {page})"
+            );
+            if args[0] == "plugin" {
+                noticed = true;
+                reported += 1;
+            }
+        }
+    }
+    assert!(
+        reported >= 5,
+        "only {reported} of 19 damaged pages were noticed"
+    );
+}
+
+#[test]
+fn commands_started_together_take_turns_with_the_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    node_with_driver(data);
+    for round in 0..8 {
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                common::command(data, &["plugin", "list"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("outpost runs")
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().expect("outpost finishes");
+            let (stdout, stderr) = text(&output);
+            assert!(
+                output.status.success(),
+                "round {round}: two `plugin list` at once:\n{stdout}\n{stderr}"
+            );
+        }
+    }
+
+    // A process that keeps it is named, after the wait.
+    let address = free_port();
+    let mut node = start_node(data, address, true);
+    let started = std::time::Instant::now();
+    let busy = fails(data, &["plugin", "list"]);
+    let waited = started.elapsed();
+    common::signal(&node, "-TERM");
+    let _ = node.wait();
+    assert!(
+        busy.contains(&format!("pid {}", node.id())) && busy.contains(" run --listen "),
+        "{busy}"
+    );
+    assert_eq!(
+        busy.matches("in use by another Outpost process").count(),
+        1,
+        "{busy}"
+    );
+    assert!(
+        waited >= std::time::Duration::from_secs(2),
+        "gave up after {waited:?}"
+    );
+}
+
+#[test]
+fn an_error_and_its_cause_are_said_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such.toml");
+    let error = fails(
+        dir.path(),
+        &["--config", &missing.display().to_string(), "plugin", "list"],
+    );
+    assert!(error.contains(&missing.display().to_string()), "{error}");
+    assert_eq!(
+        error.matches("No such file or directory").count(),
+        1,
+        "{error}"
+    );
+}
+
+#[test]
+fn a_configuration_that_is_a_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("outpost.toml")).expect("mkdir");
+    let refused = fails(dir.path(), &["plugin", "list"]);
+    assert!(
+        refused.contains(&dir.path().join("outpost.toml").display().to_string())
+            && refused.contains("is a directory")
+            && refused.contains("remove it"),
+        "{refused}"
+    );
+}
+
+/// Runs `outpost run` on a free port; a node that starts is stopped and
+/// reported, since these tests expect a refusal.
+fn run_refused(data: &std::path::Path) -> String {
+    let address = free_port().to_string();
+    let mut child = common::command(data, &["run", "--listen", &address])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("outpost run starts");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("outpost run started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    stderr
+}
+
+#[cfg(unix)]
+#[test]
+fn an_api_token_others_can_read_or_guess_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("api-token");
+    std::fs::write(&token, format!("{}\n", "a1".repeat(32))).expect("write");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let exposed = run_refused(dir.path());
+    assert!(
+        exposed.contains(&token.display().to_string())
+            && exposed.contains("can be read by other users (mode 644)")
+            && exposed.contains(&format!("chmod 600 {}", token.display())),
+        "{exposed}"
+    );
+
+    std::fs::write(&token, "hunter2\n").expect("write");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let short = run_refused(dir.path());
+    assert!(
+        short.contains(&token.display().to_string())
+            && short.contains("is 7 characters, too short")
+            && short.contains("delete the file to have a new one made"),
+        "{short}"
+    );
+}
+
+/// A copy of the test plugin at `version`, its component given a custom
+/// section so each version has its own digest.
+fn hostile_at(root: &std::path::Path, version: &str) -> std::path::PathBuf {
+    let source = std::path::Path::new(outpost_plugin_artifacts::TEST_HOSTILE.package_dir);
+    let folder = root.join(format!("hostile-{version}"));
+    std::fs::create_dir_all(folder.join("assets")).expect("mkdir");
+    let manifest = std::fs::read_to_string(source.join("plugin.toml")).expect("manifest");
+    std::fs::write(
+        folder.join("plugin.toml"),
+        manifest.replace("version = \"0.1.0\"", &format!("version = \"{version}\"")),
+    )
+    .expect("write");
+    for entry in std::fs::read_dir(source.join("assets")).expect("assets") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), folder.join("assets").join(entry.file_name())).expect("copy");
+    }
+    std::fs::write(folder.join("assets/version.txt"), version).expect("write");
+    let mut wasm = std::fs::read(outpost_plugin_artifacts::TEST_HOSTILE.component).expect("wasm");
+    let name = b"outpost-test";
+    let payload = version.as_bytes();
+    wasm.extend([0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
+    wasm.extend(name);
+    wasm.extend(payload);
+    let component = std::path::Path::new(outpost_plugin_artifacts::TEST_HOSTILE.component)
+        .file_name()
+        .map(|name| folder.join(name))
+        .expect("component name");
+    std::fs::write(component, wasm).expect("write");
+    folder
+}
+
+#[test]
+fn upgrades_drop_components_no_version_refers_to() {
+    use outpost::manifest::PluginId;
+    use outpost::store::NodeStore;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("node");
+    let id = PluginId::parse("test/hostile").expect("id");
+    let database = data.join("outpost.redb");
+    let mut digests = Vec::new();
+    for version in ["0.1.0", "0.2.0", "0.3.0"] {
+        let package = hostile_at(dir.path(), version);
+        succeeds(
+            &data,
+            &["plugin", "add", &package.display().to_string(), "--yes"],
+        );
+        let store = NodeStore::open(&database).expect("opens");
+        let record = store.plugin(&id).expect("read").expect("installed");
+        digests.push(record.active.component_digest);
+    }
+    {
+        let store = NodeStore::open(&database).expect("opens");
+        assert!(
+            store.component(&digests[0]).expect("read").is_none(),
+            "0.1.0 is neither active nor previous, yet its component is kept"
+        );
+        assert!(store.component(&digests[1]).expect("read").is_some());
+        assert!(store.component(&digests[2]).expect("read").is_some());
+    }
+    succeeds(&data, &["plugin", "remove", "test/hostile"]);
+    let store = NodeStore::open(&database).expect("opens");
+    for digest in &digests {
+        assert!(store.component(digest).expect("read").is_none());
+    }
+}
+
+#[test]
+fn folders_left_by_interrupted_installs_are_removed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let downloads = dir.path().join("downloads");
+    let stale = downloads.join("4f1c0ffee.package");
+    std::fs::create_dir_all(stale.join("assets")).expect("mkdir");
+    std::fs::write(stale.join("plugin.toml"), "half").expect("write");
+    // A blob beside it is a download to resume, not litter.
+    let blob = downloads.join("9a8b7c");
+    std::fs::write(&blob, b"partial").expect("write");
+    succeeds(dir.path(), &["plugin", "list"]);
+    assert!(!stale.exists(), "the stale package folder is still there");
+    assert!(blob.exists(), "a partial download was removed");
+}
+
+/// Posts `body` to a running node with its token, as docs/api.md shows with
+/// curl; returns the status line and the body.
+fn post(address: std::net::SocketAddr, token: &str, path: &str, body: &str) -> (String, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, body.to_string())
+}
+
+#[test]
+fn every_example_in_the_docs_is_a_request_its_route_takes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A plugin of every kind, so each body is checked against its WIT
+    // function's types, not only for its top-level field.
+    succeeds(
+        dir.path(),
+        &["keys", "add", "outpost/card-tokenizer", "card-token"],
+    );
+    for artifact in [
+        outpost_plugin_artifacts::THERMAL_PRINTER,
+        outpost_plugin_artifacts::CARD_TOKENIZER,
+        outpost_plugin_artifacts::COURIER,
+        outpost_plugin_artifacts::FORECASTER,
+    ] {
+        succeeds(
+            dir.path(),
+            &["plugin", "add", artifact.package_dir, "--yes"],
+        );
+    }
+    let address = free_port();
+    let mut node = start_node(dir.path(), address, true);
+    let token = std::fs::read_to_string(dir.path().join("api-token")).expect("token");
+    // Where docs/api.md sends each example.
+    let routes = [
+        ("label.json", "/v1/print/label"),
+        ("receipt.json", "/v1/print/receipt"),
+        ("card.json", "/v1/payments/tokenize"),
+        ("quote.json", "/v1/shipping/quotes"),
+        ("booking.json", "/v1/shipping/bookings"),
+        ("forecast.json", "/v1/forecasts"),
+    ];
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples).expect("docs/examples") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name == "shipment.json" {
+            continue;
+        }
+        let Some((_, route)) = routes.iter().find(|(file, _)| *file == name) else {
+            panic!("docs/examples/{name} is not in this test; add the route docs/api.md gives it");
+        };
+        let body = std::fs::read_to_string(&path).expect("read");
+        // No printer or courier is reachable, so not every route can answer
+        // 200; what matters is that the body got past the checks of its shape.
+        let (status, answer) = post(address, token.trim(), route, &body);
+        assert!(
+            !answer.contains("\"invalid-field\"") && !answer.contains("\"invalid-json\""),
+            "{name} to {route}: {status}\n{answer}"
+        );
+        checked += 1;
+    }
+    // The commands take the shorter file and fill in the rest.
+    let shipment = format!("{examples}/shipment.json");
+    for args in [
+        &["quote", &shipment][..],
+        &[
+            "book",
+            &shipment,
+            "--quote",
+            "STD.1",
+            "--reference",
+            "ORDER-1042",
+        ],
+    ] {
+        let output = common::outpost(dir.path(), args);
+        let (_, stderr) = text(&output);
+        assert!(
+            !stderr.contains("400 Bad Request"),
+            "outpost {args:?}: {stderr}"
+        );
+        checked += 1;
+    }
+    common::signal(&node, "-TERM");
+    let _ = node.wait();
+    assert_eq!(checked, routes.len() + 2);
+}

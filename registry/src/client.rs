@@ -70,7 +70,7 @@ pub enum ClientError {
         got: u64,
         expected: u64,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Artifact(#[from] artifact::ArtifactError),
     #[error("{path}: {source}")]
     Io {
@@ -124,6 +124,12 @@ fn metadata_error(error: tough::error::Error) -> ClientError {
             "the metadata files do not belong to one consistent version of the repository (mix-and-match); refused"
         }
         E::MaxSizeExceeded { .. } => "a metadata file is larger than allowed; refused",
+        // tough records the clock at every accepted refresh and refuses a
+        // clock that reads earlier, which a refresh made while the clock ran
+        // ahead turns into a lockout once the clock is put right.
+        E::SystemTimeSteppedBackward { .. } => {
+            "this node's clock reads earlier than when it last accepted metadata: the clock was ahead then, or is behind now. Set the clock right (`date`, NTP); if it is right now, run `outpost trust update --clock-was-wrong` to forget the time recorded then. Installed plugins keep running meanwhile"
+        }
         E::Transport { .. } => "check the registry URL and that the registry is running",
         _ => "the metadata was refused and nothing changed",
     };

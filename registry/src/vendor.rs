@@ -38,7 +38,7 @@ pub enum VendorError {
     Refused { status: u16, message: String },
     #[error("the namespace's current metadata from the registry is not valid: {0}")]
     Metadata(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Sign(#[from] tuf::TufError),
     #[error("{0:?} is not a plugin id of the form namespace/name")]
     PluginId(String),

@@ -4,6 +4,7 @@
 
 pub mod centre;
 pub mod registry;
+pub mod serving;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -227,6 +228,7 @@ pub fn example_receipt() -> outpost::bindings::printer::Receipt {
 }
 
 /// A minimal HTTP client for the local API.
+#[derive(Clone)]
 pub struct ApiClient {
     pub base: String,
     pub token: String,
@@ -281,4 +283,45 @@ impl ApiClient {
         self.send(Method::POST, path, body, Some(&self.token.clone()))
             .await
     }
+}
+
+/// Answers `request` through `node`'s API in-process: the status, and the
+/// body as JSON (`Null` when it is not JSON).
+pub async fn send_in_process(
+    node: &Arc<Node>,
+    request: Request<Full<Bytes>>,
+) -> (StatusCode, serde_json::Value) {
+    let response = outpost::api::handle_in_process(node.clone(), request).await;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `POST /v1/forecasts` to `plugin`: `days` of daily sales with a weekly
+/// shape, `horizon` days ahead.
+pub fn forecast_request(plugin: &str, days: i64, horizon: u32) -> Request<Full<Bytes>> {
+    let observations: Vec<serde_json::Value> = (0..days)
+        .map(|day| serde_json::json!({ "at": 1_760_000_000 + day * 86_400, "value": 40 + day % 7 }))
+        .collect();
+    let body = serde_json::json!({
+        "plugin": plugin,
+        "request": {
+            "history": { "item": "bread", "unit": "loaves", "interval": "day",
+                         "observations": observations },
+            "horizon": horizon,
+            "coverage": 0.8,
+        }
+    });
+    Request::post("/v1/forecasts")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request")
 }

@@ -3,56 +3,22 @@
 //! that reach for more than they were granted. Real plugins, a real redb
 //! file, real HTTP on 127.0.0.1 to a courier the test runs.
 
-use outpost::api;
 use outpost::config::NodeConfig;
 use outpost::virtual_courier::{Behaviour, VirtualCourier};
 use outpost_e2e_tests::centre::VirtualCentre;
+use outpost_e2e_tests::serving::{Serving, capture_logs};
 use outpost_e2e_tests::{ApiClient, PackageCopy, SharedNode, TestNode, artifacts};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PAN: &str = "4111111111111111";
-
-/// Log lines written while the tests run, to look for card numbers in.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> LogBuffer {
-    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = LogBuffer::default();
-        let writer = buffer.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("trace,wasmtime=info,cranelift=info,hyper=info,h2=info")
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .try_init();
-        buffer
-    })
-    .clone()
-}
 
 struct Stall {
     client: ApiClient,
     courier: VirtualCourier,
     centre: Option<VirtualCentre>,
     shared: SharedNode,
-    stop: Option<tokio::sync::watch::Sender<bool>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl Stall {
@@ -65,6 +31,20 @@ impl Stall {
 
     /// Also sends the node's own events to `centre`.
     async fn start_with(max_pending: u32, centre: Option<VirtualCentre>) -> Stall {
+        Stall::start_configured(
+            max_pending,
+            centre,
+            "[outbox]\ninitial-backoff-ms = 50\nmax-backoff-ms = 200\nmax-attempts = 50\n",
+        )
+        .await
+    }
+
+    /// With `outbox` as the node's `[outbox]` section.
+    async fn start_configured(
+        max_pending: u32,
+        centre: Option<VirtualCentre>,
+        outbox: &str,
+    ) -> Stall {
         let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
             .await
             .expect("courier starts");
@@ -75,8 +55,7 @@ impl Stall {
             .unwrap_or_default();
         let mut config = NodeConfig::parse(
             &format!(
-                "[outbox]\ninitial-backoff-ms = 50\nmax-backoff-ms = 200\nmax-attempts = 50\n\
-                 {events}[plugin-config.\"outpost/courier\"]\napi-url = \"{origin}\"\n"
+                "{outbox}{events}[plugin-config.\"outpost/courier\"]\napi-url = \"{origin}\"\n"
             ),
             "test",
         )
@@ -98,48 +77,18 @@ impl Stall {
         });
         node.install(courier_package.path());
         let shared = node.shared();
-        let token = api::load_or_create_token(&shared.node).expect("token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut server_stop = stopped.clone();
-        let mut delivery_stop = stopped;
-        let server = tokio::spawn({
-            let node = shared.node.clone();
-            let token = token.clone();
-            async move {
-                let _ = api::serve(node, listener, token, async move {
-                    let _ = server_stop.wait_for(|stopped| *stopped).await;
-                })
-                .await;
-            }
-        });
-        let delivery = tokio::spawn(outpost::outbox::delivery::run(
-            shared.node.outbox().clone(),
-            shared.node.config().outbox.clone(),
-            async move {
-                let _ = delivery_stop.wait_for(|stopped| *stopped).await;
-            },
-        ));
+        let serving = Serving::start(shared.node.clone(), true).await;
         Stall {
-            client: ApiClient::new(base, token),
+            client: serving.client.clone(),
             courier,
             centre,
             shared,
-            stop: Some(stop),
-            tasks: vec![server, delivery],
+            serving,
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        for task in self.tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
-        }
+    async fn stop(self) {
+        self.serving.stop().await;
     }
 }
 
@@ -283,7 +232,7 @@ async fn cards_are_tokenized_and_the_number_is_kept_nowhere() {
     stall.stop().await;
     let found_in_db = bytes.windows(PAN.len()).any(|w| w == PAN.as_bytes());
     assert!(!found_in_db, "the card number is in the database file");
-    let logged = logs.0.lock().map(|l| l.clone()).unwrap_or_default();
+    let logged = logs.bytes();
     assert!(!logged.is_empty(), "logs were captured");
     let logged = String::from_utf8_lossy(&logged);
     assert!(
@@ -385,6 +334,47 @@ async fn bookings_made_offline_are_delivered_once_when_the_courier_returns() {
         .await;
     assert!(status.is_success(), "{dropped}");
     assert_eq!(dropped["entry"]["state"], "dropped");
+    stall.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_the_outbox_gave_up_on_while_the_courier_was_unreachable_is_not_rejected() {
+    // Three attempts stand in for a week-long outage: the give-up is the same.
+    let stall = Stall::start_configured(
+        10,
+        None,
+        "[outbox]\ninitial-backoff-ms = 50\nmax-backoff-ms = 200\nmax-attempts = 3\n",
+    )
+    .await;
+    let client = &stall.client;
+    stall.courier.set(Behaviour::Down).await.expect("down");
+    let (status, body) = client
+        .post(
+            "/v1/shipping/bookings",
+            &shipment("ORDER-9", "YO1 6HT").to_string(),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(body["booking"]["state"], "queued");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let (_, dead) = client.get("/v1/outbox?state=dead").await;
+        if let Some(id) = dead["entries"][0]["id"].as_u64() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "never gave up: {dead}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (status, body) = client.get("/v1/shipping/bookings/bk-ORDER-9").await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(body["booking"]["state"], "queued", "{body}");
+    let detail = body["booking"]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("never refused"), "{detail}");
+    assert!(
+        detail.contains(&format!("outpost outbox retry {id}")),
+        "{detail}"
+    );
+    assert!(stall.courier.shipments().is_empty());
     stall.stop().await;
 }
 

@@ -711,3 +711,46 @@ async fn a_release_whose_package_claims_another_plugin_is_refused() {
         .expect_err("the package is another plugin");
     assert!(matches!(error, ReleaseError::Mismatch { .. }), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_made_while_the_clock_ran_ahead_is_explained_and_can_be_forgotten() {
+    let registry = registry_with_two_versions(test_config()).await;
+    let node = TestNode::new();
+    provision(&node.node, &registry.root_json, &registry.url);
+    install(&node.node, &registry.url, "acme/hostile@=1.2.0")
+        .await
+        .expect("install");
+    // As if that refresh had run while the clock read a year ahead: tough
+    // recorded that reading, and refuses any clock earlier than it.
+    let mut seen = node.node.store().trust_seen().expect("seen");
+    let year_ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 365);
+    seen.insert(
+        "latest_known_time.json".into(),
+        serde_json::to_vec(&year_ahead.to_string()).expect("json"),
+    );
+    node.node.store().put_trust_seen(&seen).expect("store");
+
+    let problem = outpost::clock::problem(node.node.store()).expect("health says so");
+    assert!(
+        problem.detail.contains("--clock-was-wrong"),
+        "{}",
+        problem.detail
+    );
+    let error = client_error(
+        fetch(&node.node, &registry.url, "acme/hostile@=1.3.0")
+            .await
+            .expect_err("refused"),
+    )
+    .to_string();
+    assert!(error.contains("clock"), "{error}");
+    assert!(error.contains("--clock-was-wrong"), "{error}");
+    still_runs(&node, "1.2.0");
+
+    // The operator, with the clock right now, forgets the reading.
+    let forgotten = node.node.store().forget_trust_clock().expect("forget");
+    assert!(forgotten.is_some());
+    assert!(outpost::clock::problem(node.node.store()).is_none());
+    fetch(&node.node, &registry.url, "acme/hostile@=1.3.0")
+        .await
+        .expect("refreshes again");
+}

@@ -10,7 +10,7 @@ use crate::call::{CallError, CallFailure, PluginFailure};
 use crate::printing::PrintError;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -28,6 +28,8 @@ pub enum ApiError {
     TooLarge,
     #[error("cannot read the body: {0}")]
     BadBody(String),
+    #[error("the body did not arrive within {}ms", .0.as_millis())]
+    SlowBody(std::time::Duration),
     #[error("the body is not valid JSON: {0}")]
     BadJson(String),
     #[error("{field}: {message}")]
@@ -53,10 +55,26 @@ pub enum ApiError {
     PluginUnavailable { plugin: String, reason: String },
     #[error(transparent)]
     Call(CallError),
+    #[error(
+        "plugin {plugin}: its answer was ready only after its {}ms deadline (too large to \
+         convert in time), so it was dropped",
+        .deadline.as_millis()
+    )]
+    AnsweredLate {
+        plugin: String,
+        deadline: std::time::Duration,
+    },
+    /// A tokenizer put the card it was given where it must not; the message
+    /// names the plugin, the call and the route, never the card.
+    #[error("{0}")]
+    CardData(String),
     #[error("the plugin does not export what its world promises: {0}")]
     PluginContract(String),
     #[error("the node database failed: {0}")]
     Store(String),
+    /// What the route promised could not be committed (a full disk).
+    #[error(transparent)]
+    NotKept(#[from] crate::events::EventNotKept),
 }
 
 fn call_status(failure: &CallFailure) -> (StatusCode, &'static str) {
@@ -73,12 +91,16 @@ fn call_status(failure: &CallFailure) -> (StatusCode, &'static str) {
         }
         CallFailure::DeadlineExceeded(_) => (StatusCode::GATEWAY_TIMEOUT, "plugin-deadline"),
         CallFailure::Start(_) => (StatusCode::SERVICE_UNAVAILABLE, "plugin-not-started"),
+        CallFailure::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "plugin-busy"),
+        CallFailure::DiskReserve(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable"),
         CallFailure::MemoryLimit { .. }
         | CallFailure::FuelExhausted(_)
         | CallFailure::Panicked(_)
         | CallFailure::Exited(_)
         | CallFailure::Trapped(_)
-        | CallFailure::ScratchQuota { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "plugin-failed"),
+        | CallFailure::TooMuchData { .. }
+        | CallFailure::ScratchQuota { .. }
+        | CallFailure::ScratchUnmeasured(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin-failed"),
     }
 }
 
@@ -93,6 +115,7 @@ impl ApiError {
             }
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
             ApiError::BadBody(_) => (StatusCode::BAD_REQUEST, "bad-body"),
+            ApiError::SlowBody(_) => (StatusCode::REQUEST_TIMEOUT, "body-timeout"),
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, "invalid-json"),
             ApiError::BadField { .. } => (StatusCode::BAD_REQUEST, "invalid-field"),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query"),
@@ -104,7 +127,10 @@ impl ApiError {
             }
             ApiError::Call(error) => call_status(&error.failure),
             ApiError::PluginContract(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin-contract"),
+            ApiError::AnsweredLate { .. } => (StatusCode::GATEWAY_TIMEOUT, "plugin-deadline"),
+            ApiError::CardData(_) => (StatusCode::BAD_GATEWAY, "plugin-leaked-card"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+            ApiError::NotKept(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable"),
             ApiError::Print(error) => match error {
                 PrintError::BadDriverId(_) => (StatusCode::BAD_REQUEST, "invalid-field"),
                 PrintError::UnknownDriver(_) => (StatusCode::NOT_FOUND, "unknown-driver"),
@@ -147,6 +173,13 @@ impl ApiError {
                 response
                     .headers_mut()
                     .insert(ALLOW, HeaderValue::from_static(allowed));
+            }
+            ApiError::Call(call) | ApiError::Print(PrintError::Call(call))
+                if matches!(call.failure, CallFailure::Busy(_)) =>
+            {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

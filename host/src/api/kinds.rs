@@ -164,6 +164,10 @@ pub fn split_body(route: &KindRoute, body: Value) -> Result<(Option<String>, Val
     Ok((plugin, argument))
 }
 
+/// How far past its deadline a converted answer may come: scheduling noise,
+/// not work.
+const LATE_SLACK: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Runs `route` with `argument` on the chosen plugin, off the async threads.
 pub async fn call(
     node: &Arc<Node>,
@@ -180,12 +184,20 @@ pub async fn call(
             argument.as_str().map(str::to_string),
         )
     });
+    // Wait for a place on this task, not on a blocking thread.
+    let admission = node
+        .invoker()
+        .admit(&plugin, route.function)
+        .await
+        .map_err(ApiError::Call)?;
     let caller = node.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        dynamic::call_for_api(&caller, &plugin, route.function, &[argument])
-    })
-    .await
-    .map_err(|_| ApiError::ShuttingDown)?;
+    let deadline = plugin.spec.limits.deadline;
+    let plugin_name = plugin.id().to_string();
+    let started = std::time::Instant::now();
+    let outcome = admission
+        .run(move || dynamic::call_for_api(&caller, &plugin, route.function, &[argument]))
+        .await
+        .map_err(|_| ApiError::ShuttingDown)?;
     let value = outcome.map_err(|error| match error {
         DynamicCallError::BadArgument {
             name,
@@ -203,8 +215,16 @@ pub async fn call(
             message,
         },
         DynamicCallError::Call(error) => ApiError::Call(error),
+        card @ DynamicCallError::CardData { .. } => ApiError::CardData(card.to_string()),
         other => ApiError::PluginContract(other.to_string()),
     })?;
+    // The caller's deadline covers turning the result into JSON too.
+    if started.elapsed() > deadline + LATE_SLACK {
+        return Err(ApiError::AnsweredLate {
+            plugin: plugin_name,
+            deadline,
+        });
+    }
     let mut body = Map::new();
     body.insert(route.result.to_string(), value);
     let body = Value::Object(body);
@@ -212,7 +232,7 @@ pub async fn call(
         && let Some((kind, data)) =
             crate::events::for_call(route.function, &plugin_id, subject.as_deref(), &body)
     {
-        node.events().record_async(kind, data).await;
+        node.events().record_async(kind, data).await?;
     }
     Ok(body)
 }

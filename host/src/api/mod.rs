@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod schema;
 
 use crate::config::ApiConfig;
+use crate::log_limit::{LogLimit, held_back};
 use crate::node::Node;
 use crate::printing::{self, Document, DocumentKind};
 use bytes::Bytes;
@@ -53,6 +54,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 << 10;
@@ -73,6 +75,16 @@ pub enum TokenError {
     },
     #[error("the API token in {path} is empty; delete the file to have a new one made")]
     Empty { path: PathBuf },
+    #[error(
+        "the API token {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`, \
+         or delete it to have a new one made"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error(
+        "the API token in {path} is {length} characters, too short to resist guessing (at least \
+         {MIN_TOKEN_CHARS}); delete the file to have a new one made"
+    )]
+    Short { path: PathBuf, length: usize },
     #[error("cannot get randomness for a new API token: {0}")]
     Random(String),
 }
@@ -97,15 +109,43 @@ pub fn read_token(api: &ApiConfig, data_dir: &Path) -> Result<String, TokenError
     read_token_file(&token_path(api, data_dir))
 }
 
+/// The shortest token file accepted; the node makes 64 hex characters.
+const MIN_TOKEN_CHARS: usize = 32;
+
 fn read_token_file(path: &Path) -> Result<String, TokenError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+    let read_error = |source| TokenError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    // Whoever can read the token can print and book as the till; the key
+    // file is held to the same rule (see `keystore`).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(read_error)?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(TokenError::Exposed {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(read_error)?;
     let token = text.trim().to_string();
     if token.is_empty() {
         return Err(TokenError::Empty {
             path: path.to_path_buf(),
+        });
+    }
+    let length = token.chars().count();
+    if length < MIN_TOKEN_CHARS {
+        return Err(TokenError::Short {
+            path: path.to_path_buf(),
+            length,
         });
     }
     Ok(token)
@@ -172,7 +212,10 @@ impl<B> RequestBody for B where
 /// behaves the same whether it reaches a running node or opens the database
 /// itself.
 pub async fn handle_in_process(node: Arc<Node>, request: Request<Full<Bytes>>) -> ApiResponse {
-    Api { node, token: None }.handle(request).await
+    let read_timeout = node.config().api.read_timeout();
+    Api { node, token: None }
+        .handle(request, read_timeout)
+        .await
 }
 
 pub(crate) type ApiResponse = Response<Full<Bytes>>;
@@ -187,6 +230,53 @@ pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> ApiRes
     response
 }
 
+/// Failures to accept a connection in a row: how long to wait before the
+/// next try, and when to say so.
+#[derive(Debug)]
+struct AcceptFailures {
+    in_a_row: u32,
+    log: LogLimit,
+}
+
+impl AcceptFailures {
+    const FIRST_PAUSE: Duration = Duration::from_millis(10);
+    const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+
+    fn new() -> AcceptFailures {
+        AcceptFailures {
+            in_a_row: 0,
+            log: LogLimit::new(Duration::from_secs(30)),
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if self.in_a_row > 0 {
+            self.in_a_row = 0;
+            self.log.reset();
+        }
+    }
+
+    /// Records a failure; returns how long to pause.
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        if let Some(suppressed) = self.log.allow() {
+            // EMFILE, ENFILE: the process or the system is out of files.
+            let hint = if matches!(error.raw_os_error(), Some(23 | 24)) {
+                "; the node is out of open files: raise its limit (`ulimit -n`, or \
+                 LimitNOFILE= in its service), or lower api.max-connections"
+            } else {
+                ""
+            };
+            tracing::warn!(
+                "cannot accept a connection: {error}{hint}{}",
+                held_back(suppressed)
+            );
+        }
+        let exponent = self.in_a_row.saturating_sub(1).min(10);
+        (Self::FIRST_PAUSE * (1u32 << exponent)).min(Self::LONGEST_PAUSE)
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then lets running
 /// requests finish (up to ten seconds).
 pub async fn serve(
@@ -195,37 +285,60 @@ pub async fn serve(
     token: String,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let settings = node.config().api.clone();
     let api = Arc::new(Api {
         node,
         token: Some(token),
     });
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(settings.max_connections as usize));
+    let mut accept_failures = AcceptFailures::new();
     tokio::pin!(shutdown);
     loop {
+        // A connection place first: past the cap, clients wait in the
+        // kernel's backlog instead of each costing the node a file and a task.
+        let place = tokio::select! {
+            place = connections.clone().acquire_owned() => match place {
+                Ok(place) => place,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    accept_failures.succeeded();
+                    accepted
+                }
                 Err(error) => {
-                    tracing::warn!("accepting a connection failed: {error}");
-                    continue;
+                    // Out of files (EMFILE) or memory: accepting again at
+                    // once fails again at once, and spins. Wait, and say so
+                    // once in a while rather than per failure.
+                    let pause = accept_failures.failed(&error);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => continue,
+                        () = &mut shutdown => break,
+                    }
                 }
             },
             () = &mut shutdown => break,
         };
         let api = api.clone();
+        let read_timeout = settings.read_timeout();
         let service = service_fn(move |request| {
             let api = api.clone();
-            async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
+            async move { Ok::<_, std::convert::Infallible>(api.handle(request, read_timeout).await) }
         });
         let connection = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
+            .header_read_timeout(read_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, "connection ended with an error: {error}");
             }
+            drop(place);
         });
     }
     tokio::select! {
@@ -236,15 +349,21 @@ pub async fn serve(
 }
 
 impl Api {
-    async fn handle(&self, request: Request<impl RequestBody>) -> ApiResponse {
+    async fn handle(
+        &self,
+        request: Request<impl RequestBody>,
+        read_timeout: Duration,
+    ) -> ApiResponse {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let started = std::time::Instant::now();
-        let response = match self.route(request).await {
+        let response = match self.route(request, read_timeout).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         };
-        tracing::info!(
+        // One line per request is an operator's log flooded at peak (12-30%
+        // of throughput measured): requests are for debugging.
+        tracing::debug!(
             target: "outpost::api",
             %method,
             path,
@@ -273,13 +392,17 @@ impl Api {
         }
     }
 
-    async fn route(&self, request: Request<impl RequestBody>) -> Result<ApiResponse, ApiError> {
+    async fn route(
+        &self,
+        request: Request<impl RequestBody>,
+        read_timeout: Duration,
+    ) -> Result<ApiResponse, ApiError> {
         let path = request.uri().path().trim_end_matches('/').to_string();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let method = request.method().clone();
         if let ["v1", "health"] = segments.as_slice() {
             return match method {
-                Method::GET => Ok(self.health()),
+                Method::GET => Ok(self.health().await),
                 _ => Err(ApiError::MethodNotAllowed("GET")),
             };
         }
@@ -293,12 +416,12 @@ impl Api {
                 self.plugin(&format!("{vendor}/{name}")).await
             }
             (["v1", "print", "label"], &Method::POST) => {
-                let body: schema::LabelRequest = read_json(request).await?;
+                let body: schema::LabelRequest = read_json(request, read_timeout).await?;
                 let document = Document::Label(body.label.into());
                 self.print(body.driver, body.printer, document).await
             }
             (["v1", "print", "receipt"], &Method::POST) => {
-                let body: schema::ReceiptRequest = read_json(request).await?;
+                let body: schema::ReceiptRequest = read_json(request, read_timeout).await?;
                 let document = Document::Receipt(body.receipt.into());
                 self.print(body.driver, body.printer, document).await
             }
@@ -308,16 +431,20 @@ impl Api {
                 self.printer_status(name, &query).await
             }
             (["v1", "payments", "tokenize"], &Method::POST) => {
-                self.kind_with_body(kinds::TOKENIZE, request).await
+                self.kind_with_body(kinds::TOKENIZE, request, read_timeout)
+                    .await
             }
             (["v1", "payments", "authorize-offline"], &Method::POST) => {
-                self.kind_with_body(kinds::AUTHORIZE_OFFLINE, request).await
+                self.kind_with_body(kinds::AUTHORIZE_OFFLINE, request, read_timeout)
+                    .await
             }
             (["v1", "shipping", "quotes"], &Method::POST) => {
-                self.kind_with_body(kinds::QUOTES, request).await
+                self.kind_with_body(kinds::QUOTES, request, read_timeout)
+                    .await
             }
             (["v1", "shipping", "bookings"], &Method::POST) => {
-                self.kind_with_body(kinds::BOOK, request).await
+                self.kind_with_body(kinds::BOOK, request, read_timeout)
+                    .await
             }
             (["v1", "shipping", "bookings", id], &Method::GET) => {
                 self.kind_with_path(kinds::BOOKING_STATUS, id, &request)
@@ -330,7 +457,8 @@ impl Api {
                 self.kind_with_path(kinds::TRACK, number, &request).await
             }
             (["v1", "forecasts"], &Method::POST) => {
-                self.kind_with_body(kinds::FORECAST, request).await
+                self.kind_with_body(kinds::FORECAST, request, read_timeout)
+                    .await
             }
             (["v1", "outbox", ..], _) => {
                 let query = request.uri().query().unwrap_or_default().to_string();
@@ -359,8 +487,9 @@ impl Api {
         &self,
         route: kinds::KindRoute,
         request: Request<impl RequestBody>,
+        read_timeout: Duration,
     ) -> Result<ApiResponse, ApiError> {
-        let body: serde_json::Value = read_json(request).await?;
+        let body: serde_json::Value = read_json(request, read_timeout).await?;
         let (plugin, argument) = kinds::split_body(&route, body)?;
         let result = kinds::call(&self.node, route, plugin, argument).await?;
         Ok(json_response(StatusCode::OK, &result))
@@ -392,13 +521,22 @@ impl Api {
         Ok(json_response(StatusCode::OK, &result))
     }
 
-    fn health(&self) -> ApiResponse {
+    async fn health(&self) -> ApiResponse {
         let plugins = self.node.plugins();
         let unavailable = plugins.iter().filter(|p| p.status != "active").count();
+        let problems = if self.node.store().writes_failing() {
+            let node = self.node.clone();
+            tokio::task::spawn_blocking(move || crate::health::problems(&node))
+                .await
+                .unwrap_or_default()
+        } else {
+            crate::health::problems(&self.node)
+        };
         json_response(
             StatusCode::OK,
             &json!({
-                "status": "ok",
+                "status": if problems.is_empty() { "ok" } else { "degraded" },
+                "problems": problems,
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptime_seconds": self.node.uptime().as_secs(),
                 "plugins": {
@@ -418,10 +556,16 @@ impl Api {
             .ok_or_else(|| ApiError::NotFound(format!("no plugin {id} is installed")))?;
         let health = match self.node.loaded(&id) {
             Some(plugin) => {
-                let node = self.node.clone();
-                let checked = tokio::task::spawn_blocking(move || node.health(&plugin))
-                    .await
-                    .map_err(|_| ApiError::ShuttingDown)?;
+                let checked = match self.node.invoker().admit(&plugin, "health").await {
+                    Ok(admission) => {
+                        let node = self.node.clone();
+                        admission
+                            .run(move || node.health(&plugin))
+                            .await
+                            .map_err(|_| ApiError::ShuttingDown)?
+                    }
+                    Err(busy) => Err(busy),
+                };
                 match checked {
                     Ok(report) => json!({
                         "status": crate::install::health_name(report.status),
@@ -457,7 +601,7 @@ impl Api {
                 "printer": body["job"]["printer"],
                 "bytes": body["job"]["bytes"],
             });
-            self.node.events().record_async(kind, event).await;
+            self.node.events().record_async(kind, event).await?;
         }
         Ok(json_response(StatusCode::OK, &body))
     }
@@ -529,10 +673,11 @@ impl Api {
     }
 }
 
-/// Reads a JSON body of at most [`MAX_BODY_BYTES`], naming the field that is
-/// wrong when it does not fit `T`.
+/// Reads a JSON body of at most [`MAX_BODY_BYTES`] within `read_timeout`,
+/// naming the field that is wrong when it does not fit `T`.
 async fn read_json<T: serde::de::DeserializeOwned>(
     request: Request<impl RequestBody>,
+    read_timeout: Duration,
 ) -> Result<T, ApiError> {
     if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
         let is_json = content_type
@@ -543,9 +688,10 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             return Err(ApiError::UnsupportedMediaType);
         }
     }
-    let body = Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
+    let reading = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    let body = tokio::time::timeout(read_timeout, reading)
         .await
+        .map_err(|_| ApiError::SlowBody(read_timeout))?
         .map_err(|error| {
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()

@@ -8,8 +8,12 @@
 //! `lifecycle.migrate` the node hands the plugin one open write transaction
 //! instead ([`KvState::batched`]): every write of the migration then commits
 //! together with the new version's install record, or not at all.
+//!
+//! During a `tokenize` call a write whose key or value carries the call's
+//! card number is refused and nothing is written (see `card_data`).
 
 use crate::bindings::kv::{Host, KvError, Usage};
+use crate::card_data::CardGuard;
 use crate::manifest::{PluginId, QuotaGrant};
 use crate::store::{KvRefusal, KvWriter, MAX_VALUE_BYTES, NodeStore, StoreError, check_key};
 use redb::WriteTransaction;
@@ -24,6 +28,7 @@ pub struct KvState {
     grant: Option<QuotaGrant>,
     store: Arc<NodeStore>,
     batch: Option<WriteTransaction>,
+    card: Option<Arc<CardGuard>>,
 }
 
 impl std::fmt::Debug for KvState {
@@ -49,6 +54,7 @@ impl KvState {
             grant,
             store,
             batch: None,
+            card: None,
         }
     }
 
@@ -64,7 +70,33 @@ impl KvState {
             grant,
             store,
             batch: Some(txn),
+            card: None,
         }
+    }
+
+    /// Refuses writes that carry `guard`'s card, for the rest of the call.
+    pub(crate) fn guard_card(&mut self, guard: Arc<CardGuard>) {
+        self.card = Some(guard);
+    }
+
+    /// The refusal for a write of `key` and `value` that carries the card.
+    /// No `kv-error` case says "refused" and the contract cannot grow one in
+    /// 0.1, so the key's case names a bad key, and `unavailable` a bad value
+    /// (its string says it is final); the call fails either way.
+    fn card_refusal(&self, key: &str, value: &[u8]) -> Option<KvError> {
+        let card = self.card.as_ref()?;
+        let (what, error): (&str, fn(String) -> KvError) = if card.carries(key.as_bytes()) {
+            ("key", KvError::InvalidKey)
+        } else if card.carries(value) {
+            ("value", KvError::Unavailable)
+        } else {
+            return None;
+        };
+        card.refuse(format!("a kv write (its {what})"));
+        Some(error(format!(
+            "refused, not retryable: the {what} carries the card number this call was given, \
+             and a tokenizer must never store it; store the token instead"
+        )))
     }
 
     /// Takes the transaction back after a batched call.
@@ -102,7 +134,7 @@ impl KvState {
         let txn = self.store.begin_write()?;
         let outcome = write(&KvWriter::new(&txn))?;
         if outcome.is_ok() {
-            txn.commit().map_err(|e| StoreError::Database(e.into()))?;
+            self.store.commit(txn)?;
         }
         Ok(outcome)
     }
@@ -121,6 +153,13 @@ impl Host for KvState {
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
         let quota = self.quota()?;
+        if let Some(refusal) = self.card_refusal(&key, &value) {
+            return Err(refusal);
+        }
+        if let Err(full) = self.store.check_plugin_room() {
+            tracing::warn!("kv write refused: {full}");
+            return Err(KvError::Unavailable(full.to_string()));
+        }
         let plugin = self.plugin.clone();
         self.write(|writer| writer.set(&plugin, &key, &value, quota))
             .map_err(unavailable)?
@@ -225,6 +264,28 @@ mod tests {
         kv.set("a".into(), b"2".to_vec()).expect("set");
         kv.take_batch().expect("batch").commit().expect("commit");
         assert_eq!(store.kv_get(&id, "a").expect("read"), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn writes_carrying_the_calls_card_are_refused_and_not_stored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut kv, store) = state(&dir, "acme/a", Some(4096));
+        let card = Arc::new(CardGuard::new("4539148803436467").expect("a card"));
+        kv.guard_card(card.clone());
+        kv.set("spend/0724115938216467".into(), b"100".to_vec())
+            .expect("a token is fine");
+        assert!(matches!(
+            kv.set("card".into(), b"4539-1488-0343-6467".to_vec()),
+            Err(KvError::Unavailable(_))
+        ));
+        assert!(matches!(
+            kv.set("card/4539148803436467".into(), b"1".to_vec()),
+            Err(KvError::InvalidKey(_))
+        ));
+        let id = PluginId::parse("acme/a").expect("id");
+        assert_eq!(store.kv_get(&id, "card").expect("read"), None);
+        assert_eq!(store.kv_usage(&id).expect("usage").keys, 1);
+        assert!(card.refusals().expect("noted").contains("kv write"));
     }
 
     #[test]

@@ -4,8 +4,15 @@
 //! plugin id, version and call id. A plugin cannot flood the log: messages are
 //! cut at [`MAX_MESSAGE_BYTES`] and each call may emit [`MAX_EVENTS_PER_CALL`]
 //! events; the rest are counted and reported once when the call ends.
+//!
+//! Card numbers never reach the node's log from here: any card-like number
+//! is masked in every plugin's lines, and during a `tokenize` call a line
+//! carrying that call's card is withheld whole (see `card_data`).
 
 use crate::bindings::log::{Host, Level};
+use crate::card_data::{CardGuard, mask_card_numbers};
+use std::borrow::Cow;
+use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 
 pub const MAX_MESSAGE_BYTES: usize = 4096;
@@ -19,9 +26,15 @@ pub const TARGET: &str = "plugin";
 pub struct LogState {
     emitted: u32,
     dropped: u32,
+    card: Option<Arc<CardGuard>>,
 }
 
 impl LogState {
+    /// Withholds the lines that carry `guard`'s card, for the rest of the call.
+    pub(crate) fn guard_card(&mut self, guard: Arc<CardGuard>) {
+        self.card = Some(guard);
+    }
+
     /// Reports dropped events; called when the call ends.
     pub fn finish(&self) {
         if self.dropped > 0 {
@@ -52,6 +65,17 @@ impl Host for LogState {
             return;
         }
         self.emitted += 1;
+        if let Some(card) = &self.card
+            && card.carries(message.as_bytes())
+        {
+            card.refuse("a log line");
+            return;
+        }
+        // Masked before the cut, which could leave too little of a number
+        // to recognise.
+        if let Cow::Owned(masked) = mask_card_numbers(&message) {
+            message = masked;
+        }
         truncate(&mut message);
         match level {
             Level::Trace => tracing::trace!(target: TARGET, "{message}"),
@@ -102,6 +126,17 @@ mod tests {
         assert_eq!(state.emitted, MAX_EVENTS_PER_CALL);
         assert_eq!(state.dropped, 10);
         assert!(!state.enabled(Level::Error));
+    }
+
+    #[test]
+    fn a_line_carrying_the_calls_card_is_withheld_and_noted() {
+        let card = Arc::new(CardGuard::new("4539148803436467").expect("a card"));
+        let mut state = LogState::default();
+        state.guard_card(card.clone());
+        state.log(Level::Info, "tokenized a card ending 6467".into());
+        assert_eq!(card.refusals(), None);
+        state.log(Level::Debug, "pan=4539 1488 0343 6467".into());
+        assert_eq!(card.refusals().as_deref(), Some("a log line"));
     }
 
     #[test]

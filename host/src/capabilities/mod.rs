@@ -15,6 +15,7 @@ pub mod keystore;
 pub mod kv;
 pub mod log;
 pub mod outbox;
+pub mod scratch_quota;
 
 use crate::sandbox::CallState;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         state: &state.clocks,
         table: &mut state.table,
     })?;
+    // Counts writes under /scratch against its quota as they happen.
+    scratch_quota::add_to_linker(linker)?;
     linker.allow_shadowing(false);
     log::add_to_linker(linker, |state| &mut state.log)?;
     kv::add_to_linker(linker, |state| &mut state.kv)?;

@@ -6,8 +6,13 @@
 //! dead) at once: a plugin flooding the outbox is refused, not the node.
 //! Statuses are looked up by (plugin id, idempotency key), so a plugin sees
 //! only its own messages.
+//!
+//! During a `tokenize` call a message carrying the call's card number (in
+//! its destination, content type, payload or idempotency key) is refused
+//! before anything is written (see `card_data`).
 
 use crate::bindings::outbox::{Delivery, DeliveryState, Host, Message, Method, OutboxError};
+use crate::card_data::CardGuard;
 use crate::manifest::{OutboxGrant, PluginId};
 use crate::outbox::{MessageRefusal, Outbox, check_message};
 use crate::store::{self, EnqueueError, NewMessage, OutboxMethod};
@@ -18,6 +23,7 @@ pub struct OutboxState {
     plugin: PluginId,
     grant: Option<Arc<OutboxGrant>>,
     outbox: Arc<Outbox>,
+    card: Option<Arc<CardGuard>>,
 }
 
 impl std::fmt::Debug for OutboxState {
@@ -35,7 +41,32 @@ impl OutboxState {
             plugin,
             grant,
             outbox,
+            card: None,
         }
+    }
+
+    /// Refuses messages that carry `guard`'s card, for the rest of the call.
+    pub(crate) fn guard_card(&mut self, guard: Arc<CardGuard>) {
+        self.card = Some(guard);
+    }
+
+    /// The refusal for `message` if any part of it carries the card.
+    fn card_refusal(&self, message: &Message) -> Option<OutboxError> {
+        let card = self.card.as_ref()?;
+        let part = [
+            ("destination", message.destination.as_bytes()),
+            ("content type", message.content_type.as_bytes()),
+            ("payload", message.payload.as_slice()),
+            ("idempotency key", message.idempotency_key.as_bytes()),
+        ]
+        .into_iter()
+        .find(|(_, bytes)| card.carries(bytes))?
+        .0;
+        card.refuse(format!("an outbox message (its {part})"));
+        Some(OutboxError::Denied(format!(
+            "the message's {part} carries the card number this call was given, and a \
+             tokenizer must never send it; send the token instead"
+        )))
     }
 
     fn grant(&self) -> Result<&OutboxGrant, OutboxError> {
@@ -66,6 +97,9 @@ fn delivery(entry: &store::OutboxEntry, body: Vec<u8>) -> Delivery {
 impl Host for OutboxState {
     fn enqueue(&mut self, message: Message) -> Result<u64, OutboxError> {
         let grant = self.grant()?;
+        if let Some(refusal) = self.card_refusal(&message) {
+            return Err(refusal);
+        }
         let message = NewMessage {
             owner: self.plugin.to_string(),
             destination: message.destination,
@@ -77,6 +111,7 @@ impl Host for OutboxState {
             payload: message.payload,
             idempotency_key: message.idempotency_key,
             max_pending: grant.max_pending,
+            max_kept_bytes: grant.quota_bytes,
         };
         check_message(&message, &grant.destinations).map_err(|refusal| match refusal {
             MessageRefusal::Denied(why) => {
@@ -85,12 +120,21 @@ impl Host for OutboxState {
             }
             MessageRefusal::Invalid(why) => OutboxError::Invalid(why),
         })?;
+        if let Err(full) = self.outbox.store().check_plugin_room() {
+            tracing::warn!("outbox message refused: {full}");
+            return Err(OutboxError::Unavailable(full.to_string()));
+        }
         match self.outbox.enqueue(message) {
             Ok(enqueued) => Ok(enqueued.id),
             Err(EnqueueError::Conflict { id, .. }) => Err(OutboxError::Conflict(id)),
             Err(EnqueueError::QuotaExceeded { limit, .. }) => {
                 tracing::warn!(limit, "outbox quota reached");
                 Err(OutboxError::QuotaExceeded(limit))
+            }
+            // WIT 0.1's quota-exceeded counts messages; bytes are said in words.
+            Err(error @ EnqueueError::BytesQuotaExceeded { .. }) => {
+                tracing::warn!("{error}");
+                Err(OutboxError::Unavailable(error.to_string()))
             }
             Err(error) => {
                 tracing::warn!("outbox write failed: {error}");

@@ -16,7 +16,9 @@
 pub mod delivery;
 
 use crate::manifest::Origin;
-use crate::store::{EnqueueError, Enqueued, NewMessage, NodeStore, StoreError};
+use crate::store::{
+    AttemptOutcome, EnqueueError, Enqueued, NewMessage, NodeStore, OutboxEntry, StoreError,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -85,6 +87,10 @@ pub fn check_message(message: &NewMessage, allowed: &[Origin]) -> Result<(), Mes
     Ok(())
 }
 
+/// Entries due now with their payloads, and when the first pending entry
+/// falls due.
+pub(crate) type Due = (Vec<(OutboxEntry, Vec<u8>)>, Option<u64>);
+
 struct Queue {
     waiting: Vec<(u64, NewMessage)>,
     results: HashMap<u64, Result<Enqueued, EnqueueError>>,
@@ -98,6 +104,29 @@ pub struct Outbox {
     committed: Condvar,
     /// Wakes the delivery worker when something new is due.
     wake: tokio::sync::Notify,
+    #[cfg(test)]
+    pub(crate) test_seams: TestSeams,
+}
+
+/// What the worker's tests control: the wall clock, and whether the
+/// database fails. Neither a clock jump nor a full disk can be arranged on
+/// demand on a shared machine.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestSeams {
+    /// Added to the wall clock, in milliseconds.
+    pub clock_offset_ms: std::sync::atomic::AtomicI64,
+    /// Makes the worker's reads of the queue fail.
+    pub fail_reads: std::sync::atomic::AtomicBool,
+    /// When the worker read the queue, or tried to.
+    pub reads: Mutex<Vec<tokio::time::Instant>>,
+    /// Makes the recording of attempts fail.
+    pub fail_records: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+fn injected_failure() -> StoreError {
+    StoreError::Database(redb::Error::Io(std::io::Error::from_raw_os_error(28)))
 }
 
 impl std::fmt::Debug for Outbox {
@@ -118,7 +147,62 @@ impl Outbox {
             }),
             committed: Condvar::new(),
             wake: tokio::sync::Notify::new(),
+            #[cfg(test)]
+            test_seams: TestSeams::default(),
         }
+    }
+
+    /// The wall clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        #[cfg(test)]
+        let now = crate::install::now_millis().saturating_add_signed(
+            self.test_seams
+                .clock_offset_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        #[cfg(not(test))]
+        let now = crate::install::now_millis();
+        now
+    }
+
+    /// Pending entries due by `now_ms`, with payloads, and when the first
+    /// pending entry falls due.
+    pub(crate) fn due(&self, now_ms: u64, limit: usize) -> Result<Due, StoreError> {
+        #[cfg(test)]
+        self.test_seams
+            .reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tokio::time::Instant::now());
+        #[cfg(test)]
+        if self
+            .test_seams
+            .fail_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(injected_failure());
+        }
+        let due = self.store.outbox_due(now_ms, limit)?;
+        let next = self.store.outbox_next_due()?;
+        Ok((due, next))
+    }
+
+    /// Records an attempt (see [`NodeStore::outbox_record`]).
+    pub(crate) fn record(
+        &self,
+        id: u64,
+        outcome: AttemptOutcome,
+        now_ms: u64,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        #[cfg(test)]
+        if self
+            .test_seams
+            .fail_records
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(injected_failure());
+        }
+        self.store.outbox_record(id, outcome, now_ms)
     }
 
     pub fn store(&self) -> &NodeStore {
@@ -183,9 +267,7 @@ impl Outbox {
         &self,
         messages: &[NewMessage],
     ) -> Result<Vec<Result<Enqueued, EnqueueError>>, StoreError> {
-        let results = self
-            .store
-            .outbox_enqueue(messages, crate::install::now_millis())?;
+        let results = self.store.outbox_enqueue(messages, self.now_ms())?;
         if results.iter().any(|r| matches!(r, Ok(e) if e.created)) {
             self.wake.notify_one();
         }

@@ -273,10 +273,17 @@ impl Node {
     }
 }
 
-async fn blocking<R: Send + 'static>(
+/// Runs `work`, which calls `driver`'s `function`, on a blocking thread once
+/// the driver has a free place (see `admission`); waiting holds no thread.
+async fn in_sandbox<R: Send + 'static>(
+    node: &Node,
+    driver: &LoadedPlugin,
+    function: &'static str,
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, PrintError> {
-    tokio::task::spawn_blocking(work)
+    let admission = node.invoker().admit(driver, function).await?;
+    admission
+        .run(work)
         .await
         .map_err(|_| PrintError::ShuttingDown)
 }
@@ -294,7 +301,14 @@ pub async fn print(
     let bytes = {
         let node = node.clone();
         let plugin = plugin.clone();
-        blocking(move || node.render(&plugin, &document)).await??
+        let function = match document.kind() {
+            DocumentKind::Label => "render-label",
+            DocumentKind::Receipt => "render-receipt",
+        };
+        in_sandbox(&node.clone(), &plugin.clone(), function, move || {
+            node.render(&plugin, &document)
+        })
+        .await??
     };
     let render_ms = millis(started);
     let sending = Instant::now();
@@ -313,7 +327,7 @@ pub async fn print(
         render_ms,
         send_ms: millis(sending),
     };
-    tracing::info!(
+    tracing::debug!(
         driver = %job.driver,
         printer = %job.printer,
         bytes = job.bytes,
@@ -334,7 +348,13 @@ pub async fn status(
     let probe = {
         let node = node.clone();
         let plugin = plugin.clone();
-        blocking(move || node.status_request(&plugin, kind)).await??
+        in_sandbox(
+            &node.clone(),
+            &plugin.clone(),
+            "status-request",
+            move || node.status_request(&plugin, kind),
+        )
+        .await??
     };
     let reply = transport::query(&printer_config, &probe.request, probe.reply_bytes as usize)
         .await
@@ -345,7 +365,10 @@ pub async fn status(
     let status = {
         let node = node.clone();
         let plugin = plugin.clone();
-        blocking(move || node.parse_status(&plugin, kind, &reply)).await??
+        in_sandbox(&node.clone(), &plugin.clone(), "parse-status", move || {
+            node.parse_status(&plugin, kind, &reply)
+        })
+        .await??
     };
     Ok(StatusReport {
         printer: printer_name,

@@ -129,6 +129,9 @@ enum LazyWasi {
 struct WasiPlan {
     assets: Option<PathBuf>,
     scratch: Option<(PathBuf, u64, u64)>,
+    /// Asked whether the disk is within the reserve plugins may not use
+    /// before a scratch folder is made.
+    store: Option<Arc<NodeStore>>,
 }
 
 impl CallState {
@@ -145,7 +148,11 @@ impl CallState {
             .allow_ip_name_lookup(false)
             .max_random_size(MAX_RANDOM_BYTES);
         if let Some((root, call_id, quota)) = plan.scratch {
-            match ScratchDir::create(&root, call_id, quota) {
+            let reserve = plan
+                .store
+                .as_ref()
+                .and_then(|store| store.check_plugin_room().err());
+            match ScratchDir::create(&root, call_id, quota, reserve) {
                 Ok(scratch) => self.scratch = Some(scratch),
                 Err(error) => {
                     self.setup_error = Some(format!("cannot create its scratch folder: {error}"));
@@ -167,6 +174,7 @@ impl WasiView for CallState {
             let placeholder = LazyWasi::Planned(WasiPlan {
                 assets: None,
                 scratch: None,
+                store: None,
             });
             if let LazyWasi::Planned(plan) = std::mem::replace(&mut self.wasi, placeholder) {
                 let ctx = self.build_wasi(plan);
@@ -216,6 +224,7 @@ impl CallState {
                     grant.quota_bytes,
                 )
             }),
+            store: spec.grants.scratch.map(|_| setup.store.clone()),
         };
         let kv = match setup.kv_batch {
             Some(txn) => KvState::batched(spec.id.clone(), spec.grants.kv, setup.store, txn),

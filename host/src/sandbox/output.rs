@@ -5,7 +5,8 @@
 //! the node logs it when the call ends. It matters most for panics: Rust
 //! prints the panic message to stderr before aborting, and the node puts that
 //! message in the call's error. Writes never fail or block, so a plugin that
-//! floods stderr slows nobody but itself.
+//! floods stderr slows nobody but itself. Card-like numbers are masked in what
+//! [`OutputCapture::take`] returns, whatever the plugin (see `card_data`).
 
 use bytes::Bytes;
 use std::pin::Pin;
@@ -41,18 +42,39 @@ impl OutputCapture {
         captured.dropped += (data.len() - kept) as u64;
     }
 
-    /// What was captured, as text, and how many bytes were dropped.
+    /// What was captured, as text with card-like numbers masked, and how
+    /// many bytes were dropped.
     pub fn take(&self) -> (String, u64) {
         let mut captured = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let text = String::from_utf8_lossy(&captured.bytes).into_owned();
+        let text = String::from_utf8_lossy(&captured.bytes);
+        let text = crate::card_data::mask_card_numbers(&text).into_owned();
         let dropped = captured.dropped;
         *captured = Captured::default();
         (text, dropped)
     }
+
+    /// Replaces everything captured so far with a note when `refuse` says it
+    /// must not be kept; true if it did. Whole, not in part: the node does
+    /// not know which of the bytes around a match belong to it.
+    pub(crate) fn withhold_if(&self, refuse: impl FnOnce(&[u8]) -> bool) -> bool {
+        let mut captured = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if captured.bytes.is_empty() || !refuse(&captured.bytes) {
+            return false;
+        }
+        captured.bytes.clear();
+        captured.bytes.extend_from_slice(WITHHELD.as_bytes());
+        true
+    }
 }
+
+/// What the node keeps of output that carried the call's card.
+pub const WITHHELD: &str = "[withheld by the node: it carried the card number of this call]";
 
 impl IsTerminal for OutputCapture {
     fn is_terminal(&self) -> bool {
@@ -141,6 +163,22 @@ mod tests {
         let (text, dropped) = capture.take();
         assert_eq!(text.len(), CAPTURE_BYTES);
         assert_eq!(dropped, (CAPTURE_BYTES / 2) as u64);
+    }
+
+    #[test]
+    fn card_numbers_are_masked_and_can_be_withheld() {
+        let capture = OutputCapture::default();
+        let mut stream = capture.clone();
+        stream
+            .write(Bytes::from_static(b"card 4539 1488 0343 6467\n"))
+            .expect("writes never fail");
+        assert_eq!(capture.take().0, "card **** **** **** 6467\n");
+        stream
+            .write(Bytes::from_static(b"pan=453914880343"))
+            .expect("writes never fail");
+        assert!(!capture.withhold_if(|_| false));
+        assert!(capture.withhold_if(|bytes| bytes.starts_with(b"pan=")));
+        assert_eq!(capture.take().0, WITHHELD);
     }
 
     #[test]

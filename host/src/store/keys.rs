@@ -5,7 +5,7 @@
 
 use super::{NodeStore, StoreError, decode, encode};
 use crate::manifest::PluginId;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 const KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("keys");
@@ -61,7 +61,7 @@ impl NodeStore {
                 true
             }
         };
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(written)
     }
 
@@ -71,7 +71,7 @@ impl NodeStore {
             .open_table(KEYS)?
             .remove((plugin.as_str(), name))?
             .is_some();
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(removed)
     }
 

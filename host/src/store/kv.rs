@@ -7,7 +7,7 @@
 
 use super::{KV, KV_USAGE, NodeStore, StoreError};
 use crate::manifest::PluginId;
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
 /// The largest single value a plugin may store.
 pub const MAX_VALUE_BYTES: u64 = 1 << 20;

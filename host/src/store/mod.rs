@@ -16,11 +16,14 @@
 //! never creates a database over an existing file: a file that is not an
 //! Outpost database, or is damaged, is reported and left exactly as it was.
 
+mod disk;
+mod file;
 mod keys;
 mod kv;
 mod outbox;
 mod trust;
 
+pub use disk::BelowReserve;
 pub use keys::StoredKey;
 pub(crate) use kv::KvWriter;
 pub use kv::{KvRefusal, KvUsage, MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key};
@@ -31,7 +34,7 @@ pub use outbox::{
 pub use trust::TrustSettings;
 
 use crate::manifest::{Grants, PluginId};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -54,10 +57,14 @@ pub(crate) const KV_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "the node database {path} is in use by another Outpost process (a running node?); \
-         stop that process first, or use the running node's local API"
+        "the node database {path} is in use by another Outpost process{holder}; let it finish \
+         or stop it, then try again"
     )]
-    InUse { path: PathBuf },
+    InUse {
+        path: PathBuf,
+        /// " (pid 4242: outpost run)" when the kernel says who holds the lock.
+        holder: String,
+    },
     #[error(
         "{path} is not an Outpost node database ({detail}); it was left untouched. \
          Move it aside, or choose another data directory with --data-dir"
@@ -80,6 +87,11 @@ pub enum StoreError {
     },
     #[error("node database error: {0}")]
     Database(#[from] redb::Error),
+    #[error(
+        "the node database {path} cannot be used now ({why}); the node retries every second. \
+         If the disk is full, free space on it"
+    )]
+    Unavailable { path: PathBuf, why: String },
     #[error("the stored record for {what} cannot be read ({detail}); the database may be damaged")]
     Record { what: String, detail: String },
 }
@@ -125,8 +137,10 @@ pub struct PluginRecord {
 }
 
 pub struct NodeStore {
-    db: Database,
+    db: file::DatabaseFile,
     path: PathBuf,
+    /// Free bytes plugins may not use (see `disk`).
+    disk_reserve: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for NodeStore {
@@ -137,11 +151,14 @@ impl std::fmt::Debug for NodeStore {
     }
 }
 
-fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
-    let path = path.to_path_buf();
+fn open_error(file: &Path, error: redb::DatabaseError) -> StoreError {
+    let path = file.to_path_buf();
     match error {
         redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
-            StoreError::InUse { path }
+            let holder = lock_holder(file)
+                .map(|holder| format!(" ({holder})"))
+                .unwrap_or_default();
+            StoreError::InUse { path, holder }
         }
         redb::DatabaseError::UpgradeRequired(version) => StoreError::Corrupt {
             path,
@@ -170,6 +187,94 @@ fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
     }
 }
 
+/// "pid 4242: outpost run", from the kernel's table of file locks (redb
+/// takes a flock on the database). Asked of the kernel rather than written
+/// to a file by the holder, so a node killed with SIGKILL or by a power cut
+/// leaves nothing stale behind, and the answer is the process that really
+/// holds the lock, not the last one that said it did.
+fn lock_holder(path: &Path) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        let dev = metadata.dev();
+        // glibc's major()/minor(), as /proc/locks prints them.
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let file = format!("{major:02x}:{minor:02x}:{}", metadata.ino());
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        // "3: FLOCK  ADVISORY  WRITE 4242 fe:00:10019115 0 EOF"; waiters
+        // are marked "->" and hold nothing.
+        let pid = locks.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [_, "FLOCK", _, _, pid, id, ..] if *id == file => pid.parse::<u32>().ok(),
+                _ => None,
+            }
+        })?;
+        if pid == 0 || pid == std::process::id() {
+            return None;
+        }
+        let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|bytes| {
+                let words: Vec<String> = bytes
+                    .split(|b| *b == 0)
+                    .filter(|word| !word.is_empty())
+                    .map(|word| String::from_utf8_lossy(word).into_owned())
+                    .collect();
+                let mut command = words.join(" ");
+                if command.chars().count() > 160 {
+                    command = command.chars().take(160).collect::<String>() + "…";
+                }
+                command
+            })
+            .unwrap_or_default();
+        if command.is_empty() {
+            Some(format!("pid {pid}"))
+        } else {
+            Some(format!("pid {pid}: {command}"))
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+std::thread_local! {
+    /// Set while this thread reads a database that may be damaged.
+    static EXPECTING_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `read`, turning a panic into an error. redb trusts a file it shut
+/// down cleanly, and bytes changed behind its back (a failing SD card, a
+/// stray `dd`) make it index past a page and panic, in the open and in the
+/// first reads. The panic is the news, not a bug to print a backtrace for,
+/// so the default hook is kept quiet for this thread only: other threads'
+/// panics are still printed.
+fn catching_panics<T>(read: impl FnOnce() -> T) -> Result<T, String> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !EXPECTING_PANIC.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    EXPECTING_PANIC.with(|expecting| expecting.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    EXPECTING_PANIC.with(|expecting| expecting.set(false));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "redb panicked".into())
+    })
+}
+
 fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Record {
         what: what.to_string(),
@@ -184,11 +289,18 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 impl NodeStore {
     /// Opens the node database at `path`, creating it only if no file exists.
+    /// A damaged file is reported as [`StoreError::Corrupt`] and not written.
     pub fn open(path: &Path) -> Result<NodeStore, StoreError> {
-        let mut builder = Database::builder();
-        // A Pi-class node has little memory to spare; redb's default cache
-        // may grow to 1 GiB.
-        builder.set_cache_size(16 << 20);
+        catching_panics(|| NodeStore::open_checked(path)).unwrap_or_else(|panic| {
+            Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("reading it failed: {panic}"),
+            })
+        })
+    }
+
+    fn open_checked(path: &Path) -> Result<NodeStore, StoreError> {
+        let builder = file::builder();
         let exists = path.exists();
         let db = if exists {
             builder.open(path)
@@ -197,8 +309,9 @@ impl NodeStore {
         }
         .map_err(|e| open_error(path, e))?;
         let store = NodeStore {
-            db,
+            db: file::DatabaseFile::new(db, path),
             path: path.to_path_buf(),
+            disk_reserve: std::sync::atomic::AtomicU64::new(0),
         };
         if exists {
             store.check_identity()?;
@@ -228,7 +341,7 @@ impl NodeStore {
             outbox::create_tables(&txn)?;
             trust::create_tables(&txn)?;
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 
@@ -243,7 +356,7 @@ impl NodeStore {
             txn.open_table(META)?
                 .insert("schema", SCHEMA.to_string().as_str())?;
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         tracing::info!("upgraded the node database from schema {from} to {SCHEMA}");
         Ok(())
     }
@@ -283,8 +396,37 @@ impl NodeStore {
         }
     }
 
+    /// Commits a transaction from [`NodeStore::begin_write`], keeping note
+    /// of whether writes work (see [`NodeStore::write_trouble`]).
+    pub(crate) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+        self.db.commit(txn)
+    }
+
+    /// Whether the last write failed (cheap; see [`NodeStore::write_trouble`]).
+    pub fn writes_failing(&self) -> bool {
+        self.db.failing().is_some()
+    }
+
+    /// Why writes to the database fail now, if they do. While they fail this
+    /// tries one small write (at most once a second), so the answer turns
+    /// back to `None` as soon as the disk has room again.
+    pub fn write_trouble(&self) -> Option<String> {
+        self.db.failing()?;
+        let probe = self.db.begin_write().and_then(|txn| {
+            txn.open_table(META)?.insert(
+                "last-write-check",
+                crate::install::now_millis().to_string().as_str(),
+            )?;
+            self.db.commit(txn)
+        });
+        match probe {
+            Ok(()) => None,
+            Err(_) => self.db.failing(),
+        }
+    }
+
     pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
-        Ok(self.db.begin_write()?)
+        self.db.begin_write()
     }
 
     // ---- plugins and their components ------------------------------------
@@ -333,25 +475,32 @@ impl NodeStore {
         Ok(())
     }
 
+    /// Drops, in `txn`, every component that no installed version (active
+    /// or previous) refers to: an upgrade retires the version before the
+    /// previous one, a removal all of a plugin's.
+    pub(crate) fn drop_unreferenced_components(txn: &WriteTransaction) -> Result<(), StoreError> {
+        let plugins = txn.open_table(PLUGINS)?;
+        let mut referenced = std::collections::HashSet::new();
+        for entry in plugins.iter()? {
+            let (key, bytes) = entry?;
+            let record: PluginRecord = decode(&format!("plugin {}", key.value()), bytes.value())?;
+            referenced.insert(record.active.component_digest);
+            if let Some(previous) = record.previous {
+                referenced.insert(previous.component_digest);
+            }
+        }
+        let mut components = txn.open_table(COMPONENTS)?;
+        components.retain(|digest, _| referenced.contains(digest))?;
+        Ok(())
+    }
+
     /// Removes a plugin and, with `purge`, its stored data. Components no
     /// installed version refers to any more are dropped too.
     pub fn remove_plugin(&self, id: &PluginId, purge: bool) -> Result<bool, StoreError> {
         let txn = self.db.begin_write()?;
         let removed = {
-            let mut plugins = txn.open_table(PLUGINS)?;
-            let removed = plugins.remove(id.as_str())?.is_some();
-            let mut referenced = std::collections::HashSet::new();
-            for entry in plugins.iter()? {
-                let (key, bytes) = entry?;
-                let record: PluginRecord =
-                    decode(&format!("plugin {}", key.value()), bytes.value())?;
-                referenced.insert(record.active.component_digest);
-                if let Some(previous) = record.previous {
-                    referenced.insert(previous.component_digest);
-                }
-            }
-            let mut components = txn.open_table(COMPONENTS)?;
-            components.retain(|digest, _| referenced.contains(digest))?;
+            let removed = txn.open_table(PLUGINS)?.remove(id.as_str())?.is_some();
+            NodeStore::drop_unreferenced_components(&txn)?;
             if purge {
                 let mut kv = txn.open_table(KV)?;
                 kv.retain(|(plugin, _), _| plugin != id.as_str())?;
@@ -361,7 +510,7 @@ impl NodeStore {
             }
             removed
         };
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(removed)
     }
 
@@ -376,7 +525,7 @@ impl NodeStore {
     pub fn set_compiled_digest(&self, key: &str, digest: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(COMPILED)?.insert(key, digest)?;
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 
@@ -405,7 +554,7 @@ impl NodeStore {
                 }
             }
         };
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(id)
     }
 }
@@ -441,7 +590,7 @@ mod tests {
 
         let other = dir.path().join("other.redb");
         {
-            let db = Database::create(&other).expect("create");
+            let db = redb::Database::create(&other).expect("create");
             let txn = db.begin_write().expect("txn");
             txn.open_table(TableDefinition::<&str, &str>::new("orders"))
                 .expect("table");
@@ -466,6 +615,19 @@ mod tests {
             NodeStore::open(&truncated),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_panic_while_reading_becomes_an_error() {
+        assert_eq!(catching_panics(|| 7), Ok(7));
+        let caught =
+            catching_panics(|| -> u8 { panic!("range end index 4294967251 out of range") });
+        assert_eq!(
+            caught,
+            Err("range end index 4294967251 out of range".to_string())
+        );
+        let formatted = catching_panics(|| -> u8 { panic!("page {}", 9) });
+        assert_eq!(formatted, Err("page 9".to_string()));
     }
 
     #[test]

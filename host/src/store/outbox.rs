@@ -8,14 +8,22 @@
 //! | `outbox_keys`      | (owner, idempotency key)| entry id                       |
 //! | `outbox_due`       | (due time ms, entry id) | () — pending entries only      |
 //! | `outbox_owed`      | owner                   | undelivered entries (quota)    |
+//! | `outbox_kept`      | owner                   | bytes its entries keep (quota) |
 //!
 //! An entry's payload and destination are written once, when it is enqueued,
 //! and the idempotency key maps to that one entry for as long as the entry is
 //! kept, so a key can never go out with two different payloads. Every state
 //! change updates the due index and the owner's count in the same transaction.
+//!
+//! Every byte an owner's messages keep counts against its byte quota until
+//! the entry is forgotten: the payload, the last answer's body, and a fixed
+//! share for the entry's own record. Delivered messages count too: they are
+//! kept for inspection for `keep-settled-hours`, and a plugin whose
+//! destination answers 200 at once would otherwise grow the database without
+//! bound (27 MB to 856 MB in 31 s, measured).
 
 use super::{NodeStore, StoreError, decode, encode};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -25,6 +33,11 @@ const RESPONSES: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox_resp
 const KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("outbox_keys");
 const DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("outbox_due");
 const OWED: TableDefinition<&str, u64> = TableDefinition::new("outbox_owed");
+const KEPT: TableDefinition<&str, u64> = TableDefinition::new("outbox_kept");
+
+/// What an entry's own record and indexes count against its owner's byte
+/// quota, besides its payload and answer.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 512;
 
 /// The most of a response body kept.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 10;
@@ -83,6 +96,8 @@ pub struct NewMessage {
     pub idempotency_key: String,
     /// The owner's limit on undelivered entries.
     pub max_pending: u32,
+    /// The owner's limit on bytes its entries keep (see the module docs).
+    pub max_kept_bytes: u64,
 }
 
 impl NewMessage {
@@ -122,6 +137,17 @@ pub struct OutboxEntry {
     pub settled_at_ms: Option<u64>,
     pub response_status: Option<u16>,
     pub last_error: Option<String>,
+    /// How long the worker has spent on this entry since it was enqueued or
+    /// last retried by the operator: the waits it scheduled plus the
+    /// attempts (timed by a monotonic clock). The give-up age is judged by
+    /// this rather than by `enqueued_at_ms`, which a clock set forward would
+    /// age by a year in an instant.
+    #[serde(default)]
+    pub tried_for_ms: u64,
+    /// What this entry counts against its owner's byte quota. Entries from
+    /// before the quota count nothing.
+    #[serde(default)]
+    pub kept_bytes: u64,
 }
 
 /// The result of enqueueing one message.
@@ -138,6 +164,15 @@ pub enum EnqueueError {
     Conflict { key: String, id: u64 },
     #[error("{owner} already has {limit} undelivered messages in the outbox")]
     QuotaExceeded { owner: String, limit: u32 },
+    #[error(
+        "{owner}'s messages already keep {kept} of its {limit} bytes in the outbox (delivered \
+         ones count until they are forgotten); raise grants.outbox.quota-bytes, or wait"
+    )]
+    BytesQuotaExceeded {
+        owner: String,
+        kept: u64,
+        limit: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The commit this message shared with others failed.
@@ -152,12 +187,14 @@ pub enum AttemptOutcome {
         status: u16,
         body: Vec<u8>,
     },
-    /// Try again at `retry_at_ms`.
+    /// Try again at `retry_at_ms`; `spent_ms` (the attempt plus the wait
+    /// before the next) is added to the entry's `tried_for_ms`.
     Retry {
         status: Option<u16>,
         body: Vec<u8>,
         error: String,
         retry_at_ms: u64,
+        spent_ms: u64,
     },
     Dead {
         status: Option<u16>,
@@ -189,6 +226,28 @@ fn adjust_owed(txn: &WriteTransaction, owner: &str, delta: i64) -> Result<(), St
     } else {
         owed.insert(owner, next)?;
     }
+    Ok(())
+}
+
+/// Changes what `entry` keeps to `kept` bytes, and its owner's total with it.
+fn set_kept(txn: &WriteTransaction, entry: &mut OutboxEntry, kept: u64) -> Result<(), StoreError> {
+    if kept == entry.kept_bytes {
+        return Ok(());
+    }
+    let mut table = txn.open_table(KEPT)?;
+    let current = table
+        .get(entry.owner.as_str())?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    let next = current
+        .saturating_sub(entry.kept_bytes)
+        .saturating_add(kept);
+    if next == 0 {
+        table.remove(entry.owner.as_str())?;
+    } else {
+        table.insert(entry.owner.as_str(), next)?;
+    }
+    entry.kept_bytes = kept;
     Ok(())
 }
 
@@ -278,9 +337,22 @@ impl NodeStore {
                     }));
                     continue;
                 }
+                let kept = txn
+                    .open_table(KEPT)?
+                    .get(message.owner.as_str())?
+                    .map_or(0, |v| v.value());
+                let adds = message.payload.len() as u64 + ENTRY_OVERHEAD_BYTES;
+                if kept.saturating_add(adds) > message.max_kept_bytes {
+                    outcomes.push(Err(EnqueueError::BytesQuotaExceeded {
+                        owner: message.owner.clone(),
+                        kept,
+                        limit: message.max_kept_bytes,
+                    }));
+                    continue;
+                }
                 let id = next_id;
                 next_id += 1;
-                let entry = OutboxEntry {
+                let mut entry = OutboxEntry {
                     id,
                     owner: message.owner.clone(),
                     destination: message.destination.clone(),
@@ -297,7 +369,10 @@ impl NodeStore {
                     settled_at_ms: None,
                     response_status: None,
                     last_error: None,
+                    tried_for_ms: 0,
+                    kept_bytes: 0,
                 };
+                set_kept(&txn, &mut entry, adds)?;
                 save(&txn, &entry)?;
                 txn.open_table(PAYLOADS)?
                     .insert(id, message.payload.as_slice())?;
@@ -310,7 +385,7 @@ impl NodeStore {
                 outcomes.push(Ok(Enqueued { id, created: true }));
             }
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(outcomes)
     }
 
@@ -395,6 +470,48 @@ impl NodeStore {
         Ok(first.map(|(key, _)| key.value().0))
     }
 
+    /// Moves every pending entry due after `latest_ms` to `latest_ms`, and
+    /// returns how many moved. No wait the worker schedules is longer than
+    /// its longest back-off, so a due time beyond that was set by a clock
+    /// that was ahead; trusting it would leave the entry unsent for as long
+    /// as the clock was wrong.
+    pub fn outbox_bring_forward(&self, latest_ms: u64) -> Result<usize, StoreError> {
+        // Most calls find nothing to move: check with a read, which costs no
+        // disk flush, before writing.
+        {
+            let txn = self.db.begin_read()?;
+            let last = txn.open_table(DUE)?.last()?.map(|(key, _)| key.value().0);
+            if last.is_none_or(|due| due <= latest_ms) {
+                return Ok(0);
+            }
+        }
+        let txn = self.db.begin_write()?;
+        let mut moved = 0;
+        {
+            let mut late = Vec::new();
+            for row in txn
+                .open_table(DUE)?
+                .range((latest_ms.saturating_add(1), 0)..)?
+            {
+                let (key, _) = row?;
+                late.push(key.value().1);
+            }
+            for id in late {
+                let Some(mut entry) = load(&txn, id)? else {
+                    continue;
+                };
+                if entry.state != DeliveryState::Pending {
+                    continue;
+                }
+                transition(&txn, &mut entry, DeliveryState::Pending, latest_ms)?;
+                save(&txn, &entry)?;
+                moved += 1;
+            }
+        }
+        self.db.commit(txn)?;
+        Ok(moved)
+    }
+
     /// Records an attempt on entry `id`; ignored (returning `None`) when the
     /// entry is no longer pending, as when the operator dropped it meanwhile.
     pub fn outbox_record(
@@ -424,8 +541,10 @@ impl NodeStore {
                     body,
                     error,
                     retry_at_ms,
+                    spent_ms,
                 } => {
                     entry.last_error = Some(error);
+                    entry.tried_for_ms = entry.tried_for_ms.saturating_add(spent_ms);
                     (status, body, (DeliveryState::Pending, retry_at_ms))
                 }
                 AttemptOutcome::Dead {
@@ -444,12 +563,19 @@ impl NodeStore {
             if status.is_some() {
                 responses.insert(id, body.as_slice())?;
             }
+            let answer_bytes = responses
+                .get(id)?
+                .map_or(0, |body| body.value().len() as u64);
             drop(responses);
+            if entry.kept_bytes > 0 {
+                let kept = entry.payload_bytes + answer_bytes + ENTRY_OVERHEAD_BYTES;
+                set_kept(&txn, &mut entry, kept)?;
+            }
             transition(&txn, &mut entry, next.0, next.1)?;
             save(&txn, &entry)?;
             entry
         };
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(Some(entry))
     }
 
@@ -465,11 +591,12 @@ impl NodeStore {
             }
             transition(&txn, &mut entry, DeliveryState::Pending, now_ms)?;
             entry.attempts = 0;
+            entry.tried_for_ms = 0;
             entry.settled_at_ms = None;
             save(&txn, &entry)?;
             entry
         };
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(Some(entry))
     }
 
@@ -486,10 +613,12 @@ impl NodeStore {
             transition(&txn, &mut entry, DeliveryState::Dropped, 0)?;
             entry.settled_at_ms = Some(now_ms);
             txn.open_table(PAYLOADS)?.remove(id)?;
+            let without_payload = entry.kept_bytes.saturating_sub(entry.payload_bytes);
+            set_kept(&txn, &mut entry, without_payload)?;
             save(&txn, &entry)?;
             entry
         };
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(Some(entry))
     }
 
@@ -557,7 +686,8 @@ impl NodeStore {
             let mut payloads = txn.open_table(PAYLOADS)?;
             let mut responses = txn.open_table(RESPONSES)?;
             let mut keys = txn.open_table(KEYS)?;
-            for entry in old {
+            for mut entry in old {
+                set_kept(&txn, &mut entry, 0)?;
                 table.remove(entry.id)?;
                 payloads.remove(entry.id)?;
                 responses.remove(entry.id)?;
@@ -565,7 +695,7 @@ impl NodeStore {
                 pruned += 1;
             }
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(pruned)
     }
 }
@@ -584,6 +714,44 @@ mod tests {
             payload: payload.as_bytes().to_vec(),
             idempotency_key: key.into(),
             max_pending: 2,
+            max_kept_bytes: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn delivered_messages_count_against_the_byte_quota_until_forgotten() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = NodeStore::open(&dir.path().join(DATABASE_FILE_NAME)).expect("opens");
+        let kilobyte = "x".repeat(1024);
+        let sized = |key: &str| NewMessage {
+            max_pending: 1000,
+            max_kept_bytes: 3 * (1024 + ENTRY_OVERHEAD_BYTES) + 1100,
+            ..message(key, &kilobyte)
+        };
+        let delivered = AttemptOutcome::Delivered {
+            status: 200,
+            body: b"ok".to_vec(),
+        };
+        // Each message is delivered at once, as to a destination that
+        // answers 200 straight away: nothing is owed, but bytes are kept.
+        for (n, key) in ["a", "b", "c"].iter().enumerate() {
+            let results = store.outbox_enqueue(&[sized(key)], 10).expect("commit");
+            assert!(results[0].is_ok(), "{key}: {:?}", results[0]);
+            store
+                .outbox_record(n as u64 + 1, delivered.clone(), 20)
+                .expect("record");
+        }
+        let refused = store.outbox_enqueue(&[sized("d")], 30).expect("commit");
+        assert!(
+            matches!(&refused[0], Err(EnqueueError::BytesQuotaExceeded { kept, .. }) if *kept > 3 * 1024),
+            "{refused:?}"
+        );
+        // Dropping frees the payload; forgetting frees the rest.
+        store.outbox_drop(1, 40).expect("drop");
+        assert!(store.outbox_enqueue(&[sized("d")], 50).expect("commit")[0].is_ok());
+        assert_eq!(store.outbox_prune(u64::MAX).expect("prune"), 3);
+        for key in ["e", "f"] {
+            assert!(store.outbox_enqueue(&[sized(key)], 60).expect("commit")[0].is_ok());
         }
     }
 
@@ -672,5 +840,57 @@ mod tests {
         );
         assert_eq!(store.outbox_prune(75).expect("prune"), 2);
         assert!(store.outbox_entry(1).expect("read").is_none());
+    }
+
+    #[test]
+    fn entries_due_beyond_the_longest_wait_are_brought_forward_and_time_spent_adds_up() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = NodeStore::open(&dir.path().join(DATABASE_FILE_NAME)).expect("opens");
+        let now = 1_000_000;
+        let year = 365 * 24 * 3_600_000;
+        let longest = 300_000;
+        // Queued while the clock was a year ahead, then one on time.
+        store
+            .outbox_enqueue(&[message("a", "1"), message("b", "2")], now + year)
+            .expect("commit");
+        let mut on_time = message("c", "3");
+        on_time.max_pending = 10;
+        store.outbox_enqueue(&[on_time], now).expect("commit");
+        assert_eq!(store.outbox_due(now + longest, 10).expect("due").len(), 1);
+
+        assert_eq!(store.outbox_bring_forward(now + longest).expect("moved"), 2);
+        assert_eq!(store.outbox_bring_forward(now + longest).expect("moved"), 0);
+        let due = store.outbox_due(now + longest, 10).expect("due");
+        assert_eq!(due.len(), 3, "{due:?}");
+        assert_eq!(
+            store
+                .outbox_entry(1)
+                .expect("read")
+                .map(|e| e.next_attempt_at_ms),
+            Some(now + longest)
+        );
+
+        for (at, spent) in [(now + 10, 1_500), (now + 20, 2_500)] {
+            store
+                .outbox_record(
+                    3,
+                    AttemptOutcome::Retry {
+                        status: None,
+                        body: Vec::new(),
+                        error: "connection refused".into(),
+                        retry_at_ms: at + spent,
+                        spent_ms: spent,
+                    },
+                    at,
+                )
+                .expect("record");
+        }
+        let entry = store.outbox_entry(3).expect("read").expect("exists");
+        assert_eq!((entry.attempts, entry.tried_for_ms), (2, 4_000));
+        let retried = store
+            .outbox_retry(3, now + 30)
+            .expect("retry")
+            .expect("exists");
+        assert_eq!((retried.attempts, retried.tried_for_ms), (0, 0));
     }
 }

@@ -7,7 +7,7 @@
 //!   root rotations from the newest root it accepted.
 
 use super::{NodeStore, StoreError, decode, encode};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -56,7 +56,7 @@ impl NodeStore {
             }
             table.insert(SETTINGS, encode(settings).as_slice())?;
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 
@@ -75,6 +75,24 @@ impl NodeStore {
         Ok(files)
     }
 
+    /// Removes the clock reading tough recorded at the last refresh (it
+    /// refuses any later clock that reads earlier); returns what it was.
+    /// Rollback protection is kept: it rests on the metadata versions seen,
+    /// not on the clock.
+    pub fn forget_trust_clock(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = txn
+            .open_table(TRUST)?
+            .remove(format!("{SEEN}latest_known_time.json").as_str())?
+            .map(|bytes| {
+                String::from_utf8_lossy(bytes.value())
+                    .trim_matches('"')
+                    .to_string()
+            });
+        self.db.commit(txn)?;
+        Ok(removed)
+    }
+
     /// Replaces the accepted metadata with `files`, in one transaction.
     pub fn put_trust_seen(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
@@ -85,7 +103,7 @@ impl NodeStore {
                 table.insert(format!("{SEEN}{file}").as_str(), bytes.as_slice())?;
             }
         }
-        txn.commit()?;
+        self.db.commit(txn)?;
         Ok(())
     }
 }

@@ -97,8 +97,11 @@ pub fn check_pan(pan: &str) -> Result<CardBrand, String> {
 }
 
 /// Checks the expiry against `today` (year, month): a card is good through
-/// the last day of its expiry month.
-pub fn check_expiry(month: u8, year: u16, today: (u16, u8)) -> Result<(), String> {
+/// the last day of its expiry month. With no believable date (see
+/// [`today`]) only the form is checked: a box whose clock lost its time must
+/// not refuse good cards, and the issuer judges expiry when the payment
+/// reaches it.
+pub fn check_expiry(month: u8, year: u16, today: Option<(u16, u8)>) -> Result<(), String> {
     if !(1..=12).contains(&month) {
         return Err(format!(
             "card.expiry-month: {month} is not a month (1 to 12)"
@@ -109,6 +112,9 @@ pub fn check_expiry(month: u8, year: u16, today: (u16, u8)) -> Result<(), String
             "card.expiry-year: {year} is not a four-digit year such as 2028"
         ));
     }
+    let Some(today) = today else {
+        return Ok(());
+    };
     if (year, month) < today {
         return Err(format!("card: expired at the end of {month:02}/{year}"));
     }
@@ -132,11 +138,22 @@ pub fn check_security_code(code: &str, brand: CardBrand) -> Result<(), String> {
     Ok(())
 }
 
-/// (year, month) now, from the wall clock, in UTC.
-pub fn today() -> (u16, u8) {
+/// No card in use expires before this (year, month): this plugin was
+/// released after it. A clock that reads earlier lost its time (a box woken
+/// after a power cut reads 1970).
+const EARLIEST_BELIEVABLE: (u16, u8) = (2026, 1);
+
+/// (year, month) now, from the wall clock, in UTC, or `None` when the clock
+/// cannot be believed.
+pub fn today() -> Option<(u16, u8)> {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    Some(civil_month(seconds)).filter(|month| *month >= EARLIEST_BELIEVABLE)
+}
+
+/// (year, month) of `seconds` since the Unix epoch, in UTC.
+fn civil_month(seconds: u64) -> (u16, u8) {
     let days = i64::try_from(seconds / 86_400).unwrap_or(0);
     // Howard Hinnant's days-to-civil algorithm.
     let z = days + 719_468;
@@ -190,16 +207,27 @@ mod tests {
 
     #[test]
     fn expiry_and_security_code() {
-        assert!(check_expiry(12, 2026, (2026, 11)).is_ok());
-        assert!(check_expiry(11, 2026, (2026, 11)).is_ok());
-        assert!(check_expiry(10, 2026, (2026, 11)).is_err());
-        assert!(check_expiry(13, 2027, (2026, 11)).is_err());
-        assert!(check_expiry(1, 27, (2026, 11)).is_err());
+        assert!(check_expiry(12, 2026, Some((2026, 11))).is_ok());
+        assert!(check_expiry(11, 2026, Some((2026, 11))).is_ok());
+        assert!(check_expiry(10, 2026, Some((2026, 11))).is_err());
+        assert!(check_expiry(13, 2027, Some((2026, 11))).is_err());
+        assert!(check_expiry(1, 27, Some((2026, 11))).is_err());
         assert!(check_security_code("123", CardBrand::Visa).is_ok());
         assert!(check_security_code("1234", CardBrand::Visa).is_err());
         assert!(check_security_code("1234", CardBrand::Amex).is_ok());
         assert!(check_security_code("12a", CardBrand::Visa).is_err());
-        let (year, month) = today();
-        assert!(year >= 2025 && (1..=12).contains(&month));
+        let (year, month) = today().expect("this machine's clock is right");
+        assert!(year >= 2026 && (1..=12).contains(&month));
+    }
+
+    #[test]
+    fn a_clock_that_lost_its_time_does_not_refuse_good_cards() {
+        // A box woken in 1970 after a power cut.
+        assert_eq!(civil_month(3_600), (1970, 1));
+        assert!(Some(civil_month(3_600)) < Some(EARLIEST_BELIEVABLE));
+        assert!(check_expiry(12, 2030, None).is_ok());
+        // Form is still checked.
+        assert!(check_expiry(13, 2030, None).is_err());
+        assert_eq!(civil_month(1_796_083_200), (2026, 12));
     }
 }

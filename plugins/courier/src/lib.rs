@@ -206,6 +206,12 @@ fn label_media() -> Result<LabelMedia, PluginError> {
     })
 }
 
+/// Whether the courier's last answer refused the booking itself: a 4xx,
+/// other than those asking to try again later.
+fn refused_by_courier(status: Option<u16>) -> bool {
+    status.is_some_and(|status| (400..500).contains(&status) && !matches!(status, 408 | 425 | 429))
+}
+
 fn booking_of(record: &BookingRecord, detail: Option<String>) -> Result<Booking, PluginError> {
     let request = &record.request;
     let booking_id = format!("bk-{}", request.reference);
@@ -473,6 +479,22 @@ impl Courier for CourierAdapter {
                     ),
                     None => "waiting for the courier".to_string(),
                 }),
+            ),
+            // The courier never judged a booking the outbox gave up on
+            // because it could not reach it (an outage past the node's
+            // give-up age): calling that `rejected` would tell the customer
+            // the courier said no. It is still unbooked and waiting, now for
+            // an operator, so it stays `queued`, and the detail says so.
+            DeliveryState::Dead if !refused_by_courier(delivery.response_status) => booking_of(
+                &record,
+                Some(format!(
+                    "not booked yet: {}. An operator can send it again with `outpost outbox \
+                     retry {}` once the courier is reachable",
+                    delivery
+                        .last_error
+                        .unwrap_or_else(|| "the node stopped trying to reach the courier".into()),
+                    delivery.id
+                )),
             ),
             DeliveryState::Dead => {
                 let mut booking = booking_of(&record, None)?;

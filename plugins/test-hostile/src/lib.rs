@@ -15,6 +15,8 @@ use outpost_sdk::{config, kv};
 use std::hint::black_box;
 use std::io::Write;
 
+mod scratch;
+
 struct Hostile;
 
 fn arg(args: &[String], index: usize) -> Result<&str, PluginError> {
@@ -64,6 +66,14 @@ fn run(command: &str, args: &[String]) -> Result<Vec<u8>, PluginError> {
             std::fs::write(path, arg(args, 1)?)
                 .map(|()| b"written".to_vec())
                 .map_err(|e| io_error(&format!("write {path}"), e))
+        }
+        "scratch-fill" => {
+            let number = |index| {
+                arg(args, index)?
+                    .parse::<u64>()
+                    .map_err(|_| PluginError::invalid_input(format!("notes[{index}]: a number")))
+            };
+            scratch::fill(arg(args, 0)?, number(1)?, number(2)?)
         }
         "list-dir" => {
             let path = arg(args, 0)?;

@@ -450,6 +450,12 @@ pub enum TrustCommand {
         /// The registry URL, instead of the one set by `outpost trust init`
         #[arg(long, env = "OUTPOST_REGISTRY")]
         registry: Option<String>,
+        /// Forget the clock reading recorded at the last refresh first. For
+        /// a refresh made while the clock ran ahead: the node then refuses
+        /// every later one ("System time stepped backward") until the clock
+        /// passes that reading again. Use it once the clock is right.
+        #[arg(long)]
+        clock_was_wrong: bool,
     },
 }
 

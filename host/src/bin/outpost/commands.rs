@@ -11,11 +11,13 @@ use outpost::api;
 use outpost::config::{DEFAULT_CONFIG_TOML, NodeConfig};
 use outpost::dynamic;
 use outpost::manifest::PluginId;
-use outpost::node::{Node, NodeOptions};
+use outpost::node::{Node, NodeError, NodeOptions};
+use outpost::store::StoreError;
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
     match command {
@@ -50,9 +52,10 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             crate::registry::trust_init(data_dir, config, &root, registry.as_deref())
         }
         Command::Trust(TrustCommand::Show) => crate::registry::trust_show(data_dir, config),
-        Command::Trust(TrustCommand::Update { registry }) => {
-            crate::registry::trust_update(data_dir, config, registry.as_deref())
-        }
+        Command::Trust(TrustCommand::Update {
+            registry,
+            clock_was_wrong,
+        }) => crate::registry::trust_update(data_dir, config, registry.as_deref(), clock_was_wrong),
         Command::Bundle(BundleCommand::Export {
             plugins,
             output,
@@ -175,7 +178,36 @@ fn as_input(input: &TradeInput) -> Input<'_> {
 
 pub fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Node> {
     let options = NodeOptions::resolve(data_dir, config)?;
-    Node::open(options).with_context(|| format!("cannot open the node in {}", data_dir.display()))
+    open_waiting(&options, || false)
+        .with_context(|| format!("cannot open the node in {}", data_dir.display()))
+}
+
+/// How long a command waits for another to let go of the database.
+const BUSY_WAIT: Duration = Duration::from_millis(2500);
+
+/// Opens the node, waiting up to [`BUSY_WAIT`] while another process holds
+/// the database: two commands started together (a script, two terminals)
+/// take turns instead of one failing. `holder_serves` says to stop waiting
+/// because the holder is a node that answers its API.
+pub fn open_waiting(
+    options: &NodeOptions,
+    mut holder_serves: impl FnMut() -> bool,
+) -> Result<Node, NodeError> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match Node::open(options.clone()) {
+            Err(NodeError::Store(StoreError::InUse { .. }))
+                if Instant::now() < deadline && !holder_serves() =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(node) => {
+                crate::registry::remove_stale_packages(&options.data_dir);
+                return Ok(node);
+            }
+            result => return result,
+        }
+    }
 }
 
 pub fn plugin_id(text: &str) -> anyhow::Result<PluginId> {

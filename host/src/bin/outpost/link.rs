@@ -7,7 +7,7 @@
 //! very same router. Either way the command sees the same answers and the
 //! same errors, and there is one code path to test.
 
-use crate::commands::runtime;
+use crate::commands::{open_waiting, runtime};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -22,6 +22,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// An answer from the API: its status and JSON body.
 pub struct Reply {
@@ -64,11 +65,24 @@ impl Link {
     pub fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Link> {
         let options = NodeOptions::resolve(data_dir, config)?;
         let api_config = options.config.api.clone();
-        match Node::open(options) {
+        let listen = api_config.listen;
+        let node_answers = || {
+            listen.port() != 0
+                && std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_ok()
+        };
+        match open_waiting(&options, node_answers) {
             Ok(node) => Ok(Link::InProcess {
                 node: Arc::new(node),
                 runtime: runtime()?,
             }),
+            // Another command, not a node, still holds it after the wait:
+            // its pid and command line say more than a refused connection.
+            Err(error @ NodeError::Store(StoreError::InUse { .. }))
+                if listen.port() != 0 && !node_answers() =>
+            {
+                Err(error)
+                    .with_context(|| format!("cannot open the node in {}", data_dir.display()))
+            }
             Err(NodeError::Store(StoreError::InUse { .. })) => {
                 let token = api::read_token(&api_config, data_dir).context(
                     "a node is running on this data directory, but its API token cannot be read",

@@ -44,6 +44,29 @@ fn downloads(data_dir: &Path) -> PathBuf {
     data_dir.join("downloads")
 }
 
+/// Removes `downloads/*.package` folders: an install unpacks a release there
+/// and removes it when done, so any left were cut short (Ctrl-C, a power
+/// cut). Only a process holding the node's database may call this: every
+/// install does, so none is unpacking now. The blobs beside them stay; they
+/// let a cut download resume.
+pub fn remove_stale_packages(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(downloads(data_dir)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "package")
+            && path.is_dir()
+            && let Err(error) = std::fs::remove_dir_all(&path)
+        {
+            tracing::warn!(
+                "cannot remove {}, left by an interrupted install: {error}",
+                path.display()
+            );
+        }
+    }
+}
+
 pub fn install(
     data_dir: &Path,
     config: Option<&Path>,
@@ -234,7 +257,14 @@ pub fn trust_update(
     data_dir: &Path,
     config: Option<&Path>,
     registry: Option<&str>,
+    clock_was_wrong: bool,
 ) -> anyhow::Result<()> {
+    if clock_was_wrong {
+        let node = open(data_dir, config)?;
+        if let Some(recorded) = node.store().forget_trust_clock()? {
+            println!("forgot the clock reading of the last refresh ({recorded})");
+        }
+    }
     let index = refreshed_index(data_dir, config, registry)?;
     println!(
         "accepted root version {}, timestamp version {}: {} signed release(s), valid until {}",

@@ -1,0 +1,101 @@
+//! Whether the node's wall clock can be believed.
+//!
+//! A Pi-class box has no battery-backed clock: after a power cut it can wake
+//! in 1970 until NTP answers, and an operator can set it a year out by hand.
+//! A wrong clock makes expiry checks refuse good cards, makes signed metadata
+//! look expired (or not yet valid), and schedules retries for the wrong day.
+//! The node cannot know the right time offline, but it knows two times the
+//! clock cannot be earlier than: when this build was made, and when it last
+//! accepted the registry's signed metadata (tough records its own clock
+//! then). Reading earlier than either is reported in `/v1/health`.
+
+use crate::health::Problem;
+use crate::store::NodeStore;
+
+/// When this build was made, in seconds since the Unix epoch (see build.rs).
+pub fn built_at_secs() -> u64 {
+    env!("OUTPOST_BUILT_AT").parse().unwrap_or(0)
+}
+
+/// The clock at the last accepted metadata refresh, as tough recorded it.
+fn last_refresh_secs(store: &NodeStore) -> Option<u64> {
+    let seen = store.trust_seen().ok()?;
+    let recorded = seen.get("latest_known_time.json")?;
+    let text: String = serde_json::from_slice(recorded).ok()?;
+    let at: jiff::Timestamp = text.parse().ok()?;
+    u64::try_from(at.as_second()).ok()
+}
+
+fn date(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
+        .map_or_else(
+            || format!("{secs} s after 1970"),
+            |at| at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+}
+
+/// What is wrong with a clock reading `now_secs`, if it is implausible.
+pub fn check(now_secs: u64, built_at: u64, last_refresh: Option<u64>) -> Option<String> {
+    // Builds and refreshes are stamped in seconds; a minute of slack keeps a
+    // clock that NTP nudged back a little from being called wrong.
+    const SLACK_SECS: u64 = 60;
+    if now_secs + SLACK_SECS < built_at {
+        return Some(format!(
+            "the clock reads {}, before this build of outpost was made ({}): it probably lost \
+             its time in a power cut. Set it (`date -s`, or let NTP reach a time server); until \
+             then card expiry and signed metadata are judged against the wrong date",
+            date(now_secs),
+            date(built_at)
+        ));
+    }
+    if let Some(refreshed) = last_refresh
+        && now_secs + SLACK_SECS < refreshed
+    {
+        return Some(format!(
+            "the clock reads {}, before the node last checked the registry ({}): it was ahead \
+             then, or is behind now. If it is right now, run `outpost trust update \
+             --clock-was-wrong` to forget the time recorded then; otherwise set the clock",
+            date(now_secs),
+            date(refreshed)
+        ));
+    }
+    None
+}
+
+/// The clock problem for `/v1/health`, if any.
+pub fn problem(store: &NodeStore) -> Option<Problem> {
+    let now = crate::install::now_seconds();
+    check(now, built_at_secs(), last_refresh_secs(store)).map(|detail| Problem {
+        what: "clock",
+        detail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JAN_2026: u64 = 1_767_225_600;
+
+    #[test]
+    fn a_clock_before_the_build_or_the_last_refresh_is_reported() {
+        assert_eq!(check(JAN_2026 + 10, JAN_2026, None), None);
+        let woke_in_1970 = check(3_600, JAN_2026, None).expect("implausible");
+        assert!(woke_in_1970.contains("1970-01-01"), "{woke_in_1970}");
+        assert!(woke_in_1970.contains("power cut"), "{woke_in_1970}");
+        let year = 365 * 86_400;
+        let set_back = check(JAN_2026 + 100, JAN_2026, Some(JAN_2026 + year)).expect("behind");
+        assert!(set_back.contains("--clock-was-wrong"), "{set_back}");
+        assert_eq!(
+            check(JAN_2026 + year, JAN_2026, Some(JAN_2026 + year + 30)),
+            None
+        );
+    }
+
+    #[test]
+    fn this_build_knows_when_it_was_made() {
+        assert!(built_at_secs() > JAN_2026, "{}", built_at_secs());
+    }
+}

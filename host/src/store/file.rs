@@ -1,0 +1,147 @@
+//! The handle on the database file, and its recovery from a failed write.
+//!
+//! After one failed write (a full disk, an I/O error) redb refuses every
+//! later operation on that handle until it is closed and opened again. A
+//! node that serves sales cannot wait for a restart, so every transaction
+//! starts here: while the last write failed, the handle is reopened first
+//! (at most once a second), and writes work again as soon as the disk does.
+//! What failed is kept for `/v1/health` to report.
+
+use super::StoreError;
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+/// How often a handle that failed is reopened, at most.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// The settings every open of the node database uses, a reopen included.
+pub(super) fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    // A Pi-class node has little memory to spare; redb's default cache may
+    // grow to 1 GiB.
+    builder.set_cache_size(16 << 20);
+    // Every page's checksum, before anything trusts a page: a changed byte
+    // anywhere is reported as corruption rather than read as a plugin's
+    // grants or panicked on later. It reads the whole file once per open,
+    // and fails before redb writes anything; checking an open database
+    // instead would already have marked the file as in use.
+    builder.set_check_integrity_on_open(true);
+    builder
+}
+
+pub(super) struct DatabaseFile {
+    path: PathBuf,
+    /// `None` after a reopen that failed.
+    current: RwLock<Option<Database>>,
+    trouble: Mutex<Trouble>,
+}
+
+#[derive(Default)]
+struct Trouble {
+    /// Why the last write failed, until one succeeds.
+    failing: Option<String>,
+    last_reopen: Option<Instant>,
+}
+
+impl DatabaseFile {
+    pub(super) fn new(db: Database, path: &Path) -> DatabaseFile {
+        DatabaseFile {
+            path: path.to_path_buf(),
+            current: RwLock::new(Some(db)),
+            trouble: Mutex::new(Trouble::default()),
+        }
+    }
+
+    pub(super) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        self.recover_if_failing()?;
+        let begun = self.with_db(|db| db.begin_write().map_err(StoreError::from))?;
+        begun.inspect_err(|error| self.note(error))
+    }
+
+    pub(super) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        self.recover_if_failing()?;
+        let begun = self.with_db(|db| db.begin_read().map_err(StoreError::from))?;
+        begun.inspect_err(|error| self.note(error))
+    }
+
+    /// Commits `txn`, keeping note of whether writes work.
+    pub(super) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+        match txn.commit() {
+            Ok(()) => {
+                self.lock_trouble().failing = None;
+                Ok(())
+            }
+            Err(error) => {
+                let error = StoreError::from(error);
+                self.note(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Why writes fail now, if they do.
+    pub(super) fn failing(&self) -> Option<String> {
+        self.lock_trouble().failing.clone()
+    }
+
+    fn with_db<R>(&self, work: impl FnOnce(&Database) -> R) -> Result<R, StoreError> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        match current.as_ref() {
+            Some(db) => Ok(work(db)),
+            None => Err(StoreError::Unavailable {
+                path: self.path.clone(),
+                why: self
+                    .failing()
+                    .unwrap_or_else(|| "it could not be reopened".into()),
+            }),
+        }
+    }
+
+    fn lock_trouble(&self) -> std::sync::MutexGuard<'_, Trouble> {
+        self.trouble.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers an error that leaves the handle unusable.
+    fn note(&self, error: &StoreError) {
+        if let StoreError::Database(inner) = error
+            && matches!(inner, redb::Error::Io(_) | redb::Error::PreviousIo)
+        {
+            self.lock_trouble().failing = Some(inner.to_string());
+        }
+    }
+
+    fn recover_if_failing(&self) -> Result<(), StoreError> {
+        {
+            let mut trouble = self.lock_trouble();
+            if trouble.failing.is_none()
+                || trouble
+                    .last_reopen
+                    .is_some_and(|at| at.elapsed() < REOPEN_EVERY)
+            {
+                return Ok(());
+            }
+            trouble.last_reopen = Some(Instant::now());
+        }
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        // The old handle holds the file's lock: it goes before the new one
+        // can open.
+        drop(current.take());
+        match builder().open(&self.path) {
+            Ok(db) => {
+                *current = Some(db);
+                tracing::info!(path = %self.path.display(), "reopened the node database after a failed write");
+                Ok(())
+            }
+            Err(error) => {
+                let why = format!("reopening it failed: {error}");
+                self.lock_trouble().failing = Some(why.clone());
+                Err(StoreError::Unavailable {
+                    path: self.path.clone(),
+                    why,
+                })
+            }
+        }
+    }
+}
