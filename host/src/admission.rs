@@ -37,8 +37,8 @@ pub enum Refusal {
     )]
     QueueFull { running: u32, waiting: u32 },
     #[error(
-        "busy: waited {}ms for one of its {running} call places without getting one; \
-         try again shortly",
+        "busy: waited {}ms for a place to run (it may run {running} calls at once, and the \
+         node's pool of calls was full or its own places taken); try again shortly",
         .waited.as_millis()
     )]
     WaitedTooLong { running: u32, waited: Duration },
@@ -219,6 +219,16 @@ impl HeldOnThisThread {
 impl Drop for HeldOnThisThread {
     fn drop(&mut self) {
         HELD.with(|held| held.set(self.0));
+    }
+}
+
+/// `work`, made to hold on whatever thread runs it the admission this thread
+/// holds now (for calls that step onto another thread to block).
+pub fn carried<R>(work: impl FnOnce() -> R) -> impl FnOnce() -> R {
+    let held = HELD.with(std::cell::Cell::get);
+    move || {
+        let _held = HeldOnThisThread(HELD.with(|slot| slot.replace(held)));
+        work()
     }
 }
 

@@ -358,10 +358,14 @@ fn outside_async_context<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     match Handle::try_current().map(|handle| handle.runtime_flavor()) {
         Err(_) => work(),
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        Ok(_) => std::thread::scope(|scope| match scope.spawn(work).join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }),
+        Ok(_) => {
+            std::thread::scope(
+                |scope| match scope.spawn(crate::admission::carried(work)).join() {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+            )
+        }
     }
 }
 

@@ -270,7 +270,7 @@ impl Default for Policy {
             http_timeout_ms: 10_000,
             allowed_grants: GrantKind::ALL.to_vec(),
             default_concurrency: 2,
-            max_concurrency: 16,
+            max_concurrency: 8,
             max_queued_calls: 64,
         }
     }
@@ -438,6 +438,17 @@ impl NodeConfig {
                 policy.default_memory_mib, policy.max_memory_mib
             ));
         }
+        // No plugin may hold more than half the pool, so one that is slow or
+        // hostile always leaves room for the others.
+        let half_the_pool = (engine.pool_slots / 2).max(1);
+        if policy.max_concurrency > half_the_pool {
+            return Err(format!(
+                "policy.max-concurrency = {} is more than half of engine.pool-slots ({}); one \
+                 plugin could then hold the calls of all the others. Lower it to {half_the_pool}, \
+                 or raise engine.pool-slots",
+                policy.max_concurrency, engine.pool_slots
+            ));
+        }
         if policy.default_concurrency == 0 || policy.default_concurrency > policy.max_concurrency {
             return Err(format!(
                 "policy.default-concurrency = {} must be between 1 and policy.max-concurrency ({})",
@@ -601,6 +612,23 @@ mod tests {
                 timeout_ms: 5_000
             }
         );
+    }
+
+    #[test]
+    fn no_plugin_may_hold_more_than_half_the_pool() {
+        let refused = NodeConfig::parse("[policy]\nmax-concurrency = 16\n", "outpost.toml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains("more than half of engine.pool-slots (16)"),
+            "{refused}"
+        );
+        NodeConfig::parse(
+            "[engine]\npool-slots = 32\n[policy]\nmax-concurrency = 16\n",
+            "t",
+        )
+        .expect("half of 32");
     }
 
     #[test]

@@ -38,8 +38,9 @@ pub struct CentreEvents {
 /// not be reported as done.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the node could not store its {kind} record ({source}); nothing was recorded. Free space \
-     on the disk that holds the node's data directory, then try again"
+    "the node could not store its {kind} record ({source}), so it does not answer success. Free \
+     space on the disk that holds the node's data directory, then retry (with the same booking \
+     reference: the plugin's part may already have happened)"
 )]
 pub struct EventNotKept {
     pub kind: &'static str,
@@ -144,7 +145,11 @@ impl CentreEvents {
         match tokio::task::spawn_blocking(move || events.record(kind, data)).await {
             Ok(recorded) => recorded.map(drop),
             // Shutting down: the request is being dropped anyway.
-            Err(_) => Ok(()),
+            Err(stopped) if stopped.is_cancelled() => Ok(()),
+            Err(_) => Err(EventNotKept {
+                kind,
+                source: EnqueueError::Unavailable("recording it failed unexpectedly".into()),
+            }),
         }
     }
 }

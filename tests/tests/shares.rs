@@ -148,3 +148,29 @@ async fn busy_answers_carry_retry_after() {
         "in once the place is free"
     );
 }
+
+/// A node embedded in a single-threaded runtime admits each call once: the
+/// call steps onto a thread of its own to block, and takes its admission
+/// along instead of queueing behind itself.
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_is_admitted_once_on_a_single_threaded_runtime() {
+    let single = PackageCopy::new(artifacts::TEST_HOSTILE, |manifest| {
+        manifest
+            .replace("id = \"test/hostile\"", "id = \"test/single\"")
+            .replace("deadline-ms = 300", "deadline-ms = 300\nconcurrency = 1")
+    });
+    let node = TestNode::new();
+    node.install(single.path());
+    let shared = node.shared();
+    let mut label: Value = serde_json::from_str(LABEL_JSON).expect("json");
+    label["driver"] = json!("test/single");
+    label["label"]["reference"] = json!("echo");
+    let request = hyper::Request::post("/v1/print/label")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            label.to_string(),
+        )))
+        .expect("request");
+    let (status, body) = outpost_e2e_tests::send_in_process(&shared.node, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

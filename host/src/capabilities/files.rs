@@ -20,7 +20,7 @@
 
 use crate::call::CallFailure;
 use crate::capabilities::scratch_quota::ScratchQuota;
-use crate::store::BelowReserve;
+use crate::store::NodeStore;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use std::ffi::OsString;
@@ -42,9 +42,6 @@ pub const ENTRY_BYTES: u64 = 512;
 pub struct ScratchDir {
     path: PathBuf,
     quota: Arc<ScratchQuota>,
-    /// Set when the node's disk was within the reserve plugins may not use
-    /// as the call began: the folder is there, but nothing may be written.
-    reserve: Option<BelowReserve>,
 }
 
 impl ScratchDir {
@@ -52,17 +49,15 @@ impl ScratchDir {
         root: &Path,
         call_id: u64,
         quota_bytes: u64,
-        reserve: Option<BelowReserve>,
+        disk: Option<Arc<NodeStore>>,
     ) -> io::Result<ScratchDir> {
         let path = root.join(format!("call-{call_id}"));
         remove_tree(&path)?;
         std::fs::create_dir_all(&path)?;
         let dir = Dir::open_ambient_dir(&path, ambient_authority())?;
-        let quota_bytes = if reserve.is_some() { 0 } else { quota_bytes };
         Ok(ScratchDir {
             path,
-            quota: Arc::new(ScratchQuota::new(dir, quota_bytes)),
-            reserve,
+            quota: Arc::new(ScratchQuota::new(dir, quota_bytes, disk)),
         })
     }
 
@@ -95,7 +90,7 @@ impl ScratchDir {
     pub fn over_quota(&self) -> Option<CallFailure> {
         let quota = self.quota_bytes();
         if let Some(used) = self.quota.hit() {
-            return Some(match &self.reserve {
+            return Some(match self.quota.below_reserve() {
                 Some(full) => CallFailure::DiskReserve(full.to_string()),
                 None => CallFailure::ScratchQuota { used, quota },
             });

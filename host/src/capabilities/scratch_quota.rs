@@ -27,6 +27,7 @@
 
 use crate::capabilities::files::{self, ENTRY_BYTES};
 use crate::sandbox::CallState;
+use crate::store::{BelowReserve, NodeStore};
 use cap_std::fs::Dir;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use wasmtime::component::{HasData, Linker, Resource};
@@ -57,6 +58,9 @@ pub struct QuotaExceeded {
 pub struct ScratchQuota {
     root: Dir,
     quota: u64,
+    /// Asked before each growth whether the node's disk is within the
+    /// reserve plugins may not use (`store::disk`).
+    disk: Option<Arc<NodeStore>>,
     state: Mutex<QuotaState>,
 }
 
@@ -73,6 +77,8 @@ struct QuotaState {
     freed: bool,
     /// The most the call tried to reach past its quota, if it did.
     hit: Option<u64>,
+    /// Why a growth was refused for the disk's sake, if one was.
+    below_reserve: Option<BelowReserve>,
     /// Files the guest opened under the folder, so a measure can count
     /// those it unlinked but holds open.
     open_files: Vec<Weak<std::fs::File>>,
@@ -81,12 +87,18 @@ struct QuotaState {
 }
 
 impl ScratchQuota {
-    pub fn new(root: Dir, quota: u64) -> ScratchQuota {
+    pub fn new(root: Dir, quota: u64, disk: Option<Arc<NodeStore>>) -> ScratchQuota {
         ScratchQuota {
             root,
             quota,
+            disk,
             state: Mutex::new(QuotaState::default()),
         }
+    }
+
+    /// Why a write was refused to keep the disk's reserve, if one was.
+    pub fn below_reserve(&self) -> Option<BelowReserve> {
+        self.lock().below_reserve.clone()
     }
 
     pub fn quota_bytes(&self) -> u64 {
@@ -115,6 +127,17 @@ impl ScratchQuota {
     /// Charges `bytes` of growth, or refuses it.
     pub fn charge(&self, bytes: u64) -> Result<(), QuotaExceeded> {
         let mut state = self.lock();
+        if bytes > 0
+            && let Some(full) = self.disk.as_ref().and_then(|s| s.check_plugin_room().err())
+        {
+            let attempted = state.charged.saturating_add(bytes);
+            state.hit = Some(state.hit.map_or(attempted, |hit| hit.max(attempted)));
+            state.below_reserve = Some(full);
+            return Err(QuotaExceeded {
+                attempted,
+                quota: self.quota,
+            });
+        }
         if state.fits(bytes, self.quota) {
             state.charged += bytes;
             return Ok(());
@@ -752,7 +775,7 @@ mod tests {
     fn quota(bytes: u64) -> (tempfile::TempDir, ScratchQuota) {
         let root = tempfile::tempdir().expect("temp dir");
         let dir = Dir::open_ambient_dir(root.path(), ambient_authority()).expect("open");
-        (root, ScratchQuota::new(dir, bytes))
+        (root, ScratchQuota::new(dir, bytes, None))
     }
 
     #[test]

@@ -292,8 +292,12 @@ fn outcome(
             ),
         };
     }
+    // `Retry-After` may ask for a longer wait, never a shorter one: with no
+    // attempt limit, `Retry-After: 0` would otherwise be a request (and a
+    // commit) as fast as the destination answers, for days.
+    let backed_off = jittered(backoff(settings, attempt));
     let wait = retry_after
-        .unwrap_or_else(|| jittered(backoff(settings, attempt)))
+        .map_or(backed_off, |asked| asked.max(backed_off))
         .min(Duration::from_millis(settings.max_backoff_ms));
     AttemptOutcome::Retry {
         status,
@@ -460,6 +464,32 @@ mod tests {
             last_error: None,
             tried_for_ms,
             kept_bytes: 0,
+            kept_limit_bytes: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn retry_after_can_lengthen_the_wait_but_never_shorten_it() {
+        let settings = OutboxSettings::default();
+        let now = 1_000 * HOUR_MS;
+        let took = Duration::from_millis(5);
+        let answer = |seconds| {
+            Ok(Answer {
+                status: 503,
+                body: Vec::new(),
+                retry_after: Some(Duration::from_secs(seconds)),
+            })
+        };
+        // The fifth failure backs off at least half of 16 s.
+        let entry = pending(4, now, 0);
+        let floor = backoff(&settings, 5).as_millis() as u64 / 2;
+        for (seconds, at_least) in [(0, floor), (120, 120_000)] {
+            match outcome(&settings, &entry, answer(seconds), took, now) {
+                AttemptOutcome::Retry { retry_at_ms, .. } => {
+                    assert!(retry_at_ms >= now + at_least, "Retry-After: {seconds}");
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

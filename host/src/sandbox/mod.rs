@@ -129,8 +129,8 @@ enum LazyWasi {
 struct WasiPlan {
     assets: Option<PathBuf>,
     scratch: Option<(PathBuf, u64, u64)>,
-    /// Asked whether the disk is within the reserve plugins may not use
-    /// before a scratch folder is made.
+    /// Asked, before each write to scratch, whether the disk is within the
+    /// reserve plugins may not use.
     store: Option<Arc<NodeStore>>,
 }
 
@@ -148,11 +148,7 @@ impl CallState {
             .allow_ip_name_lookup(false)
             .max_random_size(MAX_RANDOM_BYTES);
         if let Some((root, call_id, quota)) = plan.scratch {
-            let reserve = plan
-                .store
-                .as_ref()
-                .and_then(|store| store.check_plugin_room().err());
-            match ScratchDir::create(&root, call_id, quota, reserve) {
+            match ScratchDir::create(&root, call_id, quota, plan.store.clone()) {
                 Ok(scratch) => self.scratch = Some(scratch),
                 Err(error) => {
                     self.setup_error = Some(format!("cannot create its scratch folder: {error}"));

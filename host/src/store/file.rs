@@ -10,7 +10,7 @@
 use super::StoreError;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// How often a handle that failed is reopened, at most.
@@ -33,8 +33,10 @@ pub(super) fn builder() -> redb::Builder {
 
 pub(super) struct DatabaseFile {
     path: PathBuf,
-    /// `None` after a reopen that failed.
-    current: RwLock<Option<Database>>,
+    /// `None` after a reopen that failed. Callers clone the `Arc` out and
+    /// release the lock before redb may wait (a write transaction waits for
+    /// the one before it), so a reopen never waits behind them.
+    current: RwLock<Option<Arc<Database>>>,
     trouble: Mutex<Trouble>,
 }
 
@@ -49,20 +51,20 @@ impl DatabaseFile {
     pub(super) fn new(db: Database, path: &Path) -> DatabaseFile {
         DatabaseFile {
             path: path.to_path_buf(),
-            current: RwLock::new(Some(db)),
+            current: RwLock::new(Some(Arc::new(db))),
             trouble: Mutex::new(Trouble::default()),
         }
     }
 
     pub(super) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
         self.recover_if_failing()?;
-        let begun = self.with_db(|db| db.begin_write().map_err(StoreError::from))?;
+        let begun = self.handle()?.begin_write().map_err(StoreError::from);
         begun.inspect_err(|error| self.note(error))
     }
 
     pub(super) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
         self.recover_if_failing()?;
-        let begun = self.with_db(|db| db.begin_read().map_err(StoreError::from))?;
+        let begun = self.handle()?.begin_read().map_err(StoreError::from);
         begun.inspect_err(|error| self.note(error))
     }
 
@@ -86,17 +88,14 @@ impl DatabaseFile {
         self.lock_trouble().failing.clone()
     }
 
-    fn with_db<R>(&self, work: impl FnOnce(&Database) -> R) -> Result<R, StoreError> {
+    fn handle(&self) -> Result<Arc<Database>, StoreError> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        match current.as_ref() {
-            Some(db) => Ok(work(db)),
-            None => Err(StoreError::Unavailable {
-                path: self.path.clone(),
-                why: self
-                    .failing()
-                    .unwrap_or_else(|| "it could not be reopened".into()),
-            }),
-        }
+        current.clone().ok_or_else(|| StoreError::Unavailable {
+            path: self.path.clone(),
+            why: self
+                .failing()
+                .unwrap_or_else(|| "it could not be reopened".into()),
+        })
     }
 
     fn lock_trouble(&self) -> std::sync::MutexGuard<'_, Trouble> {
@@ -126,17 +125,25 @@ impl DatabaseFile {
         }
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         // The old handle holds the file's lock: it goes before the new one
-        // can open.
+        // can open. redb closes it once the last of its transactions ends;
+        // until then the open below fails and is tried again a second later.
         drop(current.take());
         match builder().open(&self.path) {
             Ok(db) => {
-                *current = Some(db);
+                *current = Some(Arc::new(db));
                 tracing::info!(path = %self.path.display(), "reopened the node database after a failed write");
                 Ok(())
             }
             Err(error) => {
-                let why = format!("reopening it failed: {error}");
-                self.lock_trouble().failing = Some(why.clone());
+                let why = match error {
+                    redb::DatabaseError::DatabaseAlreadyOpen => {
+                        "waiting for transactions on the failed handle to end before reopening"
+                            .to_string()
+                    }
+                    other => format!("reopening it failed: {other}"),
+                };
+                // `failing` keeps the first cause (a full disk): that is
+                // what the operator has to fix.
                 Err(StoreError::Unavailable {
                     path: self.path.clone(),
                     why,

@@ -148,6 +148,14 @@ pub struct OutboxEntry {
     /// before the quota count nothing.
     #[serde(default)]
     pub kept_bytes: u64,
+    /// The owner's byte quota when it was enqueued: an answer is kept only
+    /// as far as it fits.
+    #[serde(default = "no_limit")]
+    pub kept_limit_bytes: u64,
+}
+
+fn no_limit() -> u64 {
+    u64::MAX
 }
 
 /// The result of enqueueing one message.
@@ -249,6 +257,24 @@ fn set_kept(txn: &WriteTransaction, entry: &mut OutboxEntry, kept: u64) -> Resul
     }
     entry.kept_bytes = kept;
     Ok(())
+}
+
+/// How much of an answer to `entry` fits its owner's byte quota: a
+/// destination answering 64 KiB to every one-byte message must not take the
+/// owner past it.
+fn answer_room(txn: &WriteTransaction, entry: &OutboxEntry) -> Result<usize, StoreError> {
+    if entry.kept_bytes == 0 {
+        return Ok(usize::MAX);
+    }
+    let owner_kept = txn
+        .open_table(KEPT)?
+        .get(entry.owner.as_str())?
+        .map_or(0, |v| v.value());
+    let others = owner_kept.saturating_sub(entry.kept_bytes);
+    let room = entry
+        .kept_limit_bytes
+        .saturating_sub(others + entry.payload_bytes + ENTRY_OVERHEAD_BYTES);
+    Ok(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
 fn load(txn: &WriteTransaction, id: u64) -> Result<Option<OutboxEntry>, StoreError> {
@@ -371,6 +397,7 @@ impl NodeStore {
                     last_error: None,
                     tried_for_ms: 0,
                     kept_bytes: 0,
+                    kept_limit_bytes: message.max_kept_bytes,
                 };
                 set_kept(&txn, &mut entry, adds)?;
                 save(&txn, &entry)?;
@@ -558,7 +585,7 @@ impl NodeStore {
                 }
             };
             entry.response_status = status;
-            body.truncate(MAX_RESPONSE_BYTES);
+            body.truncate(MAX_RESPONSE_BYTES.min(answer_room(&txn, &entry)?));
             let mut responses = txn.open_table(RESPONSES)?;
             if status.is_some() {
                 responses.insert(id, body.as_slice())?;
@@ -753,6 +780,29 @@ mod tests {
         for key in ["e", "f"] {
             assert!(store.outbox_enqueue(&[sized(key)], 60).expect("commit")[0].is_ok());
         }
+    }
+
+    #[test]
+    fn an_answer_is_kept_only_as_far_as_the_byte_quota_has_room() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = NodeStore::open(&dir.path().join(DATABASE_FILE_NAME)).expect("opens");
+        let quota = ENTRY_OVERHEAD_BYTES + 1000;
+        let tiny = NewMessage {
+            max_kept_bytes: quota,
+            ..message("a", "1")
+        };
+        assert!(store.outbox_enqueue(&[tiny], 10).expect("commit")[0].is_ok());
+        // A destination that answers 64 KiB to a one-byte message.
+        let answer = AttemptOutcome::Delivered {
+            status: 200,
+            body: vec![b'x'; MAX_RESPONSE_BYTES],
+        };
+        let entry = store
+            .outbox_record(1, answer, 20)
+            .expect("record")
+            .expect("entry");
+        assert_eq!(entry.kept_bytes, quota, "{entry:?}");
+        assert_eq!(store.outbox_response(1).expect("read").len(), 999);
     }
 
     #[test]

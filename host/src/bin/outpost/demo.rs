@@ -447,13 +447,15 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     let (_, body) = client.request(Method::GET, "/v1/plugins", None).await?;
     for plugin in body["plugins"].as_array().into_iter().flatten() {
         println!(
-            "   {} {}: {}, {} calls: {} refused their input, {} stopped by the sandbox",
+            "   {} {}: {}, {} calls: {} refused their input, {} stopped by the sandbox; \
+             runs at most {} at once",
             plugin["id"].as_str().unwrap_or_default(),
             plugin["version"].as_str().unwrap_or_default(),
             plugin["status"].as_str().unwrap_or_default(),
             plugin["calls"],
             plugin["refused"],
             plugin["failed"],
+            plugin["limits"]["concurrency"],
         );
     }
 
