@@ -12,12 +12,14 @@
 //! - [`server`]: `outpost-registry serve`, OCI distribution plus `/tuf/`.
 //! - [`client`]: what a node uses to verify and fetch a release.
 //! - [`vendor`]: what a vendor uses to push and publish.
+//! - [`report`]: how the command-line tools show an error, each cause once.
 
 pub mod admin;
 pub mod artifact;
 pub mod bundle;
 pub mod client;
 pub mod keys;
+pub mod report;
 pub mod repository;
 pub mod server;
 pub mod store;

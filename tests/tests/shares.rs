@@ -11,15 +11,40 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const SLOW_CALLS: usize = 20;
 
+/// The hostile driver as `id`, with `deadline_ms` per call and `concurrency`
+/// calls at once.
+fn hostile_driver(id: &str, deadline_ms: u64, concurrency: u32) -> PackageCopy {
+    PackageCopy::new(artifacts::TEST_HOSTILE, |manifest| {
+        manifest
+            .replace("id = \"test/hostile\"", &format!("id = \"{id}\""))
+            .replace(
+                "deadline-ms = 300",
+                &format!("deadline-ms = {deadline_ms}\nconcurrency = {concurrency}"),
+            )
+    })
+}
+
+/// `POST /v1/print/label` to the hostile `driver`, running `command`.
+fn hostile_label(driver: &str, command: &str, args: &[&str]) -> String {
+    let mut label: Value = serde_json::from_str(LABEL_JSON).expect("json");
+    label["driver"] = json!(driver);
+    label["label"]["reference"] = json!(command);
+    label["label"]["notes"] = json!(args);
+    label.to_string()
+}
+
+fn in_process(body: String) -> hyper::Request<http_body_util::Full<bytes::Bytes>> {
+    hyper::Request::post("/v1/print/label")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .expect("request")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_plugin_fills_its_own_share_and_other_plugins_print_at_once() {
     // The hostile driver, renamed, allowed 2 calls at once and 3 s each; the
     // node keeps at most 4 more of its calls waiting.
-    let slow = PackageCopy::new(artifacts::TEST_HOSTILE, |manifest| {
-        manifest
-            .replace("id = \"test/hostile\"", "id = \"test/slow\"")
-            .replace("deadline-ms = 300", "deadline-ms = 3000\nconcurrency = 2")
-    });
+    let slow = hostile_driver("test/slow", 3000, 2);
     let node = TestNode::with_toml("[policy]\nmax-queued-calls = 4\n");
     node.install_artifact(artifacts::THERMAL_PRINTER);
     node.install(slow.path());
@@ -27,11 +52,7 @@ async fn a_slow_plugin_fills_its_own_share_and_other_plugins_print_at_once() {
     let serving = Serving::start(shared.node.clone(), false).await;
     let client = Arc::new(serving.client.clone());
 
-    let mut sleepy: Value = serde_json::from_str(LABEL_JSON).expect("json");
-    sleepy["driver"] = json!("test/slow");
-    sleepy["label"]["reference"] = json!("sleep");
-    sleepy["label"]["notes"] = json!(["1500"]);
-    let sleepy = Arc::new(sleepy.to_string());
+    let sleepy = Arc::new(hostile_label("test/slow", "sleep", &["1500"]));
     let finished = Arc::new(AtomicUsize::new(0));
     let mut slow_calls = Vec::new();
     for _ in 0..SLOW_CALLS {
@@ -101,11 +122,7 @@ async fn a_slow_plugin_fills_its_own_share_and_other_plugins_print_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_answers_carry_retry_after() {
-    let slow = PackageCopy::new(artifacts::TEST_HOSTILE, |manifest| {
-        manifest
-            .replace("id = \"test/hostile\"", "id = \"test/slow\"")
-            .replace("deadline-ms = 300", "deadline-ms = 2000\nconcurrency = 1")
-    });
+    let slow = hostile_driver("test/slow", 2000, 1);
     let node = TestNode::with_toml("[policy]\nmax-queued-calls = 0\n");
     node.install(slow.path());
     let shared = node.shared();
@@ -119,29 +136,15 @@ async fn busy_answers_carry_retry_after() {
         .admit(&plugin, "test")
         .await
         .expect("in");
-    let mut label: Value = serde_json::from_str(LABEL_JSON).expect("json");
-    label["driver"] = json!("test/slow");
-    label["label"]["reference"] = json!("echo");
-    let request = hyper::Request::post("/v1/print/label")
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            label.to_string(),
-        )))
-        .expect("request");
-    let response = api::handle_in_process(shared.node.clone(), request).await;
+    let label = hostile_label("test/slow", "echo", &[]);
+    let response = api::handle_in_process(shared.node.clone(), in_process(label.clone())).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         response.headers().get("retry-after").map(|v| v.as_bytes()),
         Some(&b"1"[..])
     );
     drop(held);
-    let request = hyper::Request::post("/v1/print/label")
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            label.to_string(),
-        )))
-        .expect("request");
-    let response = api::handle_in_process(shared.node.clone(), request).await;
+    let response = api::handle_in_process(shared.node.clone(), in_process(label)).await;
     assert_eq!(
         response.status(),
         StatusCode::OK,
@@ -154,23 +157,11 @@ async fn busy_answers_carry_retry_after() {
 /// along instead of queueing behind itself.
 #[tokio::test(flavor = "current_thread")]
 async fn a_call_is_admitted_once_on_a_single_threaded_runtime() {
-    let single = PackageCopy::new(artifacts::TEST_HOSTILE, |manifest| {
-        manifest
-            .replace("id = \"test/hostile\"", "id = \"test/single\"")
-            .replace("deadline-ms = 300", "deadline-ms = 300\nconcurrency = 1")
-    });
+    let single = hostile_driver("test/single", 300, 1);
     let node = TestNode::new();
     node.install(single.path());
     let shared = node.shared();
-    let mut label: Value = serde_json::from_str(LABEL_JSON).expect("json");
-    label["driver"] = json!("test/single");
-    label["label"]["reference"] = json!("echo");
-    let request = hyper::Request::post("/v1/print/label")
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            label.to_string(),
-        )))
-        .expect("request");
-    let (status, body) = outpost_e2e_tests::send_in_process(&shared.node, request).await;
+    let label = in_process(hostile_label("test/single", "echo", &[]));
+    let (status, body) = outpost_e2e_tests::send_in_process(&shared.node, label).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

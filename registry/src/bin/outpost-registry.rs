@@ -160,25 +160,6 @@ enum RootCommand {
     },
 }
 
-/// The error and its causes, each said once. Many errors keep their cause in
-/// their own message, so the API (which shows one message) shows it whole,
-/// and also return it as their source; anyhow's `{:#}` would then print that
-/// cause a second time.
-fn describe(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let part = cause.to_string();
-        if part.is_empty() || text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
-}
-
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -189,7 +170,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(error) = run(cli) {
-        eprintln!("error: {}", describe(&error));
+        eprintln!("error: {}", outpost_registry::report::error_chain(&error));
         std::process::exit(1);
     }
 }

@@ -52,25 +52,6 @@ fn quiet_on_closed_pipe() {
     }
 }
 
-/// The error and its causes, each said once. Many errors keep their cause in
-/// their own message, so the API (which shows one message) shows it whole,
-/// and also return it as their source; anyhow's `{:#}` would then print that
-/// cause a second time.
-fn describe(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let part = cause.to_string();
-        if part.is_empty() || text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
-}
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if !matches!(cli.command, cli::Command::Run { .. }) {
@@ -95,7 +76,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("error: {}", outpost_registry::report::error_chain(&error));
             ExitCode::FAILURE
         }
     }
