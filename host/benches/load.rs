@@ -161,70 +161,86 @@ fn main() {
     let forecaster = forecaster_package(share.filter(|share| !share.is_empty()));
     node.install(forecaster.path()).expect("installs");
     let node = Arc::new(node);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // Three runtimes, as on a stall: the node's (two workers, as `outpost
+    // run`), the load's (the till and back office sending forecasts) and the
+    // probe's (the till taking a card), so that the probe's latency is the
+    // node's, not a queue in a shared client.
+    let runtime = |workers: usize| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let (node_runtime, load_runtime) = (runtime(2), runtime(1));
+    let probe_runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async {
-        let token = api::load_or_create_token(&node).expect("token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        tokio::spawn(api::serve(
-            node.clone(),
-            listener,
-            token.clone(),
-            std::future::pending(),
-        ));
-        let target = Arc::new(Target {
+    let token = api::load_or_create_token(&node).expect("token");
+    let listener = node_runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    node_runtime.spawn(api::serve(
+        node.clone(),
+        listener,
+        token.clone(),
+        std::future::pending(),
+    ));
+    let target = |runtime: &tokio::runtime::Runtime| {
+        let _entered = runtime.enter();
+        Arc::new(Target {
             client: Client::builder(TokioExecutor::new()).build_http(),
-            base,
-            token,
-        });
+            base: base.clone(),
+            token: token.clone(),
+        })
+    };
+    let probe = target(&probe_runtime);
 
-        let (tokenize, health) = measure(&target, requests).await;
-        report("idle node", &tokenize, &health);
+    let (tokenize, health) = probe_runtime.block_on(measure(&probe, requests));
+    report("idle node", &tokenize, &health);
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let forecasts = Arc::new(AtomicU64::new(0));
-        let refused = Arc::new(AtomicU64::new(0));
-        let body = five_year_forecast();
-        let mut load = Vec::new();
-        for _ in 0..FORECASTS_IN_FLIGHT {
-            let (target, stop, body) = (target.clone(), stop.clone(), body.clone());
-            let (forecasts, refused) = (forecasts.clone(), refused.clone());
-            load.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let status = target.send("POST", "/v1/forecasts", &body).await;
-                    if status.is_success() {
-                        forecasts.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        // A full share answers 503 at once; come back shortly.
-                        refused.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let forecasts = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let body = five_year_forecast();
+    let loader = target(&load_runtime);
+    let mut load = Vec::new();
+    for _ in 0..FORECASTS_IN_FLIGHT {
+        let (target, stop, body) = (loader.clone(), stop.clone(), body.clone());
+        let (forecasts, refused) = (forecasts.clone(), refused.clone());
+        load.push(load_runtime.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let status = target.send("POST", "/v1/forecasts", &body).await;
+                if status.is_success() {
+                    forecasts.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // A full share answers 503 at once; come back shortly.
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-            }));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let started = Instant::now();
-        let (tokenize, health) = measure(&target, requests).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        stop.store(true, Ordering::Relaxed);
-        report(
-            &format!("{FORECASTS_IN_FLIGHT} five-year forecasts running"),
-            &tokenize,
-            &health,
-        );
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (tokenize, health) = probe_runtime.block_on(measure(&probe, requests));
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    report(
+        &format!("{FORECASTS_IN_FLIGHT} five-year forecasts running"),
+        &tokenize,
+        &health,
+    );
+    load_runtime.block_on(async {
         for task in load {
             let _ = task.await;
         }
-        println!(
-            "forecasts meanwhile: {:.1}/s answered, {:.1}/s refused busy",
-            forecasts.load(Ordering::Relaxed) as f64 / elapsed,
-            refused.load(Ordering::Relaxed) as f64 / elapsed,
-        );
     });
+    println!(
+        "forecasts meanwhile: {:.1}/s answered, {:.1}/s refused busy",
+        forecasts.load(Ordering::Relaxed) as f64 / elapsed,
+        refused.load(Ordering::Relaxed) as f64 / elapsed,
+    );
 }

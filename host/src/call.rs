@@ -276,8 +276,20 @@ impl Invoker {
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(host_copy_budget(&limits));
-        store.set_epoch_deadline(self.engines.deadline_ticks(limits.deadline));
-        store.epoch_deadline_trap();
+        // The first tick a call is still running marks it a long one. From
+        // then on it gives way to other runnable threads at every tick: a
+        // five-year forecast then costs a lone tokenize a few hundred
+        // microseconds instead of several time slices. The deadline itself
+        // is wall-clock time since the call started, never early.
+        store.set_epoch_deadline(1);
+        let deadline = started + limits.deadline;
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                return Err(Trap::Interrupt.into());
+            }
+            std::thread::yield_now();
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
         if let Some(fuel) = limits.fuel
             && let Err(error) = store.set_fuel(fuel)
         {

@@ -6,9 +6,10 @@
 //! never installs a metered plugin never creates the second engine.
 //!
 //! Deadlines use epoch interruption: a ticker thread bumps each engine's epoch
-//! every `epoch-tick-ms`, and a store whose deadline (in ticks) passes traps at
-//! the next loop back-edge or function entry. That stops a guest spinning in a
-//! loop without any help from it. The ticker parks itself after a second with
+//! every `epoch-tick-ms`, and at each tick a running call is checked against
+//! its deadline at the next loop back-edge or function entry (and gives way
+//! to other threads; see `call`). That stops a guest spinning in a loop
+//! without any help from it. The ticker parks itself after a second with
 //! no call running, so an idle node does not wake 200 times a second.
 
 use crate::config::{EngineSettings, Policy};
@@ -168,17 +169,9 @@ impl Engines {
         }
     }
 
-    /// How many ticks to allow a call whose deadline is `deadline`, set now:
-    /// the deadline in ticks rounded up, one more because the current tick may
-    /// be about to end, and the ticker's backlog (ticks already due for time
-    /// before now, which must not count against this call).
-    pub fn deadline_ticks(&self, deadline: Duration) -> u64 {
-        ticks_for(deadline, self.settings.epoch_tick()) + self.ticker.shared.backlog()
-    }
-
-    /// How long after its deadline a call's epoch deadline has surely passed:
-    /// one tick of rounding, one of the `+ 1` in [`Engines::deadline_ticks`],
-    /// and one for the ticker's own jitter.
+    /// How long after its deadline a running call has surely been stopped:
+    /// it is checked at every tick (see `call`), so one tick, and two more
+    /// for the ticker's own jitter and a descheduled ticker catching up.
     pub fn deadline_slack(&self) -> Duration {
         self.settings.epoch_tick() * 3
     }
@@ -194,9 +187,8 @@ impl Engines {
     }
 }
 
-/// The ticker's state, shared with calls. `run_started` and `ticked` let a
-/// caller see how far behind wall-clock time the epoch is (see
-/// [`TickerShared::backlog`]).
+/// The ticker's state, shared with calls. `run_started` and `ticked` keep
+/// the epoch following wall-clock time: a late wake is made up.
 struct TickerShared {
     engines: Mutex<Vec<Engine>>,
     running_calls: AtomicUsize,
@@ -235,9 +227,7 @@ impl TickerShared {
     }
 
     /// Ticks that wall-clock time has made due but the ticker has not applied
-    /// yet (it was descheduled, or is about to wake). Applied after a deadline
-    /// is set, they would count against it and stop the call early; so a
-    /// deadline set now adds them.
+    /// yet (it was descheduled); the ticker makes them up.
     fn backlog(&self) -> u64 {
         let started = self.run_started.load(Ordering::SeqCst);
         if started == NOT_TICKING {
@@ -367,11 +357,6 @@ impl Drop for EpochTicker {
 }
 
 /// A deadline in ticks: rounded up, plus one.
-fn ticks_for(deadline: Duration, tick: Duration) -> u64 {
-    let ticks = deadline.as_nanos().div_ceil(tick.as_nanos().max(1));
-    u64::try_from(ticks).unwrap_or(u64::MAX / 2) + 1
-}
-
 /// A running call, as far as the ticker is concerned.
 pub struct CallGuard<'a> {
     shared: &'a TickerShared,
@@ -386,30 +371,6 @@ impl Drop for CallGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadline_ticks_round_up_and_add_one() {
-        let tick = Duration::from_millis(5);
-        assert_eq!(ticks_for(Duration::from_millis(500), tick), 101);
-        assert_eq!(ticks_for(Duration::from_millis(1), tick), 2);
-        assert_eq!(ticks_for(Duration::from_micros(5_001), tick), 3);
-    }
-
-    #[test]
-    fn a_ticker_running_behind_the_clock_reports_its_backlog() {
-        let shared = TickerShared::new(Vec::new(), Duration::from_millis(5));
-        assert_eq!(shared.backlog(), 0, "a parked ticker owes nothing");
-        // A run that started at the origin, at least 45 ms (9 ticks) ago,
-        // with 3 ticks applied.
-        let _ = nanos_since_origin();
-        std::thread::sleep(Duration::from_millis(45));
-        shared.run_started.store(0, Ordering::SeqCst);
-        shared.ticked.store(3, Ordering::SeqCst);
-        assert!(shared.backlog() >= 6, "backlog {}", shared.backlog());
-        // A ticker that is up to date owes nothing.
-        shared.ticked.store(u64::MAX / 2, Ordering::SeqCst);
-        assert_eq!(shared.backlog(), 0);
-    }
 
     #[test]
     fn the_metered_engine_is_made_on_demand_and_kept() {
