@@ -40,14 +40,7 @@ fn at_its_file_limit_the_node_backs_off_quietly_and_recovers() {
         .stderr(log)
         .spawn()
         .expect("outpost run starts");
-    let started = Instant::now();
-    while http_get(address, "/v1/health").is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never answered"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until_answering(address);
 
     // Far more idle connections than the node has files: it runs out.
     let held: Vec<TcpStream> = (0..HELD)

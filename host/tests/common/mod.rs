@@ -108,6 +108,12 @@ pub fn start_node(data_dir: &Path, address: SocketAddr, listen: bool) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("outpost run starts");
+    wait_until_answering(address);
+    node
+}
+
+/// Waits (up to 30 s) until a node answers `/v1/health` on `address`.
+pub fn wait_until_answering(address: SocketAddr) {
     let started = Instant::now();
     while http_get(address, "/v1/health").is_none() {
         assert!(
@@ -116,7 +122,6 @@ pub fn start_node(data_dir: &Path, address: SocketAddr, listen: bool) -> Child {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    node
 }
 
 pub fn signal(node: &Child, signal: &str) {
