@@ -325,3 +325,13 @@ pub fn forecast_request(plugin: &str, days: i64, horizon: u32) -> Request<Full<B
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("request")
 }
+
+/// Provisions the reference tokenizer's key on `node`, then installs it.
+pub fn install_card_tokenizer(node: &Node) {
+    let tokenizer = PluginId::parse("outpost/card-tokenizer").expect("id");
+    node.keystore()
+        .provision(&tokenizer, "card-token", None, false)
+        .expect("key");
+    node.install(Path::new(artifacts::CARD_TOKENIZER.package_dir))
+        .unwrap_or_else(|e| panic!("installing the card tokenizer: {e}"));
+}

@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::StatusCode;
 use outpost::config::NodeConfig;
-use outpost::manifest::PluginId;
 use outpost::node::{Node, NodeOptions};
 use outpost_e2e_tests::{artifacts, send_in_process};
 use serde_json::{Value, json};
@@ -113,12 +112,7 @@ async fn on_a_full_disk_no_acknowledged_sale_loses_its_event_and_the_node_recove
         config_origin: "test".into(),
     })
     .expect("node opens");
-    let tokenizer = PluginId::parse("outpost/card-tokenizer").expect("id");
-    node.keystore()
-        .provision(&tokenizer, "card-token", None, false)
-        .expect("key");
-    node.install(Path::new(artifacts::CARD_TOKENIZER.package_dir))
-        .expect("installs");
+    outpost_e2e_tests::install_card_tokenizer(&node);
     let node = Arc::new(node);
     assert_eq!(send_in_process(&node, tokenize()).await.0, StatusCode::OK);
     assert_eq!(health(&node).await["status"], "ok");

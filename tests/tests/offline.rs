@@ -62,12 +62,7 @@ impl Stall {
         .expect("config");
         config.outbox.attempt_timeout_ms = 2_000;
         let node = TestNode::with_config(config);
-        let tokenizer = outpost::manifest::PluginId::parse("outpost/card-tokenizer").expect("id");
-        node.node
-            .keystore()
-            .provision(&tokenizer, "card-token", None, false)
-            .expect("key");
-        node.install_artifact(artifacts::CARD_TOKENIZER);
+        outpost_e2e_tests::install_card_tokenizer(&node.node);
         node.install_artifact(artifacts::FORECASTER);
         let courier_package = PackageCopy::new(artifacts::COURIER, |manifest| {
             manifest.replace("http://127.0.0.1:7280", &origin).replace(

@@ -493,6 +493,14 @@ mod tests {
         }
     }
 
+    async fn courier_that_is(behaviour: Behaviour) -> VirtualCourier {
+        let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("courier starts");
+        courier.set(behaviour).await.expect("behaviour set");
+        courier
+    }
+
     fn refused_connection() -> Result<Answer, String> {
         Err("http://127.0.0.1:9/v1/shipments: connection refused".into())
     }
@@ -696,10 +704,7 @@ mod tests {
     #[tokio::test]
     async fn an_attempt_that_cannot_be_recorded_is_not_sent_again_until_a_backoff() {
         let (logs, _guard) = Logs::capture();
-        let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
-            .await
-            .expect("courier starts");
-        courier.set(Behaviour::Failing(503)).await.expect("failing");
+        let courier = courier_that_is(Behaviour::Failing(503)).await;
         let (_dir, outbox, ids) = outbox_with(&courier.url(), 4);
         outbox
             .test_seams
@@ -778,10 +783,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_destination_down_for_longer_than_the_old_attempt_limit_is_still_retried() {
-        let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
-            .await
-            .expect("courier starts");
-        courier.set(Behaviour::Down).await.expect("down");
+        let courier = courier_that_is(Behaviour::Down).await;
         let (_dir, outbox, ids) = outbox_with(&courier.url(), 1);
         // The default policy, with the waits shrunk to keep the test short.
         let settings = OutboxSettings {
@@ -802,10 +804,7 @@ mod tests {
     #[tokio::test]
     async fn giving_up_is_a_warning() {
         let (logs, _guard) = Logs::capture();
-        let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
-            .await
-            .expect("courier starts");
-        courier.set(Behaviour::Down).await.expect("down");
+        let courier = courier_that_is(Behaviour::Down).await;
         let (_dir, outbox, ids) = outbox_with(&courier.url(), 1);
         let settings = OutboxSettings {
             max_attempts: 2,
@@ -823,10 +822,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_queued_while_the_clock_was_a_year_ahead_go_out_once_it_is_put_right() {
-        let courier = VirtualCourier::start(([127, 0, 0, 1], 0).into())
-            .await
-            .expect("courier starts");
-        courier.set(Behaviour::Failing(503)).await.expect("failing");
+        let courier = courier_that_is(Behaviour::Failing(503)).await;
         let year_ms = 365 * 24 * HOUR_MS;
         let dir = tempfile::tempdir().expect("temp dir");
         let store = NodeStore::open(&dir.path().join(DATABASE_FILE_NAME)).expect("opens");
