@@ -7,6 +7,7 @@
 //! - [`repository`]: the registry's repository over time (init, publish,
 //!   timestamp refresh, root rotation).
 //! - [`artifact`]: a plugin as a CNCF Wasm OCI artifact.
+//! - [`release_check`]: the node's install checks, run before a manifest is stored.
 //! - [`bundle`]: metadata and artifacts in one file, for nodes offline.
 //! - [`store`]: redb for metadata, content-addressed blobs through cap-std.
 //! - [`server`]: `outpost-registry serve`, OCI distribution plus `/tuf/`.
@@ -19,6 +20,7 @@ pub mod artifact;
 pub mod bundle;
 pub mod client;
 pub mod keys;
+pub mod release_check;
 pub mod report;
 pub mod repository;
 pub mod server;

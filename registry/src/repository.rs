@@ -76,9 +76,11 @@ impl Default for Lifetimes {
 }
 
 fn expires_in(lifetime: jiff::SignedDuration) -> jiff::Timestamp {
-    jiff::Timestamp::now()
-        .checked_add(lifetime)
-        .unwrap_or(jiff::Timestamp::MAX)
+    tuf::whole_seconds(
+        jiff::Timestamp::now()
+            .checked_add(lifetime)
+            .unwrap_or(jiff::Timestamp::MAX),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -339,6 +341,14 @@ pub fn publish(
             namespace: namespace.into(),
             detail: e.to_string(),
         }));
+    }
+    if role.signed.expires.subsec_nanosecond() != 0 {
+        return Ok(Err(PublishRefusal::Malformed(format!(
+            "expires {} has a fraction of a second; TUF's format is whole seconds \
+             (YYYY-MM-DDTHH:MM:SSZ) and other TUF clients refuse anything else. \
+             Update `outpost` and publish again",
+            role.signed.expires
+        ))));
     }
     if role.signed.expires <= jiff::Timestamp::now() {
         return Ok(Err(PublishRefusal::Expired(

@@ -19,6 +19,7 @@
 //! of HTTP Basic (what docker-style clients send).
 
 use crate::artifact;
+use crate::release_check::ReleaseCheck;
 use crate::repository::{self, Lifetimes, OnlineKeys, PublishRefusal};
 use crate::store::{RegistryStore, StoreError, TokenRecord};
 use bytes::Bytes;
@@ -73,6 +74,7 @@ pub struct Registry {
     store: RegistryStore,
     online: OnlineKeys,
     config: ServeConfig,
+    release_check: Option<Arc<dyn ReleaseCheck>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -204,7 +206,16 @@ impl Registry {
             store,
             online,
             config,
+            release_check: None,
         }
+    }
+
+    /// Runs `check` on every plugin manifest pushed, before it is stored:
+    /// the node's install checks, so a release no node would install is
+    /// refused while its version number is still free.
+    pub fn with_release_check(mut self, check: Arc<dyn ReleaseCheck>) -> Registry {
+        self.release_check = Some(check);
+        self
     }
 
     pub fn store(&self) -> &RegistryStore {
@@ -816,7 +827,7 @@ impl Registry {
                 let namespace = self.push_namespace(repo)?;
                 self.authorise(&request, namespace)?;
                 let body = read_body(request, artifact::MAX_MANIFEST_BYTES).await?;
-                self.put_manifest(repo, reference, &body)
+                self.put_manifest(repo, reference, &body).await
             }
             Method::DELETE => Err(refuse(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -827,7 +838,7 @@ impl Registry {
         }
     }
 
-    fn put_manifest(&self, repo: &str, reference: &str, body: &[u8]) -> Handled {
+    async fn put_manifest(&self, repo: &str, reference: &str, body: &[u8]) -> Handled {
         let digest = artifact::digest_of(body);
         let tag = if reference.starts_with("sha256:") {
             if reference != digest {
@@ -887,8 +898,15 @@ impl Registry {
             .layers
             .iter()
             .any(|l| l.media_type == artifact::PLUGIN_MANIFEST_MEDIA_TYPE);
+        let mut package = Vec::new();
         if has_plugin_manifest {
-            layout.files().map_err(invalid)?;
+            for file in layout.files().map_err(invalid)? {
+                let bytes = self
+                    .store
+                    .read_blob(&file.descriptor.digest, self.config.max_blob_bytes)
+                    .unwrap_or_default();
+                package.push((file.path, bytes));
+            }
         }
         for layer in &layout.manifest.layers {
             if layer.media_type == artifact::WASM_MEDIA_TYPE {
@@ -898,6 +916,21 @@ impl Registry {
                     .unwrap_or_default();
                 artifact::check_component(&format!("layer {}", layer.digest), &bytes)
                     .map_err(invalid)?;
+            }
+        }
+        if let Some(check) = self.release_check.clone()
+            && !package.is_empty()
+        {
+            // Compiling a component takes a core for seconds.
+            let verdict = tokio::task::spawn_blocking(move || check.check(&package))
+                .await
+                .unwrap_or_else(|e| Err(format!("the install check failed: {e}")));
+            if let Err(why) = verdict {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "MANIFEST_INVALID",
+                    format!("no node would install this release: {why}"),
+                ));
             }
         }
         match self.store.put_manifest(repo, &digest, body, tag)? {

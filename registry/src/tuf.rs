@@ -28,7 +28,16 @@ use tough::schema::{
     Root, Signature, Signed, Snapshot, Target, Targets, Timestamp,
 };
 
-pub const SPEC_VERSION: &str = "1.0.0";
+/// The TUF specification version the metadata follows, written into every
+/// role. Clients compare only its major version.
+pub const SPEC_VERSION: &str = "1.0.31";
+
+/// `at` without its fraction of a second. The specification's `expires`
+/// format is `YYYY-MM-DDTHH:MM:SSZ`: python-tuf and go-tuf refuse metadata
+/// whose expiry carries nanoseconds.
+pub fn whole_seconds(at: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
+}
 
 /// Names a namespace may not take: they are the top-level roles' file names.
 pub const RESERVED_ROLE_NAMES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
