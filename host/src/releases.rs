@@ -89,13 +89,15 @@ impl Wanted {
 pub enum Source {
     /// An Outpost registry: metadata and bytes.
     Registry { url: Url, wanted: Wanted },
-    /// Bytes from any OCI registry (`oci://host:port/repo:tag`); metadata
-    /// from the node's registry, matched by manifest digest.
+    /// Bytes from any OCI registry (`oci://host:port/repo:tag` or
+    /// `oci://host:port/repo@sha256:<hex>`); metadata from the node's
+    /// registry, matched by manifest digest.
     Oci {
         metadata: Url,
         base: Url,
         repository: String,
-        tag: String,
+        /// A tag, or a digest the manifest must have.
+        reference: String,
     },
     /// A bundle file.
     Bundle {
@@ -129,19 +131,15 @@ impl Source {
                     "expected oci://host:port/repository:tag".into(),
                 )
             })?;
-            let (repository, tag) = path.rsplit_once(':').ok_or_else(|| {
-                ReleaseError::Spec(
-                    spec.into(),
-                    "name a tag: oci://host:port/repository:tag".into(),
-                )
-            })?;
+            let (repository, reference) =
+                oci_reference(path).map_err(|why| ReleaseError::Spec(spec.into(), why.into()))?;
             let base = Url::parse(&format!("http://{host}/"))
                 .map_err(|e| ReleaseError::Spec(spec.into(), e.to_string()))?;
             return Ok(Source::Oci {
                 metadata: configured()?,
                 base,
                 repository: repository.to_string(),
-                tag: tag.to_string(),
+                reference: reference.to_string(),
             });
         }
         let path = Path::new(spec);
@@ -253,10 +251,10 @@ pub async fn fetch(
             metadata,
             base,
             repository,
-            tag,
+            reference,
         } => {
             let index = refresh(store, &MetadataSource::Registry(metadata.clone())).await?;
-            let (_, digest) = fetcher.manifest_by_tag(base, repository, tag).await?;
+            let (_, digest) = fetcher.manifest(base, repository, reference).await?;
             let release = index.by_digest(&digest)?.clone();
             let blobs = BlobSource::Oci {
                 base: base.clone(),
@@ -278,6 +276,39 @@ pub async fn fetch(
         package: package_dir,
         index,
     })
+}
+
+/// `repository:tag` or `repository@sha256:<hex>` (a tag before the digest
+/// is allowed and ignored, as docker-style clients do): the repository and
+/// the reference to ask the registry for.
+fn oci_reference(path: &str) -> Result<(&str, &str), &'static str> {
+    let (repository, reference) = match path.split_once('@') {
+        Some((named, digest)) => {
+            if !digest.starts_with("sha256:") {
+                return Err("a digest is sha256:<hex>: oci://host:port/repository@sha256:<hex>");
+            }
+            // `repo:tag@sha256:…`: the digest pins it; the tag is a comment.
+            let repository = match named.rsplit_once(':') {
+                Some((repository, tag)) if !tag.contains('/') => repository,
+                _ => named,
+            };
+            (repository, digest)
+        }
+        None => match path.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+            _ => {
+                return Err(
+                    "name a tag or a digest: oci://host:port/repository:tag or oci://host:port/repository@sha256:<hex>",
+                );
+            }
+        },
+    };
+    if repository.is_empty() || reference.is_empty() || reference == "sha256:" {
+        return Err(
+            "expected oci://host:port/repository:tag or oci://host:port/repository@sha256:<hex>",
+        );
+    }
+    Ok((repository, reference))
 }
 
 /// The release a bundle carries (the one asked for, or the only one).
@@ -396,4 +427,26 @@ pub fn vendor_release(folder: &Path) -> Result<outpost_registry::vendor::Release
             version: manifest.version.to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod oci_reference_tests {
+    use super::oci_reference;
+
+    #[test]
+    fn tags_and_digests() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(oci_reference("acme/x:1.2.0"), Ok(("acme/x", "1.2.0")));
+        assert_eq!(
+            oci_reference(&format!("acme/x@{digest}")),
+            Ok(("acme/x", digest.as_str()))
+        );
+        assert_eq!(
+            oci_reference(&format!("acme/x:1.2.0@{digest}")),
+            Ok(("acme/x", digest.as_str()))
+        );
+        assert!(oci_reference("acme/x").is_err());
+        assert!(oci_reference("acme/x@md5:00").is_err());
+        assert!(oci_reference("acme/x@sha256:").is_err());
+    }
 }

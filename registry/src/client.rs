@@ -41,6 +41,14 @@ pub enum ClientError {
     #[error("{url}: {detail}")]
     Http { url: String, detail: String },
     #[error(
+        "{url} answered with manifest {got}, not {asked}; the registry or a proxy changed it, so nothing was installed"
+    )]
+    WrongManifest {
+        url: String,
+        asked: String,
+        got: String,
+    },
+    #[error(
         "no plugin {plugin} in the signed metadata; `outpost plugin search` lists what is there"
     )]
     UnknownPlugin { plugin: String },
@@ -512,25 +520,33 @@ impl Fetcher {
         })
     }
 
-    /// Fetches a manifest by tag from an OCI registry, at most
+    /// Fetches a manifest by tag or digest from an OCI registry, at most
     /// `artifact::MAX_MANIFEST_BYTES`, and returns it with its digest.
-    /// Whether to trust it is decided by the caller, by digest.
-    pub async fn manifest_by_tag(
+    /// Whether to trust it is decided by the caller, by digest; asked for
+    /// by digest, a manifest with another one is refused here.
+    pub async fn manifest(
         &self,
         base: &Url,
         repository: &str,
-        tag: &str,
+        reference: &str,
     ) -> Result<(Vec<u8>, String), ClientError> {
-        let url = oci_url(base, &format!("{repository}/manifests/{tag}"))?;
+        let url = oci_url(base, &format!("{repository}/manifests/{reference}"))?;
+        let shown = if reference.starts_with("sha256:") {
+            format!("manifest {repository}@{reference}")
+        } else {
+            format!("manifest {repository}:{reference}")
+        };
         let bytes = self
-            .get_capped(
-                &url,
-                artifact::MAX_MANIFEST_BYTES,
-                &format!("manifest {repository}:{tag}"),
-                None,
-            )
+            .get_capped(&url, artifact::MAX_MANIFEST_BYTES, &shown, None)
             .await?;
         let digest = artifact::digest_of(&bytes);
+        if reference.starts_with("sha256:") && digest != reference {
+            return Err(ClientError::WrongManifest {
+                url: url.to_string(),
+                asked: reference.to_string(),
+                got: digest,
+            });
+        }
         Ok((bytes, digest))
     }
 

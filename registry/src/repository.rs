@@ -310,6 +310,36 @@ pub fn namespace_role(
     }
 }
 
+/// A release as its namespace's newest signed metadata lists it: the
+/// target (the OCI manifest's length and sha-256) and the repository that
+/// holds the manifest. `None` when no such release is published.
+pub fn signed_release(
+    store: &RegistryStore,
+    target_name: &str,
+) -> Result<Option<(Target, String)>, RepositoryError> {
+    let Some((plugin, _)) = tuf::parse_target_name(target_name) else {
+        return Ok(None);
+    };
+    let namespace = plugin.split('/').next().unwrap_or(plugin);
+    let Some(bytes) = namespace_role(store, namespace)? else {
+        return Ok(None);
+    };
+    let role: Signed<Targets> = tuf::parse(&format!("{namespace}'s metadata"), &bytes)?;
+    let Ok(name) = tough::TargetName::new(target_name) else {
+        return Ok(None);
+    };
+    let Some(target) = role.signed.targets.get(&name) else {
+        return Ok(None);
+    };
+    let repository = target
+        .custom
+        .get("repository")
+        .and_then(|r| r.as_str())
+        .unwrap_or(plugin)
+        .to_string();
+    Ok(Some((target.clone(), repository)))
+}
+
 /// What a publish added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -531,7 +561,20 @@ fn check_releases(
     if releases.is_empty() {
         // The same releases with a later expiry: a renewal, so a vendor's
         // signed list does not lapse while it has nothing new to publish.
-        let renewal = previous.is_some_and(|p| role.signed.expires > p.signed.expires);
+        // Or signed by other keys: the namespace's keys were replaced, and
+        // this moves nodes to the new ones (within the same second, the
+        // expiry cannot be later: TUF's expiry has whole seconds).
+        let key_ids = |role: &Signed<Targets>| {
+            let mut ids: Vec<String> = role
+                .signatures
+                .iter()
+                .map(|s| hex::encode(s.keyid.as_ref()))
+                .collect();
+            ids.sort();
+            ids
+        };
+        let renewal = previous
+            .is_some_and(|p| role.signed.expires > p.signed.expires || key_ids(role) != key_ids(p));
         if !renewal {
             return Err(PublishRefusal::NothingNew);
         }

@@ -12,6 +12,8 @@
 //! | `manifests`  | (repository, digest)   | the manifest's bytes                |
 //! | `tags`       | (repository, tag)      | digest                              |
 //! | `uploads`    | upload id              | (repository, bytes received)        |
+//! | `blob_links` | (repository, digest)   | size: the blobs a repository serves |
+//! | `referrers`  | (repository, subject, digest) | the referrer's descriptor    |
 //!
 //! A blob is written to `uploads/<id>` and renamed to `blobs/sha256/<hex>`
 //! only once its digest is checked, so a reader never sees a partial blob
@@ -27,12 +29,16 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use tough::schema::key::Key;
 
+mod links;
 mod uploads;
+pub use links::named_blobs;
 pub use uploads::PrunedUploads;
 
 pub const DATABASE_FILE_NAME: &str = "registry.redb";
 const FORMAT: &str = "outpost-registry";
-const SCHEMA: &str = "1";
+/// 2 added `blob_links` and `referrers` ([`links`]); a schema-1 database is
+/// brought up to 2 when opened.
+const SCHEMA: &str = "2";
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
@@ -185,6 +191,28 @@ impl RegistryStore {
                     path,
                     detail: format!("its format is {format:?}"),
                 });
+            }
+            let schema = meta.get("schema")?.map(|v| v.value().to_string());
+            match schema.as_deref() {
+                Some(SCHEMA) => {}
+                Some("1") => {
+                    drop(meta);
+                    drop(txn);
+                    let txn = db.begin_write()?;
+                    links::create_tables(&txn)?;
+                    let linked = links::link_existing_manifests(&txn)?;
+                    txn.commit()?;
+                    tracing::info!(linked, "registry database upgraded to schema {SCHEMA}");
+                }
+                other => {
+                    return Err(StoreError::Foreign {
+                        path,
+                        detail: format!(
+                            "its schema is {other:?} and this registry knows {SCHEMA}; \
+                             run the outpost-registry that wrote it"
+                        ),
+                    });
+                }
             }
         }
         Self::with_db(dir, db, path)
@@ -410,12 +438,15 @@ impl RegistryStore {
 
     /// Stores a manifest, and tags it if `tag` is given. A tag, once set,
     /// names the same manifest forever: published versions are immutable.
+    /// `referrer` is (subject digest, this manifest's descriptor) for a
+    /// manifest that refers to another.
     pub fn put_manifest(
         &self,
         repository: &str,
         digest: &str,
         bytes: &[u8],
         tag: Option<&str>,
+        referrer: Option<(&str, &[u8])>,
     ) -> Result<Result<(), String>, StoreError> {
         let txn = self.db.begin_write()?;
         {
@@ -434,6 +465,10 @@ impl RegistryStore {
             }
             txn.open_table(MANIFESTS)?
                 .insert((repository, digest), bytes)?;
+            if let Some((subject, descriptor)) = referrer {
+                txn.open_table(links::REFERRERS)?
+                    .insert((repository, subject, digest), descriptor)?;
+            }
         }
         txn.commit()?;
         Ok(Ok(()))
@@ -480,6 +515,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(MANIFESTS)?;
     txn.open_table(TAGS)?;
     txn.open_table(UPLOADS)?;
+    links::create_tables(txn)?;
     Ok(())
 }
 

@@ -42,6 +42,14 @@ pub enum VendorError {
     Sign(#[from] tuf::TufError),
     #[error("{0:?} is not a plugin id of the form namespace/name")]
     PluginId(String),
+    #[error(
+        "{registry} is not an outpost-registry ({detail}): an OCI registry can carry plugin \
+         bytes but cannot sign releases, so nothing was pushed. Publish to your \
+         outpost-registry; to keep a copy on this one too, copy the published artifact \
+         there with any OCI client (`skopeo copy`), and nodes install it with \
+         `outpost plugin install oci://…`, trusted by the signed digest"
+    )]
+    NotOutpostRegistry { registry: String, detail: String },
 }
 
 /// Publishing a release that is already published renews the namespace's
@@ -180,6 +188,18 @@ fn registry_message(bytes: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(bytes).chars().take(500).collect())
 }
 
+/// The first error code of an OCI-style error body.
+fn error_code(bytes: &[u8]) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Some(
+        body.get("errors")?
+            .get(0)?
+            .get("code")?
+            .as_str()?
+            .to_string(),
+    )
+}
+
 fn metadata_url(registry: &Url, namespace: &str) -> Result<Url, VendorError> {
     registry
         .join(&format!("outpost/v1/namespaces/{namespace}/metadata"))
@@ -201,6 +221,14 @@ pub async fn current_metadata(
             .map(Some)
             .map_err(|e| VendorError::Metadata(e.to_string())),
         StatusCode::NO_CONTENT => Ok(None),
+        // An outpost-registry says NAME_UNKNOWN for a namespace it lacks;
+        // any other 404 means the route itself is missing.
+        StatusCode::NOT_FOUND if error_code(&bytes).as_deref() != Some("NAME_UNKNOWN") => {
+            Err(VendorError::NotOutpostRegistry {
+                registry: registry.to_string(),
+                detail: format!("GET {} answered 404", url.path()),
+            })
+        }
         status => Err(VendorError::Refused {
             status: status.as_u16(),
             message: registry_message(&bytes),
@@ -250,6 +278,9 @@ pub async fn publish(
         .split_once('/')
         .map(|(ns, _)| ns.to_string())
         .ok_or_else(|| VendorError::PluginId(release.plugin.clone()))?;
+    // Ask before pushing: a plain OCI registry, or a namespace the
+    // registry lacks, should cost the vendor nothing and say why.
+    current_metadata(registry, &namespace).await?;
     let built = push(registry, &RegistryAuth::Bearer(token.to_string()), release).await?;
     let info = ReleaseInfo {
         repository: release.plugin.clone(),
@@ -279,7 +310,10 @@ pub async fn publish(
                 // one of our keys did not sign it: the central team replaced
                 // the namespace's keys, and this publish moves nodes to them.
                 let mut metadata_version = previous.signed.version.get();
-                if previous.signed.expires < jiff::Timestamp::now() + RENEW_WITHIN
+                let now = jiff::Timestamp::now();
+                // A renewal must move the expiry, which has whole seconds.
+                let renewal_extends = tuf::whole_seconds(now + lifetime) > previous.signed.expires;
+                if (previous.signed.expires < now + RENEW_WITHIN && renewal_extends)
                     || !signed_by_all(previous, keys)
                 {
                     let renewed =

@@ -168,7 +168,9 @@ fn the_central_team_creates_a_registry_namespaces_and_tokens_then_serves() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let (head, _) = answer.expect("the registry answers");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Anonymous: challenged, so docker-style clients send their token.
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(head.contains("www-authenticate: Basic"), "{head}");
     let (_, root) = get(port, "/tuf/1.root.json").expect("root");
     assert_eq!(
         root,

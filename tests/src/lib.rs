@@ -3,6 +3,7 @@
 //! manifest), the hostile test plugin's commands, and an HTTP client.
 
 pub mod centre;
+pub mod external;
 pub mod registry;
 pub mod serving;
 

@@ -10,7 +10,7 @@ use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -450,7 +450,9 @@ impl TestRegistry {
                 let mut meta: std::collections::BTreeMap<_, _> =
                     snapshot.signed.meta.into_iter().collect();
                 meta.insert(format!("{name}.json"), tuf::metafile(version, role));
-                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+                let expires = tuf::whole_seconds(
+                    jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24),
+                );
                 let snapshot = tuf::snapshot(snapshot_version + 1, expires, meta);
                 let snapshot_bytes = tuf::to_bytes(&tuf::sign(snapshot, &[&online.snapshot]));
                 let timestamp = tuf::timestamp(
@@ -482,5 +484,101 @@ impl TestRegistry {
             })
             .expect("store")
             .expect("write");
+    }
+}
+
+/// Raw HTTP to a registry, for the requests no client library makes
+/// (wrong digests, ranges, hand-made manifests).
+pub struct Http {
+    base: url::Url,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub fn new(base: &url::Url) -> Http {
+        Http {
+            base: base.clone(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, hyper::HeaderMap, Vec<u8>) {
+        let mut request = Request::builder().method(method).uri(format!(
+            "{}{}",
+            self.base.as_str().trim_end_matches('/'),
+            path
+        ));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(Bytes::from(body))).expect("request"))
+            .await
+            .expect("registry reachable");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        (status, headers, body)
+    }
+
+    /// The OCI error code of an answer.
+    pub fn code(body: &[u8]) -> String {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/errors/0/code")
+                    .and_then(|m| m.as_str())
+                    .map(String::from)
+            })
+            .unwrap_or_default()
+    }
+
+    /// The OCI error message of an answer (or the body as text).
+    pub fn message(body: &[u8]) -> String {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/errors/0/message")
+                    .and_then(|m| m.as_str())
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+    }
+
+    /// Uploads `bytes` in one request, as `digest`.
+    pub async fn upload(
+        &self,
+        repo: &str,
+        token: &str,
+        bytes: &[u8],
+        digest: &str,
+    ) -> (StatusCode, String) {
+        let (status, _, body) = self
+            .send(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                Some(token),
+                &[],
+                bytes.to_vec(),
+            )
+            .await;
+        (status, Http::message(&body))
     }
 }

@@ -8,72 +8,10 @@
 //! so in CI a missing server fails this test; elsewhere it says it skipped.
 
 use outpost::releases::{ReleaseError, Source};
+use outpost_e2e_tests::external::start_docker_registry;
 use outpost_e2e_tests::registry::*;
 use outpost_e2e_tests::{TestNode, artifacts};
 use outpost_registry::client::ClientError;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-const SERVER: &str = "/usr/bin/docker-registry";
-
-struct DockerRegistry {
-    child: Child,
-    url: url::Url,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for DockerRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_docker_registry() -> Option<DockerRegistry> {
-    if !Path::new(SERVER).exists() {
-        assert!(
-            std::env::var_os("OUTPOST_REQUIRE_DOCKER_REGISTRY").is_none(),
-            "{SERVER} is missing; .ci/run installs Debian's docker-registry package"
-        );
-        eprintln!(
-            "skipped: {SERVER} is not installed (apt-get install docker-registry, or run .ci/run)"
-        );
-        return None;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        probe.local_addr().expect("addr").port()
-    };
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .expect("config");
-    let child = Command::new(SERVER)
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start docker-registry");
-    let server = DockerRegistry {
-        child,
-        url: url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url"),
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(server);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("docker-registry did not start listening on 127.0.0.1:{port}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_installs_from_any_oci_registry_what_the_signed_metadata_names() {
@@ -141,4 +79,32 @@ async fn a_node_installs_from_any_oci_registry_what_the_signed_metadata_names() 
         "{error}"
     );
     assert!(error.to_string().contains("not trusted"), "{error}");
+
+    // `outpost vendor publish` pointed at the plain OCI registry says what
+    // it is before pushing anything.
+    let v7 = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "7.0.0");
+    let error = publish_to(&oci.url, &registry.acme, &[&registry.acme.key], v7.path())
+        .await
+        .expect_err("a plain OCI registry cannot sign");
+    assert!(
+        matches!(
+            error,
+            outpost_registry::vendor::VendorError::NotOutpostRegistry { .. }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("nothing was pushed"), "{error}");
+    let plain = outpost_e2e_tests::ApiClient::new(
+        oci.url.as_str().trim_end_matches('/').into(),
+        String::new(),
+    );
+    let (status, _) = plain
+        .send(
+            hyper::Method::GET,
+            "/v2/acme/hostile/manifests/7.0.0",
+            "",
+            None,
+        )
+        .await;
+    assert_eq!(status, hyper::StatusCode::NOT_FOUND);
 }

@@ -2,98 +2,12 @@
 //! consistent; a published version never changes; standard OCI clients
 //! push to it and pull from it.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::{Method, StatusCode};
 use outpost_e2e_tests::artifacts;
 use outpost_e2e_tests::registry::*;
 use outpost_registry::artifact;
 use outpost_registry::server::ServeConfig;
 use std::time::Duration;
-
-struct Http {
-    base: url::Url,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-}
-
-impl Http {
-    fn new(base: &url::Url) -> Http {
-        Http {
-            base: base.clone(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> (StatusCode, hyper::HeaderMap, Vec<u8>) {
-        let mut request = Request::builder().method(method).uri(format!(
-            "{}{}",
-            self.base.as_str().trim_end_matches('/'),
-            path
-        ));
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .client
-            .request(request.body(Full::new(Bytes::from(body))).expect("request"))
-            .await
-            .expect("registry reachable");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
-        (status, headers, body)
-    }
-
-    /// The OCI error message of an answer.
-    fn message(body: &[u8]) -> String {
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/errors/0/message")
-                    .and_then(|m| m.as_str())
-                    .map(String::from)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
-    }
-
-    /// Uploads `bytes` in one request, as `digest`.
-    async fn upload(
-        &self,
-        repo: &str,
-        token: &str,
-        bytes: &[u8],
-        digest: &str,
-    ) -> (StatusCode, String) {
-        let (status, _, body) = self
-            .send(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-                Some(token),
-                &[],
-                bytes.to_vec(),
-            )
-            .await;
-        (status, Http::message(&body))
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_without_the_namespaces_token_are_refused() {
@@ -180,7 +94,7 @@ async fn wrong_digests_huge_uploads_and_bad_manifests_get_a_4xx_and_store_nothin
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        Http::message(&body).contains("was not uploaded"),
+        Http::message(&body).contains("does not hold"),
         "{}",
         Http::message(&body)
     );
@@ -233,16 +147,39 @@ async fn wrong_digests_huge_uploads_and_bad_manifests_get_a_4xx_and_store_nothin
         );
     }
 
-    // Not a Wasm artifact at all, and not JSON.
+    // No media type, a digest that is not one, and not JSON.
+    let image = |digest: &str| {
+        format!(
+            "{{\"schemaVersion\":2,\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{digest}\",\"size\":1}},\"layers\":[]}}"
+        )
+        .into_bytes()
+    };
     let (status, _, body) = http
-        .send(Method::PUT, "/v2/acme/x/manifests/1.0.0", Some(&token), &[], b"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:00\",\"size\":1},\"layers\":[]}".to_vec())
+        .send(
+            Method::PUT,
+            "/v2/acme/x/manifests/1.0.0",
+            Some(&token),
+            &[],
+            image(&artifact::digest_of(b"x")),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        Http::message(&body).contains("Wasm artifact layout"),
+        Http::message(&body).contains("not a manifest type"),
         "{}",
         Http::message(&body)
     );
+    let (status, _, body) = http
+        .send(
+            Method::PUT,
+            "/v2/acme/x/manifests/1.0.0",
+            Some(&token),
+            &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+            image("sha256:00"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(Http::code(&body), "DIGEST_INVALID");
     let (status, _, _) = http
         .send(
             Method::PUT,

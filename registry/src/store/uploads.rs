@@ -9,6 +9,7 @@
 //! while are removed by [`RegistryStore::prune_uploads`], which the server
 //! runs at start and periodically.
 
+use super::links::BLOB_LINKS;
 use super::{RegistryStore, StoreError, UPLOADS};
 use redb::{ReadableDatabase, ReadableTable};
 use std::collections::BTreeSet;
@@ -152,7 +153,14 @@ impl RegistryStore {
             Err(actual)
         };
         let txn = self.db.begin_write()?;
-        txn.open_table(UPLOADS)?.remove(id)?;
+        {
+            let mut uploads = txn.open_table(UPLOADS)?;
+            let repository = uploads.remove(id)?.map(|row| row.value().0.to_string());
+            if let (Ok(size), Some(repository)) = (&result, repository) {
+                txn.open_table(BLOB_LINKS)?
+                    .insert((repository.as_str(), digest), *size)?;
+            }
+        }
         txn.commit()?;
         Ok(result)
     }

@@ -301,6 +301,8 @@ pub enum PluginCommand {
     ///                          requirement such as ^1.2 or =1.2.3, newest if left out
     ///   oci://host:port/repo:tag   the bytes from any OCI registry, trusted
     ///                          only if the registry's signed metadata lists them
+    ///   oci://host:port/repo@sha256:HEX   the same, pinned to one manifest
+    ///                          digest (a mirror copy cannot be swapped)
     ///   ./file.bundle          a bundle from `outpost bundle export`, offline
     ///
     /// The node verifies the signed metadata from its root of trust (refusing

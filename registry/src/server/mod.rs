@@ -1,0 +1,574 @@
+//! `outpost-registry serve`: the OCI distribution API (pull and push) for
+//! the bytes, `/tuf/` for the signed metadata and the releases it names,
+//! and one Outpost route for a vendor to publish its signed namespace
+//! metadata.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v2/` | API version check; 401 with a Basic challenge unless a known token is sent |
+//! | `GET,HEAD /v2/<repo>/blobs/<digest>` | a blob the repository holds, with `Range` ([`ranges`]) |
+//! | `POST /v2/<repo>/blobs/uploads/` | start an upload; whole with `?digest=`; `?mount=&from=` links a blob another repository holds |
+//! | `PATCH,PUT,GET,DELETE /v2/<repo>/blobs/uploads/<id>` | chunk, finish (`?digest=`), status, cancel |
+//! | `GET,HEAD,PUT /v2/<repo>/manifests/<tag or digest>` | manifests; a tag once pushed never moves |
+//! | `GET /v2/<repo>/tags/list` | tags, in lexical order, paged with `n` and `last` |
+//! | `GET /v2/<repo>/referrers/<digest>` | manifests whose `subject` is the digest (OCI 1.1), `?artifactType=` |
+//! | `GET,HEAD /tuf/<file>` | TUF metadata (`1.root.json`, `timestamp.json`, `3.snapshot.json`, …) |
+//! | `GET,HEAD /tuf/targets/<ns>/<sha256>.<name>@<version>` | a release's signed bytes (its OCI manifest), where TUF clients look |
+//! | `GET,PUT /outpost/v1/namespaces/<ns>/metadata` | a vendor's signed release metadata |
+//!
+//! Pulls are anonymous: trust comes from the TUF metadata, not from the
+//! channel. Pushes and publishes need a token for the namespace that is the
+//! repository's first path segment, as `Bearer <token>` or as the password
+//! of HTTP Basic (what docker-style clients send). docs/registry-api.md
+//! lists every endpoint against the distribution specification.
+
+use crate::release_check::ReleaseCheck;
+use crate::repository::{self, Lifetimes, OnlineKeys};
+use crate::store::{RegistryStore, StoreError, TokenRecord};
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+mod blobs;
+mod manifests;
+pub mod ranges;
+mod tuf_files;
+
+/// How the registry serves.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub lifetimes: Lifetimes,
+    /// The largest blob accepted (a component or an asset).
+    pub max_blob_bytes: u64,
+    /// Re-sign the timestamp before it lapses. Off only in tests that need
+    /// metadata to go stale.
+    pub refresh_timestamp: bool,
+    /// Unfinished uploads one namespace may hold at once; with
+    /// `max_blob_bytes` this bounds the disk a token holder can take
+    /// without publishing anything.
+    pub max_open_uploads_per_namespace: usize,
+    /// An upload that receives nothing for this long is removed.
+    pub upload_idle_limit: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            lifetimes: Lifetimes::default(),
+            max_blob_bytes: 64 << 20,
+            refresh_timestamp: true,
+            max_open_uploads_per_namespace: 32,
+            upload_idle_limit: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A running registry's state.
+pub struct Registry {
+    store: RegistryStore,
+    online: OnlineKeys,
+    config: ServeConfig,
+    release_check: Option<Arc<dyn ReleaseCheck>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Blobs up to this size are read whole; larger ones stream from disk.
+const WHOLE_BLOB_BYTES: u64 = 1 << 20;
+
+/// Small answers are built whole; large blobs stream from disk.
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn idle_limit_text(limit: Duration) -> String {
+    let seconds = limit.as_secs();
+    match seconds {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// An OCI-style error: a status, a code from the distribution spec, and a
+/// message saying what to do.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(error: StoreError) -> Self {
+        tracing::error!("registry store: {error}");
+        refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            error.to_string(),
+        )
+    }
+}
+
+impl From<repository::RepositoryError> for Refusal {
+    fn from(error: repository::RepositoryError) -> Self {
+        tracing::error!("registry metadata: {error}");
+        refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            error.to_string(),
+        )
+    }
+}
+
+impl Refusal {
+    fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({
+            "errors": [{ "code": self.code, "message": self.message }]
+        });
+        let mut response = Response::new(full(body.to_string()));
+        *response.status_mut() = self.status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"outpost-registry\""),
+            );
+        }
+        response
+    }
+}
+
+type Handled = Result<Response<Body>, Refusal>;
+
+fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+}
+
+fn with_header(mut response: Response<Body>, name: &'static str, value: &str) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+fn valid_repository(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('/').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
+                && p.as_bytes()[0].is_ascii_alphanumeric()
+        })
+}
+
+/// A query parameter, percent-decoded (`sha256%3A…`, `acme%2Fprinter`).
+/// `+` stays `+`: media types carry it (`application/spdx+json`).
+fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+    let query = request.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decoded(value))
+    })
+}
+
+fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Who sent a request.
+enum Caller {
+    /// No credentials (or an empty password, which docker-style clients
+    /// send when they have none).
+    Anonymous,
+    /// A token the registry does not know: mistyped, or revoked.
+    UnknownToken,
+    Vendor(TokenRecord),
+}
+
+impl Registry {
+    pub fn new(store: RegistryStore, online: OnlineKeys, config: ServeConfig) -> Registry {
+        Registry {
+            store,
+            online,
+            config,
+            release_check: None,
+        }
+    }
+
+    /// Runs `check` on every plugin manifest pushed, before it is stored:
+    /// the node's install checks, so a release no node would install is
+    /// refused while its version number is still free.
+    pub fn with_release_check(mut self, check: Arc<dyn ReleaseCheck>) -> Registry {
+        self.release_check = Some(check);
+        self
+    }
+
+    pub fn store(&self) -> &RegistryStore {
+        &self.store
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let graceful = GracefulShutdown::new();
+        // These chores hold the registry (and its open database): they end
+        // with `serve`, so a stopped registry can be opened again in-process.
+        let mut chores = Vec::new();
+        if self.config.refresh_timestamp {
+            let registry = self.clone();
+            chores.push(tokio::spawn(async move {
+                registry.keep_timestamp_fresh().await
+            }));
+        }
+        let registry = self.clone();
+        chores.push(tokio::spawn(async move {
+            registry.sweep_abandoned_uploads().await
+        }));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!("accepting a connection failed: {error}");
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            // A streamed blob goes out in several writes; with Nagle's
+            // algorithm each waits for the client's delayed ACK (~40 ms).
+            let _ = stream.set_nodelay(true);
+            let registry = self.clone();
+            let service = service_fn(move |request| {
+                let registry = registry.clone();
+                async move { Ok::<_, std::convert::Infallible>(registry.handle(request).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, "connection ended with an error: {error}");
+                }
+            });
+        }
+        for chore in chores {
+            chore.abort();
+        }
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        Ok(())
+    }
+
+    /// Removes abandoned uploads at start (a crash or a restart may have left
+    /// some) and then every quarter of the idle limit, at most hourly.
+    async fn sweep_abandoned_uploads(&self) {
+        let idle = self.config.upload_idle_limit;
+        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(3600));
+        loop {
+            match self.store.prune_uploads(idle) {
+                Ok(pruned) if pruned.sessions > 0 || pruned.bytes > 0 => tracing::info!(
+                    sessions = pruned.sessions,
+                    bytes = pruned.bytes,
+                    "removed abandoned uploads"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::error!("removing abandoned uploads failed: {error}"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    async fn keep_timestamp_fresh(&self) {
+        let lifetime = self.config.lifetimes.timestamp;
+        let half = lifetime / 2;
+        loop {
+            let due = repository::timestamp_expires(&self.store)
+                .ok()
+                .and_then(|expires| expires.checked_sub(half).ok())
+                .map(|at| at.duration_since(jiff::Timestamp::now()))
+                .unwrap_or_default();
+            let wait = Duration::try_from(due).unwrap_or_default();
+            tokio::time::sleep(wait.clamp(Duration::from_millis(200), Duration::from_secs(3600)))
+                .await;
+            let refresh_at = repository::timestamp_expires(&self.store)
+                .ok()
+                .and_then(|expires| expires.checked_sub(half).ok());
+            if refresh_at.is_some_and(|at| at <= jiff::Timestamp::now()) {
+                match repository::refresh_timestamp(
+                    &self.store,
+                    &self.online,
+                    self.config.lifetimes,
+                ) {
+                    Ok(version) => tracing::info!(version, "timestamp re-signed"),
+                    Err(error) => tracing::error!("re-signing the timestamp failed: {error}"),
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let mut response = match self.route(request).await {
+            Ok(response) => response,
+            Err(refusal) => refusal.into_response(),
+        };
+        if path.starts_with("/v2") {
+            response.headers_mut().insert(
+                "docker-distribution-api-version",
+                HeaderValue::from_static("registry/2.0"),
+            );
+        }
+        tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> Handled {
+        let path = request.uri().path().to_string();
+        if path == "/v2/" || path == "/v2" {
+            return self.version_check(&request);
+        }
+        if let Some(file) = path.strip_prefix("/tuf/") {
+            let file = percent_decoded(file);
+            if let Some(target) = file.strip_prefix("targets/") {
+                return self.tuf_target(&request, target);
+            }
+            return self.tuf(&request, &file);
+        }
+        if let Some(rest) = path.strip_prefix("/outpost/v1/namespaces/") {
+            let namespace = rest.strip_suffix("/metadata").unwrap_or("");
+            if namespace.is_empty() || namespace.contains('/') {
+                return Err(not_found(&path));
+            }
+            return self.namespace_metadata(request, namespace).await;
+        }
+        let Some(rest) = path.strip_prefix("/v2/") else {
+            return Err(not_found(&path));
+        };
+        if let Some(repo) = rest.strip_suffix("/tags/list") {
+            return self.tags(&request, repo);
+        }
+        if let Some((repo, digest)) = rest.rsplit_once("/referrers/") {
+            return self.referrers(&request, repo, digest);
+        }
+        if let Some((repo, tail)) = rest.rsplit_once("/blobs/uploads") {
+            let id = tail.trim_start_matches('/').to_string();
+            return self.upload(request, repo, &id).await;
+        }
+        if let Some((repo, digest)) = rest.rsplit_once("/blobs/") {
+            return self.blob(&request, repo, digest);
+        }
+        if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
+            return self.manifest(request, repo, reference).await;
+        }
+        Err(not_found(&path))
+    }
+
+    /// `GET /v2/`. Docker-style clients (skopeo, podman, buildah) send
+    /// credentials only after a challenge, and `login` takes a 200 as
+    /// "these credentials work": so anything but a known token gets 401
+    /// and a Basic challenge. Pulls stay anonymous: the other routes do
+    /// not ask.
+    fn version_check(&self, request: &Request<Incoming>) -> Handled {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return Err(method_not_allowed("GET"));
+        }
+        match self.caller(request)? {
+            Caller::Vendor(_) => Ok(with_header(
+                with_header(
+                    respond(StatusCode::OK, "{}"),
+                    "content-type",
+                    "application/json",
+                ),
+                "docker-distribution-api-version",
+                "registry/2.0",
+            )),
+            Caller::UnknownToken => Err(unknown_token()),
+            Caller::Anonymous => Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "pulls need no credentials; pushing needs a registry token as the password",
+            )),
+        }
+    }
+
+    /// Who sent the request.
+    fn caller(&self, request: &Request<Incoming>) -> Result<Caller, Refusal> {
+        let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+            return Ok(Caller::Anonymous);
+        };
+        let value = value.to_str().unwrap_or("");
+        let token = if let Some(token) = value.strip_prefix("Bearer ") {
+            token.trim().to_string()
+        } else if let Some(basic) = value.strip_prefix("Basic ") {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(basic.trim())
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&decoded).to_string();
+            text.split_once(':')
+                .map(|(_, p)| p.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        if token.is_empty() {
+            return Ok(Caller::Anonymous);
+        }
+        Ok(match self.store.token(&crate::admin::token_hash(&token))? {
+            Some(record) => Caller::Vendor(record),
+            None => Caller::UnknownToken,
+        })
+    }
+
+    /// Refuses unless the caller's token owns `namespace`.
+    fn authorise(&self, request: &Request<Incoming>, namespace: &str) -> Result<(), Refusal> {
+        match self.caller(request)? {
+            Caller::Anonymous => Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "this needs a registry token; ask the central team for one (`outpost-registry token create <namespace>`) and pass it with --token or OUTPOST_REGISTRY_TOKEN",
+            )),
+            Caller::UnknownToken => Err(unknown_token()),
+            Caller::Vendor(record) if record.namespace == namespace => Ok(()),
+            Caller::Vendor(record) => Err(refuse(
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                format!(
+                    "this token publishes under {}, not {namespace}; use a token for {namespace}",
+                    record.namespace
+                ),
+            )),
+        }
+    }
+
+    fn push_namespace<'a>(&self, repo: &'a str) -> Result<&'a str, Refusal> {
+        if !valid_repository(repo) {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                format!(
+                    "{repo:?} is not a repository name here; use <namespace>/<plugin> in lowercase"
+                ),
+            ));
+        }
+        Ok(repo.split('/').next().unwrap_or(repo))
+    }
+}
+
+async fn read_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, Refusal> {
+    if let Some(length) = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limit
+    {
+        return Err(too_large(limit));
+    }
+    let limited = Limited::new(request.into_body(), limit as usize);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Err(error) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "BLOB_UPLOAD_INVALID",
+            format!("the request body could not be read: {error}"),
+        )),
+    }
+}
+
+fn too_large(limit: u64) -> Refusal {
+    refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "SIZE_INVALID",
+        format!(
+            "the upload is larger than this registry's limit of {limit} bytes; nothing was stored"
+        ),
+    )
+}
+
+fn not_found(path: &str) -> Refusal {
+    refuse(
+        StatusCode::NOT_FOUND,
+        "UNSUPPORTED",
+        format!("no route {path}"),
+    )
+}
+
+fn unknown_token() -> Refusal {
+    refuse(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "this registry does not know that token (mistyped, or revoked); ask the central team \
+         for a new one (`outpost-registry token create <namespace>`)",
+    )
+}
+
+fn method_not_allowed(allowed: &'static str) -> Refusal {
+    refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        format!("use {allowed}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_need_a_namespace_and_lowercase() {
+        assert!(valid_repository("acme/zpl-printer"));
+        assert!(!valid_repository("zpl-printer"));
+        assert!(!valid_repository("Acme/x"));
+        assert!(!valid_repository("acme/../x"));
+        assert!(!valid_repository("acme//x"));
+    }
+}

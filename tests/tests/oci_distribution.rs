@@ -1,0 +1,394 @@
+//! The registry's OCI endpoints, point by point against the distribution
+//! specification (v1.1): the version check's challenge, blobs only through
+//! the repositories that hold them, cross-repository mounts, ranges, tag
+//! paging and the referrers API. docs/registry-api.md lists each endpoint.
+
+use hyper::{Method, StatusCode};
+use outpost_e2e_tests::artifacts;
+use outpost_e2e_tests::registry::*;
+use outpost_registry::artifact;
+
+const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn header(headers: &hyper::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_version_check_challenges_so_clients_send_their_token() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let (status, headers, _) = http.send(Method::GET, "/v2/", None, &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(header(&headers, "www-authenticate").starts_with("Basic realm="));
+    assert_eq!(
+        header(&headers, "docker-distribution-api-version"),
+        "registry/2.0"
+    );
+    let (status, _, body) = http
+        .send(
+            Method::GET,
+            "/v2/",
+            Some("opr_not_a_token"),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(Http::message(&body).contains("does not know that token"));
+    let (status, _, _) = http
+        .send(
+            Method::GET,
+            "/v2/",
+            Some(&registry.acme.token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_served_only_through_repositories_that_hold_them() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let secret = b"acme's unreleased bytes".to_vec();
+    let digest = artifact::digest_of(&secret);
+    let (status, message) = http
+        .upload("acme/a", &registry.acme.token, &secret, &digest)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{message}");
+
+    let (status, _, body) = http
+        .send(
+            Method::GET,
+            &format!("/v2/acme/a/blobs/{digest}"),
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, secret);
+    for elsewhere in ["bob/a", "acme/never-pushed"] {
+        for method in [Method::GET, Method::HEAD] {
+            let (status, _, body) = http
+                .send(
+                    method.clone(),
+                    &format!("/v2/{elsewhere}/blobs/{digest}"),
+                    None,
+                    &[],
+                    Vec::new(),
+                )
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "{method} through {elsewhere}"
+            );
+            if method == Method::GET {
+                assert_eq!(Http::code(&body), "BLOB_UNKNOWN");
+            }
+        }
+    }
+
+    // Bob mounts it from acme/a (pulls are anonymous, so he could read it
+    // anyway): no bytes sent, and bob/a serves it from then on.
+    let (status, headers, _) = http
+        .send(
+            Method::POST,
+            &format!("/v2/bob/a/blobs/uploads/?mount={digest}&from=acme%2Fa"),
+            Some(&registry.bob.token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        header(&headers, "location"),
+        format!("/v2/bob/a/blobs/{digest}")
+    );
+    let (status, _, _) = http
+        .send(
+            Method::HEAD,
+            &format!("/v2/bob/a/blobs/{digest}"),
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A mount from a repository that does not hold the blob starts an
+    // ordinary upload instead, as the specification says.
+    let (status, headers, _) = http
+        .send(
+            Method::POST,
+            &format!("/v2/bob/b/blobs/uploads/?mount={digest}&from=bob%2Fnothing"),
+            Some(&registry.bob.token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(header(&headers, "location").starts_with("/v2/bob/b/blobs/uploads/"));
+
+    // A manifest may name only blobs its repository holds.
+    let config = b"{}".to_vec();
+    http.upload(
+        "bob/c",
+        &registry.bob.token,
+        &config,
+        &artifact::digest_of(&config),
+    )
+    .await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": EMPTY_CONFIG, "digest": artifact::digest_of(&config), "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": digest, "size": secret.len()}],
+    });
+    let (status, _, body) = http
+        .send(
+            Method::PUT,
+            "/v2/bob/c/manifests/v1",
+            Some(&registry.bob.token),
+            &[("content-type", OCI_MANIFEST)],
+            serde_json::to_vec(&manifest).expect("json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(Http::code(&body), "MANIFEST_BLOB_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_suffixes_and_several_ranges_are_served() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let blob: Vec<u8> = (0..100u8).collect();
+    let digest = artifact::digest_of(&blob);
+    http.upload("acme/r", &registry.acme.token, &blob, &digest)
+        .await;
+    let path = format!("/v2/acme/r/blobs/{digest}");
+    let get = |range: &'static str| {
+        let http = &http;
+        let path = path.clone();
+        async move {
+            http.send(Method::GET, &path, None, &[("range", range)], Vec::new())
+                .await
+        }
+    };
+
+    let (status, headers, body) = get("bytes=-10").await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, blob[90..]);
+    assert_eq!(header(&headers, "content-range"), "bytes 90-99/100");
+
+    let (status, headers, body) = get("bytes=0-1, 50-51").await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    let content_type = header(&headers, "content-type");
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{content_type}"));
+    let text = body.iter().map(|b| char::from(*b)).collect::<String>();
+    let parts: Vec<&str> = text.split(&format!("--{boundary}")).collect();
+    assert_eq!(
+        parts.len(),
+        4,
+        "two parts and the closing delimiter: {text:?}"
+    );
+    assert!(parts[1].contains("content-range: bytes 0-1/100\r\n\r\n\u{0}\u{1}\r\n"));
+    assert!(parts[2].contains("content-range: bytes 50-51/100\r\n\r\n\u{32}\u{33}\r\n"));
+    assert_eq!(parts[3], "--\r\n");
+
+    let (status, headers, _) = get("bytes=100-").await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(&headers, "content-range"), "bytes */100");
+
+    // A header that does not parse is ignored: the whole blob, 200.
+    let (status, _, body) = get("bytes=9-3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, blob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_page_with_n_and_last() {
+    let registry = TestRegistry::start(test_config()).await;
+    for version in ["1.0.0", "1.1.0", "1.10.0"] {
+        let package = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", version);
+        registry
+            .publish(&registry.acme, package.path())
+            .await
+            .expect("publish");
+    }
+    let http = Http::new(&registry.url);
+    let tags = |body: &[u8]| -> Vec<String> {
+        let value: serde_json::Value = serde_json::from_slice(body).expect("json");
+        serde_json::from_value(value["tags"].clone()).expect("tags")
+    };
+    let (status, headers, body) = http
+        .send(
+            Method::GET,
+            "/v2/acme/hostile/tags/list?n=2",
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tags(&body), ["1.0.0", "1.1.0"]);
+    let link = header(&headers, "link");
+    assert_eq!(
+        link,
+        "</v2/acme/hostile/tags/list?n=2&last=1.1.0>; rel=\"next\""
+    );
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once('>'))
+        .map(|(url, _)| url.to_string())
+        .expect("link");
+    let (_, headers, body) = http.send(Method::GET, &next, None, &[], Vec::new()).await;
+    assert_eq!(tags(&body), ["1.10.0"]);
+    assert_eq!(header(&headers, "link"), "");
+    let (_, _, body) = http
+        .send(
+            Method::GET,
+            "/v2/acme/hostile/tags/list?last=1.0.0",
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(tags(&body), ["1.1.0", "1.10.0"]);
+    let (status, _, body) = http
+        .send(
+            Method::GET,
+            "/v2/acme/none/tags/list",
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(Http::code(&body), "NAME_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sbom_pushed_with_a_subject_is_listed_by_the_referrers_api() {
+    let registry = TestRegistry::start(test_config()).await;
+    let package = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.2.0");
+    let release = registry
+        .publish(&registry.acme, package.path())
+        .await
+        .expect("publish");
+    let http = Http::new(&registry.url);
+    let token = registry.acme.token.clone();
+    let empty = b"{}".to_vec();
+    let sbom = br#"{"spdxVersion":"SPDX-2.3","name":"acme/hostile"}"#.to_vec();
+    for blob in [&empty, &sbom] {
+        let (status, message) = http
+            .upload("acme/hostile", &token, blob, &artifact::digest_of(blob))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{message}");
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": EMPTY_CONFIG, "digest": artifact::digest_of(&empty), "size": empty.len()},
+        "layers": [{"mediaType": "application/spdx+json", "digest": artifact::digest_of(&sbom), "size": sbom.len()}],
+        "subject": {"mediaType": artifact::MANIFEST_MEDIA_TYPE, "digest": release.digest, "size": 1},
+        "annotations": {"org.opencontainers.image.created": "2026-12-02T00:00:00Z"},
+    });
+    let manifest = serde_json::to_vec(&manifest).expect("json");
+    let sbom_digest = artifact::digest_of(&manifest);
+    let (status, headers, body) = http
+        .send(
+            Method::PUT,
+            &format!("/v2/acme/hostile/manifests/{sbom_digest}"),
+            Some(&token),
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{}", Http::message(&body));
+    assert_eq!(header(&headers, "oci-subject"), release.digest);
+
+    let referrers = |query: &'static str| {
+        let http = &http;
+        let path = format!("/v2/acme/hostile/referrers/{}{query}", release.digest);
+        async move { http.send(Method::GET, &path, None, &[], Vec::new()).await }
+    };
+    let (status, headers, body) = referrers("").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "content-type"), OCI_INDEX);
+    let index: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(index["mediaType"], OCI_INDEX);
+    assert_eq!(
+        index["manifests"],
+        serde_json::json!([{
+            "mediaType": OCI_MANIFEST,
+            "digest": sbom_digest,
+            "size": manifest.len(),
+            "artifactType": "application/spdx+json",
+            "annotations": {"org.opencontainers.image.created": "2026-12-02T00:00:00Z"},
+        }])
+    );
+    let (_, headers, body) = referrers("?artifactType=application%2Fvnd.example.signature").await;
+    assert_eq!(header(&headers, "oci-filters-applied"), "artifactType");
+    let index: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(index["manifests"], serde_json::json!([]));
+    let (_, _, body) = referrers("?artifactType=application/spdx%2Bjson").await;
+    let index: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(index["manifests"].as_array().map(Vec::len), Some(1));
+
+    // No referrers is an empty index, not a 404.
+    let unknown = artifact::digest_of(b"nothing refers to this");
+    let (status, _, body) = http
+        .send(
+            Method::GET,
+            &format!("/v2/acme/hostile/referrers/{unknown}"),
+            None,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let index: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(index["manifests"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_follow_the_specifications_grammar_and_indexes_need_their_manifests() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let token = registry.acme.token.clone();
+    let missing = artifact::digest_of(b"never pushed");
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": missing, "size": 10}],
+    });
+    let index = serde_json::to_vec(&index).expect("json");
+    for (tag, code) in [
+        (".hidden", "MANIFEST_INVALID"),
+        ("v1", "MANIFEST_BLOB_UNKNOWN"),
+    ] {
+        let (status, _, body) = http
+            .send(
+                Method::PUT,
+                &format!("/v2/acme/i/manifests/{tag}"),
+                Some(&token),
+                &[("content-type", OCI_INDEX)],
+                index.clone(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{tag}");
+        assert_eq!(Http::code(&body), code, "{tag}: {}", Http::message(&body));
+    }
+}
