@@ -289,6 +289,29 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         "   verified: root v{}, timestamp v{}, outpost's signed release list, manifest and every blob",
         fetched.index.root_version, fetched.index.timestamp_version
     );
+    // The same release through the standards, as any TUF or OCI client
+    // sees it: the target path a TUF client derives holds the manifest
+    // whose sha-256 the vendor signed.
+    let hex = published
+        .digest
+        .strip_prefix("sha256:")
+        .unwrap_or(&published.digest);
+    let target = registry.url.join(&format!(
+        "tuf/targets/outpost/{hex}.thermal-printer@{}",
+        fetched.release.version
+    ))?;
+    let served = get_bytes(&target).await?;
+    let matches = outpost_registry::artifact::digest_of(&served) == published.digest;
+    println!(
+        "   standard clients: TUF target {target} ({}), OCI docker://{}/outpost/thermal-printer:{}",
+        if matches {
+            "its sha-256 is the signed one"
+        } else {
+            "DIFFERENT from the signed one"
+        },
+        outpost_registry::vendor::registry_host(&registry.url),
+        fetched.release.version
+    );
     let report = node
         .install(&fetched.package)
         .context("installing the reference driver")?;
@@ -642,4 +665,20 @@ fn show_job(status: StatusCode, body: &Value) -> anyhow::Result<()> {
         job["send_ms"],
     );
     Ok(())
+}
+
+/// The body of a GET, for the demo's look at the registry's standard routes.
+async fn get_bytes(url: &url::Url) -> anyhow::Result<Vec<u8>> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: hyper::Uri = url.as_str().parse()?;
+    let response = client
+        .get(uri)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    if !response.status().is_success() {
+        bail!("{url} answered {}", response.status());
+    }
+    Ok(response.into_body().collect().await?.to_bytes().to_vec())
 }
