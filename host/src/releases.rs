@@ -284,8 +284,10 @@ pub async fn fetch(
 fn oci_reference(path: &str) -> Result<(&str, &str), &'static str> {
     let (repository, reference) = match path.split_once('@') {
         Some((named, digest)) => {
-            if !digest.starts_with("sha256:") {
-                return Err("a digest is sha256:<hex>: oci://host:port/repository@sha256:<hex>");
+            if !outpost_registry::store::is_digest(digest) {
+                return Err(
+                    "a digest is sha256: and 64 lowercase hex digits: oci://host:port/repository@sha256:<hex>",
+                );
             }
             // `repo:tag@sha256:…`: the digest pins it; the tag is a comment.
             let repository = match named.rsplit_once(':') {
@@ -448,5 +450,6 @@ mod oci_reference_tests {
         assert!(oci_reference("acme/x").is_err());
         assert!(oci_reference("acme/x@md5:00").is_err());
         assert!(oci_reference("acme/x@sha256:").is_err());
+        assert!(oci_reference(&format!("acme/x@sha256:{}", "A".repeat(64))).is_err());
     }
 }

@@ -199,8 +199,25 @@ pub struct LayerFile<'a> {
 
 /// Parses `bytes` and checks it has the Outpost plugin layout.
 pub fn parse(bytes: &[u8]) -> Result<Layout, ArtifactError> {
-    let manifest: OciImageManifest =
+    // oci-client's type ignores `mediaType` and unknown fields: an index
+    // carrying a config and layers would otherwise pass for a manifest.
+    let raw: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ArtifactError::NotManifest(e.to_string()))?;
+    match raw.get("mediaType").and_then(|m| m.as_str()) {
+        Some(MANIFEST_MEDIA_TYPE) | None => {}
+        Some(other) => {
+            return Err(ArtifactError::NotManifest(format!(
+                "its mediaType is {other}, not {MANIFEST_MEDIA_TYPE}"
+            )));
+        }
+    }
+    if raw.get("manifests").is_some() {
+        return Err(ArtifactError::NotManifest(
+            "it has a manifests list, as an index does".into(),
+        ));
+    }
+    let manifest: OciImageManifest =
+        serde_json::from_value(raw).map_err(|e| ArtifactError::NotManifest(e.to_string()))?;
     if manifest.schema_version != 2 {
         return Err(ArtifactError::NotManifest(format!(
             "schemaVersion {} (2 expected)",

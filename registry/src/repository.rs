@@ -400,6 +400,7 @@ pub fn publish(
         let check = check_releases(
             store,
             namespace,
+            &record.keys,
             &role,
             previous.as_ref(),
             published_version,
@@ -522,6 +523,7 @@ pub fn namespace_keys_in_effect(
 fn check_releases(
     store: &RegistryStore,
     namespace: &str,
+    namespace_keys: &[Key],
     role: &Signed<Targets>,
     previous: Option<&Signed<Targets>>,
     published_version: u64,
@@ -564,17 +566,24 @@ fn check_releases(
         // Or signed by other keys: the namespace's keys were replaced, and
         // this moves nodes to the new ones (within the same second, the
         // expiry cannot be later: TUF's expiry has whole seconds).
-        let key_ids = |role: &Signed<Targets>| {
+        // Only signatures by the namespace's keys count: a junk entry in
+        // `signatures` does not make a re-sign.
+        let current: Vec<_> = namespace_keys.iter().map(crate::keys::key_id).collect();
+        let signers = |role: &Signed<Targets>| {
             let mut ids: Vec<String> = role
                 .signatures
                 .iter()
+                .filter(|s| current.contains(&s.keyid))
                 .map(|s| hex::encode(s.keyid.as_ref()))
                 .collect();
             ids.sort();
+            ids.dedup();
             ids
         };
-        let renewal = previous
-            .is_some_and(|p| role.signed.expires > p.signed.expires || key_ids(role) != key_ids(p));
+        let renewal = previous.is_some_and(|p| {
+            role.signed.expires > p.signed.expires
+                || (role.signed.expires == p.signed.expires && signers(role) != signers(p))
+        });
         if !renewal {
             return Err(PublishRefusal::NothingNew);
         }
@@ -616,7 +625,7 @@ fn check_release(store: &RegistryStore, name: &str, target: &Target) -> Result<(
             actual: manifest.len() as u64,
         });
     }
-    check_plugin_manifest(store, name, &manifest)
+    check_plugin_manifest(store, name, &info.repository, &manifest)
 }
 
 /// The artifact's plugin.toml must name the release's plugin and version,
@@ -625,6 +634,7 @@ fn check_release(store: &RegistryStore, name: &str, target: &Target) -> Result<(
 fn check_plugin_manifest(
     store: &RegistryStore,
     name: &str,
+    repository: &str,
     manifest: &[u8],
 ) -> Result<(), PublishRefusal> {
     let refuse = |detail: String| PublishRefusal::Custom {
@@ -632,6 +642,18 @@ fn check_plugin_manifest(
         detail,
     };
     let layout = crate::artifact::parse(manifest).map_err(|e| refuse(e.to_string()))?;
+    // Nodes fetch every blob through the release's repository.
+    for blob in layout.blobs() {
+        let held = store
+            .linked_blob_size(repository, &blob.digest)
+            .map_err(|e| refuse(e.to_string()))?;
+        if held != u64::try_from(blob.size).ok() {
+            return Err(refuse(format!(
+                "{repository} does not hold blob {} of {} bytes; push the artifact again",
+                blob.digest, blob.size
+            )));
+        }
+    }
     let files = layout.files().map_err(|e| refuse(e.to_string()))?;
     let Some(toml_layer) = files
         .iter()
@@ -771,6 +793,68 @@ pub fn rotate_root(
     Ok(rotated)
 }
 
+/// What a registry made before expiries had whole seconds still serves
+/// with a fraction, which other TUF clients refuse.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FractionalExpiries {
+    /// targets, snapshot and timestamp were re-signed (new versions).
+    pub resigned: bool,
+    /// The current root has a fraction: only the offline root keys can fix
+    /// it, with `outpost-registry root rotate`.
+    pub root: bool,
+    /// Namespaces whose current signed list has a fraction: fixed by the
+    /// vendor's next `outpost vendor publish`.
+    pub namespaces: Vec<String>,
+}
+
+/// Re-signs targets, snapshot and timestamp if any of them has an expiry
+/// with a fraction of a second, and says what else still has one.
+pub fn resign_fractional_expiries(
+    store: &RegistryStore,
+    online: &OnlineKeys,
+    lifetimes: Lifetimes,
+) -> Result<FractionalExpiries, RepositoryError> {
+    let mut found = FractionalExpiries::default();
+    store.write_tuf(|latest| -> Result<TufWrite, RepositoryError> {
+        let fractional = |t: jiff::Timestamp| t.subsec_nanosecond() != 0;
+        let root: Signed<Root> = load(store, &file("root", need(latest, "root")?))?;
+        found.root = fractional(root.signed.expires);
+        let targets: Signed<Targets> = load(store, &file("targets", need(latest, "targets")?))?;
+        let snapshot: Signed<Snapshot> = load(store, &file("snapshot", need(latest, "snapshot")?))?;
+        let timestamp: Signed<Timestamp> =
+            load(store, &file("timestamp", need(latest, "timestamp")?))?;
+        for (role, version) in latest {
+            if tuf::RESERVED_ROLE_NAMES.contains(&role.as_str()) {
+                continue;
+            }
+            let vendor: Signed<Targets> = load(store, &file(role, *version))?;
+            if fractional(vendor.signed.expires) {
+                found.namespaces.push(role.clone());
+            }
+        }
+        if !(fractional(targets.signed.expires)
+            || fractional(snapshot.signed.expires)
+            || fractional(timestamp.signed.expires))
+        {
+            return Ok(TufWrite::default());
+        }
+        found.resigned = true;
+        let roles = current_roles(store, latest)?;
+        Ok(sign_top_level(
+            TargetsChange::New {
+                version: need(latest, "targets")? + 1,
+                delegations: targets.signed.delegations.clone(),
+            },
+            &roles,
+            need(latest, "snapshot")? + 1,
+            need(latest, "timestamp")? + 1,
+            online,
+            lifetimes,
+        ))
+    })??;
+    Ok(found)
+}
+
 /// A vendor's next metadata for its namespace: everything published so
 /// far plus `releases`, one version up, signed with `keys`.
 pub fn next_vendor_role(
@@ -790,4 +874,54 @@ pub fn next_vendor_role(
         targets.targets.insert(name, target);
     }
     Ok(tuf::sign(targets, keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_signed_with_fractional_expiries_is_re_signed_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = RegistryStore::create(dir.path()).expect("create");
+        let root_key = KeyPair::generate().expect("key");
+        let online = OnlineKeys::generate().expect("keys");
+        init(&store, &[root_key], 1, &online, Lifetimes::default()).expect("init");
+        // What an older registry wrote: the same roles, nanoseconds in the expiry.
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+        let fractional = later
+            .checked_add(jiff::SignedDuration::from_nanos(123_456_789))
+            .expect("time");
+        store
+            .write_tuf(|latest| -> Result<TufWrite, RepositoryError> {
+                let targets = tuf::targets(need(latest, "targets")? + 1, fractional, None);
+                let bytes = tuf::to_bytes(&tuf::sign(targets, &[&online.targets]));
+                let version = need(latest, "targets")? + 1;
+                let mut write = TufWrite::default();
+                write.files.push((file("targets", version), bytes));
+                write.versions.push(("targets".into(), version));
+                Ok(write)
+            })
+            .expect("store")
+            .expect("write");
+
+        let found =
+            resign_fractional_expiries(&store, &online, Lifetimes::default()).expect("re-sign");
+        assert!(found.resigned);
+        assert!(!found.root);
+        let latest = store.tuf_latest().expect("store");
+        for role in ["targets", "snapshot", "timestamp"] {
+            let bytes = store
+                .tuf_file(&file(role, latest[role]))
+                .expect("store")
+                .expect("file");
+            let value: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+            let expires = value["signed"]["expires"].as_str().expect("expires");
+            assert!(!expires.contains('.'), "{role} expires {expires}");
+        }
+        let again =
+            resign_fractional_expiries(&store, &online, Lifetimes::default()).expect("check");
+        assert!(!again.resigned);
+        assert_eq!(store.tuf_latest().expect("store"), latest);
+    }
 }

@@ -216,23 +216,37 @@ pub async fn current_metadata(
 ) -> Result<Option<Signed<Targets>>, VendorError> {
     let url = metadata_url(registry, namespace)?;
     let (status, bytes) = request(hyper::Method::GET, &url, None, Vec::new()).await?;
+    // The route is anonymous on an outpost-registry, which answers 200
+    // with signed metadata, 204 before a first publish, or 404 with
+    // NAME_UNKNOWN for a namespace it lacks. Anything else means the route
+    // is not there: a plain OCI registry (404, 401, 405, an HTML page…).
+    let not_outpost = |detail: String| VendorError::NotOutpostRegistry {
+        registry: registry.to_string(),
+        detail,
+    };
     match status {
-        StatusCode::OK => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| VendorError::Metadata(e.to_string())),
+        StatusCode::OK => match serde_json::from_slice::<Signed<Targets>>(&bytes) {
+            Ok(metadata) => Ok(Some(metadata)),
+            Err(e) if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() => {
+                Err(VendorError::Metadata(e.to_string()))
+            }
+            Err(_) => Err(not_outpost(format!(
+                "GET {} answered something that is not JSON",
+                url.path()
+            ))),
+        },
         StatusCode::NO_CONTENT => Ok(None),
-        // An outpost-registry says NAME_UNKNOWN for a namespace it lacks;
-        // any other 404 means the route itself is missing.
-        StatusCode::NOT_FOUND if error_code(&bytes).as_deref() != Some("NAME_UNKNOWN") => {
-            Err(VendorError::NotOutpostRegistry {
-                registry: registry.to_string(),
-                detail: format!("GET {} answered 404", url.path()),
+        StatusCode::NOT_FOUND if error_code(&bytes).as_deref() == Some("NAME_UNKNOWN") => {
+            Err(VendorError::Refused {
+                status: status.as_u16(),
+                message: registry_message(&bytes),
             })
         }
-        status => Err(VendorError::Refused {
+        status if status.is_server_error() => Err(VendorError::Refused {
             status: status.as_u16(),
             message: registry_message(&bytes),
         }),
+        status => Err(not_outpost(format!("GET {} answered {status}", url.path()))),
     }
 }
 

@@ -214,6 +214,112 @@ async fn ranges_suffixes_and_several_ranges_are_served() {
     let (status, _, body) = get("bytes=9-3").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, blob);
+    // So is one asking for more than 16 parts, and one at the edge of u64.
+    let (status, _, body) = get(
+        "bytes=0-0,2-2,4-4,6-6,8-8,10-10,12-12,14-14,16-16,18-18,20-20,22-22,24-24,26-26,28-28,30-30,32-32",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, blob);
+    let (status, _, body) = get("bytes=0-18446744073709551615").await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, blob);
+    // Range applies to GET only: a HEAD describes the whole blob.
+    let (status, headers, _) = http
+        .send(
+            Method::HEAD,
+            &path,
+            None,
+            &[("range", "bytes=0-9")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "content-length"), "100");
+
+    // Several ranges adding up to more than a multipart answer is built
+    // from in memory: the whole blob, streamed.
+    let large: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let large_digest = artifact::digest_of(&large);
+    http.upload("acme/r", &registry.acme.token, &large, &large_digest)
+        .await;
+    let (status, headers, body) = http
+        .send(
+            Method::GET,
+            &format!("/v2/acme/r/blobs/{large_digest}"),
+            None,
+            &[("range", "bytes=0-999999,2000000-2999999")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "content-length"), large.len().to_string());
+    assert!(body == large);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_at_a_time_writes_to_an_upload() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let token = registry.acme.token.clone();
+    let (status, headers, _) = http
+        .send(
+            Method::POST,
+            "/v2/acme/u/blobs/uploads/",
+            Some(&token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let location = header(&headers, "location");
+
+    // A chunk that is still arriving...
+    let address = format!(
+        "{}:{}",
+        registry.url.host_str().expect("host"),
+        registry.url.port().expect("port")
+    );
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(
+        format!(
+            "PATCH {location} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/octet-stream\r\ncontent-range: 0-9\r\ncontent-length: 10\r\n\r\nhello"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("send");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // ...keeps others off the upload: no finishing it underneath.
+    let digest = artifact::digest_of(b"helloworld");
+    let (status, _, body) = http
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            Some(&token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{}", Http::message(&body));
+    slow.write_all(b"world").await.expect("send");
+    let mut answer = [0u8; 12];
+    slow.read_exact(&mut answer).await.expect("answer");
+    assert_eq!(&answer, b"HTTP/1.1 202");
+    let (status, _, body) = http
+        .send(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            Some(&token),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{}", Http::message(&body));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

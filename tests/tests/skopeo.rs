@@ -89,6 +89,24 @@ async fn skopeo_logs_in_pushes_into_its_namespace_and_carries_releases_to_any_re
         .expect("publish");
     let outpost = host(&registry.url);
 
+    // Out to an OCI layout on disk, anonymously: the same manifest, byte
+    // for byte.
+    let layout = tempfile::tempdir().expect("temp dir");
+    let layout_ref = format!("oci:{}:1.2.0", layout.path().display());
+    skopeo
+        .ok(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{outpost}/acme/hostile:1.2.0"),
+            &layout_ref,
+        ])
+        .await;
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).expect("index"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], published.digest.as_str());
+    assert!(blob_file(layout.path(), &published.digest).exists());
+
     // Login: a wrong token is refused, the vendor's works.
     let refused = skopeo
         .refused(&[
@@ -116,23 +134,6 @@ async fn skopeo_logs_in_pushes_into_its_namespace_and_carries_releases_to_any_re
             &outpost,
         ])
         .await;
-
-    // Out to an OCI layout on disk: the same manifest, byte for byte.
-    let layout = tempfile::tempdir().expect("temp dir");
-    let layout_ref = format!("oci:{}:1.2.0", layout.path().display());
-    skopeo
-        .ok(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{outpost}/acme/hostile:1.2.0"),
-            &layout_ref,
-        ])
-        .await;
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).expect("index"))
-            .expect("json");
-    assert_eq!(index["manifests"][0]["digest"], published.digest.as_str());
-    assert!(blob_file(layout.path(), &published.digest).exists());
 
     // Back in, under the vendor's own namespace: stored as it was.
     skopeo

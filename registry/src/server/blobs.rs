@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 
 /// A multipart answer is built in memory; asking for more than this in
 /// several ranges gets the whole blob, streamed, instead.
-const MAX_MULTIPART_BYTES: u64 = 8 << 20;
+const MAX_MULTIPART_BYTES: u64 = WHOLE_BLOB_BYTES;
 
 impl Registry {
     pub(super) fn blob(&self, request: &Request<Incoming>, repo: &str, digest: &str) -> Handled {
@@ -47,10 +47,13 @@ impl Registry {
             .store
             .linked_blob_size(repo, digest)?
             .ok_or_else(unknown)?;
+        // `Range` applies to GET only (RFC 9110 §14.2): a HEAD describes
+        // the whole blob.
         let ranges = request
             .headers()
             .get(header::RANGE)
             .and_then(|v| v.to_str().ok())
+            .filter(|_| !head)
             .map(|v| ranges::parse(v, size))
             .unwrap_or(Ranges::Whole);
         let ranges = match ranges {
@@ -205,6 +208,7 @@ impl Registry {
             let response = with_header(response, "range", "0-0");
             return Ok(with_header(response, "docker-upload-uuid", &id));
         }
+        let _in_use = self.claim_upload(id)?;
         let Some((owner, received)) = self.store.upload(id)? else {
             return Err(refuse(
                 StatusCode::NOT_FOUND,
@@ -279,6 +283,29 @@ impl Registry {
         }
     }
 
+    /// Marks upload `id` as in use by this request until the returned
+    /// guard drops; a second request on it meanwhile is refused.
+    fn claim_upload(&self, id: &str) -> Result<UploadInUse<'_>, Refusal> {
+        let mut in_use = self
+            .uploads_in_use
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !in_use.insert(id.to_string()) {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                "BLOB_UPLOAD_INVALID",
+                format!(
+                    "another request is still writing to upload {id}; wait for it to end, \
+                     then ask where the upload stands (GET) and continue from there"
+                ),
+            ));
+        }
+        Ok(UploadInUse {
+            registry: self,
+            id: id.to_string(),
+        })
+    }
+
     /// `POST …/blobs/uploads/?mount=<digest>&from=<repository>`: links a
     /// blob `from` holds into `repo` without sending it again (201). Pulls
     /// are anonymous, so any repository's blobs may be mounted; without
@@ -327,7 +354,7 @@ impl Registry {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|length| offset + length > limit) {
+        if declared.is_some_and(|length| offset.saturating_add(length) > limit) {
             self.store.cancel_upload(id)?;
             return Err(too_large(limit));
         }
@@ -353,7 +380,7 @@ impl Registry {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            if size + data.len() as u64 > limit {
+            if size.saturating_add(data.len() as u64) > limit {
                 drop(file);
                 self.store.cancel_upload(id)?;
                 return Err(too_large(limit));
@@ -393,5 +420,21 @@ impl Registry {
                 format!("the upload's digest is {actual}, not {digest}; nothing was stored"),
             )),
         }
+    }
+}
+
+/// An upload claimed by one request; released when the request ends.
+struct UploadInUse<'a> {
+    registry: &'a Registry,
+    id: String,
+}
+
+impl Drop for UploadInUse<'_> {
+    fn drop(&mut self) {
+        self.registry
+            .uploads_in_use
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.id);
     }
 }

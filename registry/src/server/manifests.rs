@@ -109,7 +109,21 @@ fn read_manifest(body: &[u8], content_type: Option<&str>) -> Result<Refers, Refu
         config_media_type: None,
         annotations: value.get("annotations").cloned(),
     };
-    if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+    let is_index = media_type == OCI_INDEX || media_type == DOCKER_LIST;
+    // What one kind of manifest has, the other must not: an index that
+    // also carried a config and layers would be stored unchecked and read
+    // by nodes as a plugin.
+    let (wrong, kind) = if is_index {
+        (["config", "layers"].as_slice(), "an index")
+    } else {
+        (["manifests"].as_slice(), "an image manifest")
+    };
+    if let Some(field) = wrong.iter().find(|f| value.get(**f).is_some()) {
+        return Err(invalid(format!(
+            "{kind} ({media_type}) may not have `{field}`"
+        )));
+    }
+    if is_index {
         let manifests = value
             .get("manifests")
             .and_then(|m| m.as_array())
@@ -328,14 +342,20 @@ impl Registry {
                         format!("{repo} has no manifest {reference}"),
                     ));
                 };
-                let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("mediaType")
-                            .and_then(|m| m.as_str())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_else(|| artifact::MANIFEST_MEDIA_TYPE.to_string());
+                // Stored manifests passed `read_manifest`; one without a
+                // `mediaType` (it came as Content-Type) is told apart by shape.
+                let value = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+                let media_type = value
+                    .as_ref()
+                    .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        if value.as_ref().is_some_and(|v| v.get("manifests").is_some()) {
+                            OCI_INDEX.to_string()
+                        } else {
+                            OCI_MANIFEST.to_string()
+                        }
+                    });
                 let length = bytes.len();
                 let body = if head {
                     Bytes::new()

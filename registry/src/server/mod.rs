@@ -79,6 +79,10 @@ pub struct Registry {
     online: OnlineKeys,
     config: ServeConfig,
     release_check: Option<Arc<dyn ReleaseCheck>>,
+    /// Uploads a request is writing to or finishing: one request per
+    /// upload at a time, so no chunk lands in a file after its digest was
+    /// checked and it became a blob other repositories may share.
+    uploads_in_use: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -184,16 +188,75 @@ fn with_header(mut response: Response<Body>, name: &'static str, value: &str) ->
     response
 }
 
+/// The specification's repository grammar, with a namespace:
+/// `<namespace>/<name>[/…]`, each component `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 fn valid_repository(name: &str) -> bool {
+    let component = |part: &str| {
+        let bytes = part.as_bytes();
+        let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+            return false;
+        };
+        let alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        if !alphanumeric(first) || !alphanumeric(last) {
+            return false;
+        }
+        // Separators: one `.`, one or two `_`, or any run of `-`.
+        let mut run: Vec<u8> = Vec::new();
+        for b in bytes {
+            if alphanumeric(b) {
+                let ok = run.is_empty()
+                    || run == b"."
+                    || run == b"_"
+                    || run == b"__"
+                    || run.iter().all(|c| *c == b'-');
+                if !ok {
+                    return false;
+                }
+                run.clear();
+            } else if matches!(b, b'.' | b'_' | b'-') {
+                run.push(*b);
+            } else {
+                return false;
+            }
+        }
+        true
+    };
     let parts: Vec<&str> = name.split('/').collect();
-    parts.len() >= 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-                })
-                && p.as_bytes()[0].is_ascii_alphanumeric()
-        })
+    name.len() <= 255 && parts.len() >= 2 && parts.iter().all(|p| component(p))
+}
+
+/// A `/v2/` route, read from the end of the path, so a repository may be
+/// named like a route segment (`acme/blobs`, `acme/referrers`).
+#[derive(Debug, PartialEq, Eq)]
+enum V2Route<'a> {
+    Tags(&'a str),
+    Referrers(&'a str, &'a str),
+    /// The repository and the upload id (empty: start one).
+    Upload(&'a str, &'a str),
+    Blob(&'a str, &'a str),
+    Manifest(&'a str, &'a str),
+}
+
+fn v2_route(rest: &str) -> Option<V2Route<'_>> {
+    if let Some(repo) = rest.strip_suffix("/tags/list") {
+        return Some(V2Route::Tags(repo));
+    }
+    // `<repo>/blobs/uploads`, `<repo>/blobs/uploads/`, `<repo>/blobs/uploads/<id>`
+    let trimmed = rest.strip_suffix('/').unwrap_or(rest);
+    if let Some(repo) = trimmed.strip_suffix("/blobs/uploads") {
+        return Some(V2Route::Upload(repo, ""));
+    }
+    let (head, last) = rest.rsplit_once('/')?;
+    if let Some(repo) = head.strip_suffix("/blobs/uploads") {
+        return Some(V2Route::Upload(repo, last));
+    }
+    let (repo, kind) = head.rsplit_once('/')?;
+    match kind {
+        "blobs" => Some(V2Route::Blob(repo, last)),
+        "manifests" => Some(V2Route::Manifest(repo, last)),
+        "referrers" => Some(V2Route::Referrers(repo, last)),
+        _ => None,
+    }
 }
 
 /// A query parameter, percent-decoded (`sha256%3A…`, `acme%2Fprinter`).
@@ -229,6 +292,7 @@ impl Registry {
             online,
             config,
             release_check: None,
+            uploads_in_use: Default::default(),
         }
     }
 
@@ -264,6 +328,7 @@ impl Registry {
         chores.push(tokio::spawn(async move {
             registry.sweep_abandoned_uploads().await
         }));
+        self.fix_fractional_expiries();
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -303,6 +368,38 @@ impl Registry {
             () = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
         Ok(())
+    }
+
+    /// Metadata signed before expiries had whole seconds: re-signs what the
+    /// online keys sign, and says what needs a person.
+    fn fix_fractional_expiries(&self) {
+        match repository::resign_fractional_expiries(
+            &self.store,
+            &self.online,
+            self.config.lifetimes,
+        ) {
+            Ok(found) => {
+                if found.resigned {
+                    tracing::info!(
+                        "re-signed targets, snapshot and timestamp with whole-second expiries (TUF's format)"
+                    );
+                }
+                if found.root {
+                    tracing::warn!(
+                        "root.json's expiry has a fraction of a second, which python-tuf and go-tuf \
+                         refuse; rotate the root with the offline keys (`outpost-registry root rotate`)"
+                    );
+                }
+                for namespace in found.namespaces {
+                    tracing::warn!(
+                        namespace,
+                        "the namespace's signed release list has an expiry with a fraction of a \
+                         second; its vendor's next `outpost vendor publish` of a new release fixes it"
+                    );
+                }
+            }
+            Err(error) => tracing::error!("checking the metadata's expiries failed: {error}"),
+        }
     }
 
     /// Removes abandoned uploads at start (a crash or a restart may have left
@@ -391,23 +488,16 @@ impl Registry {
         let Some(rest) = path.strip_prefix("/v2/") else {
             return Err(not_found(&path));
         };
-        if let Some(repo) = rest.strip_suffix("/tags/list") {
-            return self.tags(&request, repo);
+        match v2_route(rest) {
+            Some(V2Route::Tags(repo)) => self.tags(&request, repo),
+            Some(V2Route::Referrers(repo, digest)) => self.referrers(&request, repo, digest),
+            Some(V2Route::Upload(repo, id)) => self.upload(request, repo, id).await,
+            Some(V2Route::Blob(repo, digest)) => self.blob(&request, repo, digest),
+            Some(V2Route::Manifest(repo, reference)) => {
+                self.manifest(request, repo, reference).await
+            }
+            None => Err(not_found(&path)),
         }
-        if let Some((repo, digest)) = rest.rsplit_once("/referrers/") {
-            return self.referrers(&request, repo, digest);
-        }
-        if let Some((repo, tail)) = rest.rsplit_once("/blobs/uploads") {
-            let id = tail.trim_start_matches('/').to_string();
-            return self.upload(request, repo, &id).await;
-        }
-        if let Some((repo, digest)) = rest.rsplit_once("/blobs/") {
-            return self.blob(&request, repo, digest);
-        }
-        if let Some((repo, reference)) = rest.rsplit_once("/manifests/") {
-            return self.manifest(request, repo, reference).await;
-        }
-        Err(not_found(&path))
     }
 
     /// `GET /v2/`. Docker-style clients (skopeo, podman, buildah) send
@@ -443,10 +533,13 @@ impl Registry {
         let Some(value) = request.headers().get(header::AUTHORIZATION) else {
             return Ok(Caller::Anonymous);
         };
-        let value = value.to_str().unwrap_or("");
-        let token = if let Some(token) = value.strip_prefix("Bearer ") {
-            token.trim().to_string()
-        } else if let Some(basic) = value.strip_prefix("Basic ") {
+        let value = value.to_str().unwrap_or("").trim();
+        // Authentication schemes are case-insensitive (RFC 9110 §11.1).
+        let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+        let token = if scheme.eq_ignore_ascii_case("bearer") {
+            credentials.trim().to_string()
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            let basic = credentials;
             use base64::Engine;
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(basic.trim())
@@ -564,11 +657,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repository_names_need_a_namespace_and_lowercase() {
+    fn repository_names_need_a_namespace_and_the_specifications_grammar() {
         assert!(valid_repository("acme/zpl-printer"));
+        assert!(valid_repository("acme/a.b_c__d---e"));
         assert!(!valid_repository("zpl-printer"));
         assert!(!valid_repository("Acme/x"));
         assert!(!valid_repository("acme/../x"));
         assert!(!valid_repository("acme//x"));
+        assert!(!valid_repository("acme/a..b"));
+        assert!(!valid_repository("acme/a-"));
+        assert!(!valid_repository("acme/a___b"));
+        assert!(!valid_repository("acme/_a"));
+    }
+
+    #[test]
+    fn routes_are_read_from_the_end_of_the_path() {
+        let digest = "sha256:ab";
+        assert_eq!(v2_route("acme/x/tags/list"), Some(V2Route::Tags("acme/x")));
+        assert_eq!(
+            v2_route("acme/blobs/blobs/uploads/"),
+            Some(V2Route::Upload("acme/blobs", ""))
+        );
+        assert_eq!(
+            v2_route("acme/x/blobs/uploads"),
+            Some(V2Route::Upload("acme/x", ""))
+        );
+        assert_eq!(
+            v2_route("acme/x/blobs/uploads/0f0f"),
+            Some(V2Route::Upload("acme/x", "0f0f"))
+        );
+        assert_eq!(
+            v2_route(&format!("acme/blobs/blobs/{digest}")),
+            Some(V2Route::Blob("acme/blobs", digest))
+        );
+        assert_eq!(
+            v2_route("acme/referrers/manifests/1.0.0"),
+            Some(V2Route::Manifest("acme/referrers", "1.0.0"))
+        );
+        assert_eq!(
+            v2_route(&format!("acme/manifests/referrers/{digest}")),
+            Some(V2Route::Referrers("acme/manifests", digest))
+        );
+        assert_eq!(v2_route("acme/x/other/y"), None);
     }
 }

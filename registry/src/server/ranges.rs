@@ -26,6 +26,10 @@ pub fn parse(header: &str, size: u64) -> Ranges {
     let Some(set) = header.trim().strip_prefix("bytes=") else {
         return Ranges::Whole;
     };
+    if size == 0 {
+        // Nothing to take a range of: the whole, empty blob.
+        return Ranges::Whole;
+    }
     let mut wanted = Vec::new();
     let mut any = false;
     for spec in set.split(',') {
@@ -48,7 +52,7 @@ pub fn parse(header: &str, size: u64) -> Ranges {
             let Some(n) = number(last) else {
                 return Ranges::Whole;
             };
-            if n > 0 && size > 0 {
+            if n > 0 {
                 wanted.push((size.saturating_sub(n), size - 1));
             }
             continue;
@@ -77,13 +81,19 @@ pub fn parse(header: &str, size: u64) -> Ranges {
     if wanted.len() > MAX_RANGES {
         return Ranges::Whole;
     }
-    wanted.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(wanted.len());
-    for (start, end) in wanted {
+    // Overlapping or touching ranges are merged, which RFC 9110 allows in
+    // any order; otherwise the parts keep the order they were asked in.
+    let mut sorted = wanted.clone();
+    sorted.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(sorted.len());
+    for (start, end) in sorted {
         match merged.last_mut() {
             Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
             _ => merged.push((start, end)),
         }
+    }
+    if merged.len() == wanted.len() {
+        merged = wanted;
     }
     match merged.as_slice() {
         [(start, end)] => Ranges::One(*start, *end),
@@ -128,13 +138,31 @@ mod tests {
     fn several_ranges_are_sorted_and_merged() {
         assert_eq!(
             parse("bytes=50-59, 0-9", 100),
-            Ranges::Many(vec![(0, 9), (50, 59)])
+            Ranges::Many(vec![(50, 59), (0, 9)])
+        );
+        assert_eq!(
+            parse("bytes=50-59,0-9,55-70", 100),
+            Ranges::Many(vec![(0, 9), (50, 70)])
         );
         assert_eq!(parse("bytes=0-9,5-20,21-30", 100), Ranges::One(0, 30));
         assert_eq!(
             parse("bytes=0-0,-1", 100),
             Ranges::Many(vec![(0, 0), (99, 99)])
         );
+        // Numbers at the edge of u64 neither overflow nor panic.
+        assert_eq!(
+            parse(&format!("bytes=0-{}", u64::MAX), 100),
+            Ranges::One(0, 99)
+        );
+        assert_eq!(
+            parse(&format!("bytes=-{}", u64::MAX), 100),
+            Ranges::One(0, 99)
+        );
+        assert_eq!(
+            parse(&format!("bytes={}-", u64::MAX), 100),
+            Ranges::Unsatisfiable
+        );
+        assert_eq!(parse("bytes=99999999999999999999999-", 100), Ranges::Whole);
         // Unsatisfiable ones among satisfiable ones are dropped.
         assert_eq!(parse("bytes=0-9,200-300", 100), Ranges::One(0, 9));
     }
@@ -143,7 +171,8 @@ mod tests {
     fn unsatisfiable_only_when_well_formed_and_outside() {
         assert_eq!(parse("bytes=100-", 100), Ranges::Unsatisfiable);
         assert_eq!(parse("bytes=-0", 100), Ranges::Unsatisfiable);
-        assert_eq!(parse("bytes=0-", 0), Ranges::Unsatisfiable);
+        assert_eq!(parse("bytes=0-", 0), Ranges::Whole);
+        assert_eq!(parse("bytes=-5", 0), Ranges::Whole);
         // Malformed headers are ignored, not refused.
         assert_eq!(parse("bytes=5-2", 100), Ranges::Whole);
         assert_eq!(parse("items=0-1", 100), Ranges::Whole);
