@@ -65,8 +65,54 @@ impl CompileCache {
         })
     }
 
-    fn key(engine: &Engine, kind: EngineKind, digest: &str) -> String {
+    /// Names the machine code of the component with sha-256 `digest` for
+    /// `engine`: code under one key runs on any engine with that key's
+    /// fingerprint.
+    pub(crate) fn key(engine: &Engine, kind: EngineKind, digest: &str) -> String {
         format!("{digest}-{}-{}", kind.tag(), engine_fingerprint(engine))
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.cwasm"))
+    }
+
+    /// The machine code cached under `key`, if its sha-256 is the one
+    /// recorded when it was written.
+    pub(crate) fn verified_code(
+        &self,
+        key: &str,
+        store: &NodeStore,
+    ) -> Result<Option<Vec<u8>>, CompileError> {
+        let path = self.path(key);
+        let Some(expected) = store.compiled_digest(key)? else {
+            return Ok(None);
+        };
+        let Ok(code) = std::fs::read(&path) else {
+            return Ok(None);
+        };
+        if sha256_hex(&code) == expected {
+            Ok(Some(code))
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                "cached code does not match its recorded digest; recompiling"
+            );
+            Ok(None)
+        }
+    }
+
+    /// Caches `code` under `key`. `code` must be what `precompile_component`
+    /// made for an engine with the key's fingerprint, such as
+    /// [`CompileCache::verified_code`] of another cache: loading it runs it.
+    pub(crate) fn adopt(
+        &self,
+        key: &str,
+        store: &NodeStore,
+        code: &[u8],
+    ) -> Result<(), CompileError> {
+        self.write_atomically(&self.path(key), code)?;
+        store.set_compiled_digest(key, &sha256_hex(code))?;
+        Ok(())
     }
 
     /// The component with sha-256 `digest`: from the cache if a verified
@@ -80,34 +126,23 @@ impl CompileCache {
         wasm: impl FnOnce() -> Result<Vec<u8>, CompileError>,
     ) -> Result<(Component, CacheOutcome), CompileError> {
         let key = Self::key(engine, kind, digest);
-        let path = self.dir.join(format!("{key}.cwasm"));
-        if let Some(expected) = store.compiled_digest(&key)?
-            && let Ok(code) = std::fs::read(&path)
-        {
-            if sha256_hex(&code) == expected {
-                // SAFETY: these bytes are exactly what `precompile_component`
-                // produced for an engine with this fingerprint: their sha-256
-                // was recorded in the node database when they were written.
-                match unsafe { Component::deserialize(engine, &code) } {
-                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                    Err(error) => tracing::warn!(
-                        path = %path.display(),
-                        "cached code would not load ({error:#}); recompiling"
-                    ),
-                }
-            } else {
-                tracing::warn!(
-                    path = %path.display(),
-                    "cached code does not match its recorded digest; recompiling"
-                );
+        if let Some(code) = self.verified_code(&key, store)? {
+            // SAFETY: these bytes are exactly what `precompile_component`
+            // produced for an engine with this fingerprint: their sha-256
+            // was recorded in the node database when they were written.
+            match unsafe { Component::deserialize(engine, &code) } {
+                Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                Err(error) => tracing::warn!(
+                    path = %self.path(&key).display(),
+                    "cached code would not load ({error:#}); recompiling"
+                ),
             }
         }
         let wasm = wasm()?;
         let code = engine
             .precompile_component(&wasm)
             .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-        self.write_atomically(&path, &code)?;
-        store.set_compiled_digest(&key, &sha256_hex(&code))?;
+        self.adopt(&key, store, &code)?;
         // SAFETY: `code` was produced just now by `precompile_component` on
         // this same engine.
         let component = unsafe { Component::deserialize(engine, &code) }

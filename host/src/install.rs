@@ -19,12 +19,16 @@
 //!
 //! Success or not, the node then drops compiled code and asset folders that
 //! no installed version refers to.
+//!
+//! Steps 3 to 5, but for the comparison with what is installed, are
+//! [`Node::check_package`] (`release_check`): the same checks `outpost
+//! vendor publish` and the registry run before a release exists.
 
 use crate::bindings::lifecycle::{HealthReport, HealthStatus};
 use crate::call::CallError;
 use crate::compile_cache::{CacheOutcome, CompileError, sha256_hex};
 use crate::manifest::{ManifestError, PluginId};
-use crate::node::{Node, PrepareError};
+use crate::node::Node;
 use crate::package::{self, PackageError};
 use crate::plugins::{LinkError, PluginSlot};
 use crate::store::{InstalledVersion, NodeStore, PluginRecord, StoreError};
@@ -113,39 +117,6 @@ pub struct InstallReport {
     pub health: String,
 }
 
-/// Checks the 8-byte header: `\0asm`, then the version and layer fields that
-/// tell a component (layer 1) from a core module (version 1, layer 0).
-fn check_header(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        let start: String = bytes
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        return Err(InstallError::NotWasm {
-            path: path.to_path_buf(),
-            start: if start.is_empty() {
-                "nothing: it is empty".into()
-            } else {
-                format!("bytes {start}")
-            },
-        });
-    }
-    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    let layer = u16::from_le_bytes([bytes[6], bytes[7]]);
-    match (layer, version) {
-        (0, 1) => Err(InstallError::CoreModule {
-            path: path.to_path_buf(),
-        }),
-        (1, _) => Ok(()),
-        _ => Err(InstallError::UnknownEncoding {
-            path: path.to_path_buf(),
-            version: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
-        }),
-    }
-}
-
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn now_seconds() -> u64 {
     now_millis() / 1000
@@ -179,7 +150,10 @@ pub fn describe_health(report: &HealthReport) -> String {
 }
 
 /// Writes a package's assets under `target`, replacing what was there.
-fn install_assets(target: &Path, files: &[package::AssetFile]) -> Result<(), InstallError> {
+pub(crate) fn install_assets(
+    target: &Path,
+    files: &[package::AssetFile],
+) -> Result<(), InstallError> {
     let error = |path: &Path, source| InstallError::Assets {
         path: path.to_path_buf(),
         source,
@@ -220,8 +194,7 @@ impl Node {
     fn install_locked(&self, path: &Path) -> Result<InstallReport, InstallError> {
         let package = package::read(path, self.config.policy.max_assets_bytes)?;
         let manifest_path = package.folder.join(crate::manifest::MANIFEST_FILE_NAME);
-        let component_path = package.folder.join(&package.manifest.component);
-        let manifest = package.manifest;
+        let manifest = &package.manifest;
         let limits = manifest
             .limits_under(&self.config.policy)
             .map_err(|source| InstallError::Policy {
@@ -251,50 +224,39 @@ impl Node {
             });
         }
 
-        // The file itself first: a broken component is the problem to report
-        // whatever else is installed.
-        check_header(&component_path, &package.component)?;
-        let grants = manifest.grants.clone();
-        let wasm = package.component;
-        let (plugin, outcome) = self
-            .prepare(manifest, &digest, || Ok(wasm.clone()))
-            .map_err(|error| match error {
-                PrepareError::Policy(source) => InstallError::Policy {
-                    path: manifest_path.clone(),
-                    source,
-                },
-                PrepareError::Compile(source) => InstallError::Compile {
-                    path: component_path.clone(),
-                    source,
-                },
-                PrepareError::Link(source) => InstallError::Contract {
-                    path: component_path.clone(),
-                    source,
-                },
-                PrepareError::Node(error) => InstallError::Node(error),
-            })?;
-
-        if let Some(existing) = &existing {
+        // The package's own checks; between linking and the first call, it
+        // is compared with what is installed (a broken component is the
+        // problem to report whatever else is installed, and the assets of an
+        // installed version must not be replaced by a refused one).
+        let (plugin, outcome) = self.check_package(&package, &digest, || {
+            let Some(existing) = &existing else {
+                return Ok(());
+            };
             let installed = &existing.active;
             if installed.version == version && installed.component_digest != digest {
-                return Err(InstallError::SameVersionDifferentCode { id, version });
+                return Err(InstallError::SameVersionDifferentCode {
+                    id: id.clone(),
+                    version: version.clone(),
+                });
             }
             if installed.version > version {
                 return Err(InstallError::Downgrade {
-                    id,
+                    id: id.clone(),
                     installed: installed.version.clone(),
-                    offered: version,
+                    offered: version.clone(),
                 });
             }
-        }
+            Ok(())
+        })?;
 
-        // Assets go in before anything calls the plugin: `info` may read them.
-        if grants.assets
-            && let Some(files) = &package.assets
-        {
-            install_assets(&self.assets_dir(&id, &version), files)?;
-        }
-        let health = self.activate(&plugin, existing.as_ref(), &wasm, &digest, grants)?;
+        let grants = manifest.grants.clone();
+        let health = self.activate(
+            &plugin,
+            existing.as_ref(),
+            &package.component,
+            &digest,
+            grants,
+        )?;
         let plugin = Arc::new(plugin);
         self.table.put(PluginSlot::Loaded(plugin.clone()));
         tracing::info!(plugin = %id, %version, "installed");
@@ -315,8 +277,8 @@ impl Node {
         })
     }
 
-    /// Steps 5 and 6: info, then migrate and health in one transaction with
-    /// the install record.
+    /// Step 6: migrate and health in one transaction with the install
+    /// record.
     fn activate(
         &self,
         plugin: &crate::plugins::LoadedPlugin,
@@ -325,13 +287,6 @@ impl Node {
         digest: &str,
         grants: crate::manifest::Grants,
     ) -> Result<String, InstallError> {
-        let info = self.info(plugin)?;
-        if info.version != plugin.version.to_string() {
-            return Err(InstallError::VersionMismatch {
-                reported: info.version,
-                manifest: plugin.version.to_string(),
-            });
-        }
         let from_version = existing.map(|r| r.active.version.to_string());
         let txn = self.store.begin_write()?;
         let (migrated, txn) =
@@ -397,32 +352,5 @@ impl Node {
             tracing::info!(plugin = %id, purge, "removed");
         }
         Ok(removed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_tell_components_from_modules_and_garbage() {
-        let path = Path::new("p.wasm");
-        assert!(check_header(path, b"\0asm\x0d\0\x01\0rest").is_ok());
-        assert!(matches!(
-            check_header(path, b"\0asm\x01\0\0\0"),
-            Err(InstallError::CoreModule { .. })
-        ));
-        assert!(matches!(
-            check_header(path, b"PK\x03\x04zipfile"),
-            Err(InstallError::NotWasm { .. })
-        ));
-        assert!(matches!(
-            check_header(path, b""),
-            Err(InstallError::NotWasm { .. })
-        ));
-        assert!(matches!(
-            check_header(path, b"\0asm\x02\0\0\0"),
-            Err(InstallError::UnknownEncoding { .. })
-        ));
     }
 }

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod package;
 pub mod plugins;
 pub mod printing;
+pub mod release_check;
 pub mod releases;
 pub mod sandbox;
 pub mod secret_file;

@@ -175,6 +175,9 @@ pub struct Node {
     started: Instant,
     /// Installs and removals run one at a time.
     pub(crate) changing: Mutex<()>,
+    /// False on the throwaway node of the release checks: its plugins'
+    /// outbound HTTP is refused whatever they are granted.
+    pub(crate) outbound_http: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -251,6 +254,7 @@ impl Node {
             events,
             started: Instant::now(),
             changing: Mutex::new(()),
+            outbound_http: true,
         };
         for record in node.store.plugins()? {
             let slot = match node.load(&record.id, &record.active) {
@@ -327,7 +331,11 @@ impl Node {
                 .grants
                 .config
                 .then(|| Arc::new(self.config.plugin_values(&id))),
-            http_allowed: manifest.grants.http.clone().into(),
+            http_allowed: if self.outbound_http {
+                manifest.grants.http.clone().into()
+            } else {
+                Arc::from([])
+            },
             keystore_keys: manifest.grants.keystore.clone().into(),
             outbox_grant: manifest.grants.outbox.clone().map(Arc::new),
             grants: manifest.grants.clone(),

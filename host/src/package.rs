@@ -136,12 +136,24 @@ pub fn read(path: &Path, max_assets_bytes: u64) -> Result<Package, PackageError>
             source,
         }
     })?;
+    read_dir(&dir, &folder, given_file, max_assets_bytes)
+}
+
+/// Reads the package in `dir`, naming its files in messages as if it were at
+/// `folder`. `given_file` is the file the operator pointed at, if any.
+pub fn read_dir(
+    dir: &Dir,
+    folder: &Path,
+    given_file: Option<String>,
+    max_assets_bytes: u64,
+) -> Result<Package, PackageError> {
+    let folder = folder.to_path_buf();
     let manifest_path = folder.join(MANIFEST_FILE_NAME);
     if !dir.is_file(MANIFEST_FILE_NAME) {
         return Err(PackageError::NoManifest { folder });
     }
     let manifest_bytes = read_capped(
-        &dir,
+        dir,
         Path::new(MANIFEST_FILE_NAME),
         &manifest_path,
         MAX_MANIFEST_BYTES,
@@ -166,7 +178,7 @@ pub fn read(path: &Path, max_assets_bytes: u64) -> Result<Package, PackageError>
     }
     let component_path = folder.join(&manifest.component);
     let component = read_capped(
-        &dir,
+        dir,
         Path::new(&manifest.component),
         &component_path,
         MAX_COMPONENT_BYTES,
