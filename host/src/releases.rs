@@ -11,12 +11,15 @@
 
 use crate::manifest::PluginId;
 use crate::package::{self, PackageError};
+use crate::release_check::{self, CheckedRelease, ReleaseCheckError};
 use crate::store::{NodeStore, StoreError, TrustSettings};
 use outpost_registry::bundle::{Bundle, BundleError};
 use outpost_registry::client::{
     self, BlobSource, ClientError, Fetcher, Index, MetadataSource, Progress, Release, TrustState,
 };
+use outpost_registry::keys::KeyPair;
 use outpost_registry::tough::schema::{Root, Signed};
+use outpost_registry::vendor::Outcome;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -401,9 +404,16 @@ pub async fn export_bundle(
     Ok(bundle)
 }
 
-/// What `outpost vendor publish` sends for the package folder at `folder`.
+/// What `outpost vendor publish` sends for the package folder at `folder`,
+/// unchecked: [`publish`] runs the install checks on the same bytes first.
 pub fn vendor_release(folder: &Path) -> Result<outpost_registry::vendor::Release, PackageError> {
-    let package = package::read(folder, package::MAX_COMPONENT_BYTES)?;
+    Ok(release_of(package::read(
+        folder,
+        package::MAX_COMPONENT_BYTES,
+    )?))
+}
+
+fn release_of(package: package::Package) -> outpost_registry::vendor::Release {
     let manifest = package.manifest;
     let assets = package
         .assets
@@ -416,7 +426,7 @@ pub fn vendor_release(folder: &Path) -> Result<outpost_registry::vendor::Release
             )
         })
         .collect();
-    Ok(outpost_registry::vendor::Release {
+    outpost_registry::vendor::Release {
         plugin: manifest.id.to_string(),
         version: manifest.version.clone(),
         world: manifest.world.to_string(),
@@ -428,7 +438,67 @@ pub fn vendor_release(folder: &Path) -> Result<outpost_registry::vendor::Release
             assets,
             version: manifest.version.to_string(),
         },
+    }
+}
+
+/// Why `outpost vendor publish` did not publish a package folder.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(
+        "{folder} is not a release any node would install: {source}. Nothing was pushed; \
+         fix the package and publish it again (its version number is still free)"
+    )]
+    Refused {
+        folder: PathBuf,
+        source: ReleaseCheckError,
+    },
+    #[error("cannot check {folder} before publishing it: {detail}; nothing was pushed")]
+    CannotCheck { folder: PathBuf, detail: String },
+    #[error("cannot publish {folder}: {source}")]
+    Publish {
+        folder: PathBuf,
+        source: outpost_registry::vendor::VendorError,
+    },
+}
+
+/// What `outpost vendor publish` does: reads the package folder, runs a
+/// node's install checks on it ([`crate::release_check`]), and only if they
+/// pass pushes those same bytes and publishes them signed with `keys`.
+pub async fn publish(
+    folder: &Path,
+    registry: &Url,
+    token: &str,
+    keys: &[&KeyPair],
+    valid_for: jiff::SignedDuration,
+) -> Result<(CheckedRelease, Outcome), PublishError> {
+    let refused = |source: ReleaseCheckError| match source {
+        ReleaseCheckError::Setup(detail) => PublishError::CannotCheck {
+            folder: folder.to_path_buf(),
+            detail,
+        },
+        source => PublishError::Refused {
+            folder: folder.to_path_buf(),
+            source,
+        },
+    };
+    let read = folder.to_path_buf();
+    // Compiling and calling the plugin block for a while.
+    let (checked, package) = tokio::task::spawn_blocking(move || {
+        let package = package::read(&read, package::MAX_COMPONENT_BYTES)?;
+        let checked = release_check::check_package(&package)?;
+        Ok::<_, ReleaseCheckError>((checked, package))
     })
+    .await
+    .map_err(|e| refused(ReleaseCheckError::Setup(e.to_string())))?
+    .map_err(refused)?;
+    let release = release_of(package);
+    let outcome = outpost_registry::vendor::publish(registry, token, keys, &release, valid_for)
+        .await
+        .map_err(|source| PublishError::Publish {
+            folder: folder.to_path_buf(),
+            source,
+        })?;
+    Ok((checked, outcome))
 }
 
 #[cfg(test)]

@@ -39,7 +39,10 @@ fn serve_registry(vendor_public: &Path) -> (Served, String) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let registry = Arc::new(Registry::new(store, online, ServeConfig::default()));
+    let registry = Arc::new(
+        Registry::new(store, online, ServeConfig::default())
+            .with_release_check(Arc::new(outpost::release_check::ReleaseChecker::new())),
+    );
     runtime.spawn(registry.serve(listener, std::future::pending()));
     (
         Served {
@@ -269,5 +272,60 @@ fn registry_commands_explain_themselves() {
     assert!(
         refusal.contains("not a plugin to install") || refusal.contains("registry"),
         "{refusal}"
+    );
+}
+
+#[test]
+fn vendor_publish_refuses_a_release_no_node_would_install_before_pushing_it() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let vendor_dir = work.path().join("vendor");
+    std::fs::create_dir_all(&vendor_dir).expect("mkdir");
+    let key = vendor_dir.join("acme.key");
+    succeeds(&vendor_dir, &["vendor", "keygen", &text_of(&key)]);
+    let (registry, token) = serve_registry(&keys::public_path(&key));
+
+    // plugin.toml says 1.2.1; the component's `info` still reports 1.2.0.
+    let package_dir = package(work.path(), "1.2.1");
+    std::fs::write(package_dir.join("assets/version.txt"), "1.2.0").expect("version");
+    let publish = [
+        "vendor",
+        "publish",
+        &text_of(&package_dir),
+        "--registry",
+        &registry.url,
+        "--key",
+        &text_of(&key),
+    ];
+    let output = command(&vendor_dir, &publish)
+        .env("OUTPOST_REGISTRY_TOKEN", &token)
+        .output()
+        .expect("runs");
+    let refusal = expect_failure(&publish, &output);
+    for needle in [
+        text_of(&package_dir).as_str(),
+        "the component reports version 1.2.0, but plugin.toml says 1.2.1",
+        "rebuild it or fix the manifest",
+        "Nothing was pushed",
+    ] {
+        assert!(refusal.contains(needle), "{needle:?} not in {refusal}");
+    }
+    let address: std::net::SocketAddr = registry
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let answer = common::http_get(address, "/v2/acme/hostile/manifests/1.2.1").expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+
+    // Fixed, the same version publishes.
+    std::fs::write(package_dir.join("assets/version.txt"), "1.2.1").expect("version");
+    let output = command(&vendor_dir, &publish)
+        .env("OUTPOST_REGISTRY_TOKEN", &token)
+        .output()
+        .expect("runs");
+    let published = expect_success(&publish, &output);
+    assert!(
+        published.contains("published acme/hostile@1.2.1"),
+        "{published}"
     );
 }

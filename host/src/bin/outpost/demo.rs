@@ -81,7 +81,12 @@ impl DemoRegistry {
             "Registry:         {url} (the central team's; root of trust in {})",
             folder.join("root.json").display()
         );
-        let registry = Arc::new(Registry::new(store, online, ServeConfig::default()));
+        // Like `outpost-registry serve`, it runs a node's install checks on
+        // every pushed release.
+        let registry = Arc::new(
+            Registry::new(store, online, ServeConfig::default())
+                .with_release_check(Arc::new(outpost::release_check::ReleaseChecker::new())),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(registry.serve(listener, async {
             let _ = stopped.await;
@@ -253,12 +258,11 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         "A vendor publishes the reference printer driver to a registry on 127.0.0.1; \
          the node verifies it against its root of trust and installs it",
     );
-    let release = outpost::releases::vendor_release(&package)?;
-    let published = outpost_registry::vendor::publish(
+    let (_, published) = outpost::releases::publish(
+        &package,
         &registry.url,
         &registry.token,
         &[&registry.vendor],
-        &release,
         jiff::SignedDuration::from_hours(24),
     )
     .await

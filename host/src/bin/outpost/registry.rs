@@ -7,7 +7,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use outpost::releases::{self, Source, Wanted};
 use outpost_registry::client::{MetadataSource, Progress};
 use outpost_registry::keys::KeyPair;
-use outpost_registry::vendor;
 use std::path::{Path, PathBuf};
 
 /// Runs `work` with a progress callback that drives a byte bar on a
@@ -336,23 +335,27 @@ pub fn publish(
     token: &str,
     valid_for: jiff::SignedDuration,
 ) -> anyhow::Result<()> {
-    let release = releases::vendor_release(package_dir)
-        .with_context(|| format!("cannot publish {}", package_dir.display()))?;
     let url = releases::parse_registry_url(registry)?;
     let keys = key_files
         .iter()
         .map(|p| KeyPair::load(p))
         .collect::<Result<Vec<_>, _>>()?;
     let key_refs: Vec<&KeyPair> = keys.iter().collect();
-    let outcome = runtime()?
-        .block_on(vendor::publish(&url, token, &key_refs, &release, valid_for))
-        .with_context(|| format!("cannot publish {}@{}", release.plugin, release.version))?;
+    // The install checks run first: a release no node would install is
+    // refused here, before anything is pushed or signed.
+    let (checked, outcome) = runtime()?.block_on(releases::publish(
+        package_dir,
+        &url,
+        token,
+        &key_refs,
+        valid_for,
+    ))?;
     println!(
         "published {} ({}, {} bytes); {} metadata version {}",
         outcome.target,
         outcome.digest,
         outcome.bytes,
-        release.plugin.split('/').next().unwrap_or_default(),
+        checked.id.split('/').next().unwrap_or_default(),
         outcome.metadata_version
     );
     Ok(())
