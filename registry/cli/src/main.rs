@@ -1,8 +1,11 @@
 //! `outpost-registry`: the central team's registry server and its admin
-//! commands.
+//! commands. `serve` runs a node's install checks (`outpost::release_check`)
+//! on every pushed release before storing it, which is why this binary is a
+//! package of its own: the registry library cannot depend on the node.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use outpost::release_check::ReleaseChecker;
 use outpost_registry::admin;
 use outpost_registry::keys::{self, KeyPair};
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
@@ -63,6 +66,11 @@ enum Command {
         root_threshold: u64,
     },
     /// Serve the OCI API, the TUF metadata and publishing
+    ///
+    /// Every pushed plugin release goes through a node's install checks
+    /// (plugin.toml, the component, its imports and exports, the version its
+    /// `info` reports) before it is stored; one no node would install is
+    /// refused with the reason.
     Serve {
         /// Listen here
         #[arg(long, default_value = "127.0.0.1:7272")]
@@ -277,7 +285,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "outpost-registry serving on http://{}",
                     listener.local_addr()?
                 );
-                let registry = Arc::new(Registry::new(store, online, config));
+                // A release every node would refuse is refused here, while
+                // its version number is still free.
+                let registry = Arc::new(
+                    Registry::new(store, online, config)
+                        .with_release_check(Arc::new(ReleaseChecker::new())),
+                );
                 registry
                     .serve(listener, async {
                         let _ = tokio::signal::ctrl_c().await;

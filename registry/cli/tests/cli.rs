@@ -1,8 +1,8 @@
 //! `outpost-registry` run as the central team would run it.
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 
 fn registry(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_outpost-registry"))
@@ -147,30 +147,8 @@ fn the_central_team_creates_a_registry_namespaces_and_tokens_then_serves() {
     let unknown = fails(&data, &["token", "create", "nobody"]);
     assert!(unknown.contains("does not exist"), "{unknown}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_outpost-registry"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut answer = None;
-    for _ in 0..100 {
-        answer = get(port, "/v2/");
-        if answer.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let (head, _) = answer.expect("the registry answers");
-    // Anonymous: challenged, so docker-style clients send their token.
-    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
-    assert!(head.contains("www-authenticate: Basic"), "{head}");
+    let server = Server::start(&data);
+    let port = server.port;
     let (_, root) = get(port, "/tuf/1.root.json").expect("root");
     assert_eq!(
         root,
@@ -184,8 +162,125 @@ fn the_central_team_creates_a_registry_namespaces_and_tokens_then_serves() {
     // Admin commands while it serves are told to stop it first.
     let busy = fails(&data, &["token", "create", "acme"]);
     assert!(busy.contains("stop it first"), "{busy}");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
+}
+
+/// `outpost-registry serve` on a free port, stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_outpost-registry"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve");
+        let server = Server { child, port };
+        let mut answer = None;
+        for _ in 0..100 {
+            answer = get(port, "/v2/");
+            if answer.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let (head, _) = answer.expect("the registry answers");
+        // Anonymous: challenged, so docker-style clients send their token.
+        assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+        assert!(head.contains("www-authenticate: Basic"), "{head}");
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The hostile test plugin as acme/hostile with `manifest_version` in
+/// plugin.toml and `reported` as the version its `info` reports.
+fn hostile(dir: &Path, manifest_version: &str, reported: &str) -> PathBuf {
+    let from = Path::new(outpost_plugin_artifacts::TEST_HOSTILE.package_dir);
+    let to = dir.join(format!("hostile-{manifest_version}-{reported}"));
+    std::fs::create_dir_all(to.join("assets")).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("package") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let manifest = std::fs::read_to_string(to.join("plugin.toml")).expect("manifest");
+    std::fs::write(
+        to.join("plugin.toml"),
+        manifest
+            .replace("id = \"test/hostile\"", "id = \"acme/hostile\"")
+            .replace(
+                "version = \"0.1.0\"",
+                &format!("version = \"{manifest_version}\""),
+            ),
+    )
+    .expect("manifest");
+    std::fs::write(to.join("assets/version.txt"), reported).expect("version");
+    to
+}
+
+/// Pushes the package at `folder` with a standard OCI client, as `outpost
+/// vendor publish` would but without its checks.
+fn push(port: u16, token: &str, folder: &Path) -> Result<(), String> {
+    let release = outpost::releases::vendor_release(folder).expect("package");
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let auth = oci_client::secrets::RegistryAuth::Bearer(token.to_string());
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(outpost_registry::vendor::push(&url, &auth, &release))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn serve_refuses_a_release_no_node_would_install() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("registry");
+    succeeds(&data, &["init"]);
+    let key = dir.path().join("acme.key");
+    succeeds(&data, &["keygen", key.to_str().expect("utf-8")]);
+    let public = format!("{}.pub.json", key.display());
+    succeeds(&data, &["namespace", "add", "acme", "--key", &public]);
+    let token = succeeds(&data, &["token", "create", "acme"]);
+    let server = Server::start(&data);
+
+    let refused = push(
+        server.port,
+        token.trim(),
+        &hostile(dir.path(), "1.0.1", "1.0.0"),
+    )
+    .expect_err("the component reports another version");
+    assert!(
+        refused.contains("no node would install this release")
+            && refused.contains("reports version 1.0.0, but plugin.toml says 1.0.1"),
+        "{refused}"
+    );
+    let (head, _) = get(server.port, "/v2/acme/hostile/manifests/1.0.1").expect("answer");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    push(
+        server.port,
+        token.trim(),
+        &hostile(dir.path(), "1.0.1", "1.0.1"),
+    )
+    .expect("the fixed release is accepted under the same version");
 }
 
 #[test]
