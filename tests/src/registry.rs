@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use outpost::node::Node;
+use outpost::release_check::ReleaseChecker;
 use outpost::releases::{self, Fetched, ReleaseError, Source, Wanted};
 use outpost_registry::admin;
 use outpost_registry::keys::KeyPair;
@@ -25,6 +26,11 @@ use outpost_registry::vendor::{self, Outcome, VendorError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use url::Url;
+
+/// The install checks every test registry runs, shared so that a test
+/// binary compiles each component for them once.
+static CHECKER: std::sync::LazyLock<Arc<ReleaseChecker>> =
+    std::sync::LazyLock::new(|| Arc::new(ReleaseChecker::new()));
 
 /// A vendor: its namespace, signing key and registry token.
 #[derive(Clone, Debug)]
@@ -50,8 +56,16 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     /// A registry with namespaces `acme` and `bob`, each with its own key
-    /// and token. Must be called inside a tokio runtime.
+    /// and token, that runs a node's install checks on every pushed release
+    /// (as `outpost-registry serve` does). Must be called inside a tokio
+    /// runtime.
     pub async fn start(config: ServeConfig) -> TestRegistry {
+        TestRegistry::start_with(config, true).await
+    }
+
+    /// Like [`TestRegistry::start`]; `checked: false` leaves the install
+    /// checks out, as a registry built before them (or any OCI registry).
+    pub async fn start_with(config: ServeConfig, checked: bool) -> TestRegistry {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = RegistryStore::create(dir.path()).expect("create registry");
         let root_keys = vec![KeyPair::generate().expect("key")];
@@ -60,7 +74,11 @@ impl TestRegistry {
             .expect("init metadata");
         let acme = add_vendor(&store, "acme");
         let bob = add_vendor(&store, "bob");
-        let registry = Arc::new(Registry::new(store, online.clone(), config));
+        let mut registry = Registry::new(store, online.clone(), config);
+        if checked {
+            registry = registry.with_release_check(CHECKER.clone());
+        }
+        let registry = Arc::new(registry);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
