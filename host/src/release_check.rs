@@ -39,7 +39,7 @@ use crate::manifest::{MANIFEST_FILE_NAME, Manifest};
 use crate::node::{Node, NodeOptions, PrepareError};
 use crate::package::{self, Package, PackageError};
 use crate::plugins::LoadedPlugin;
-use outpost_registry::release_check::{PackageFiles, ReleaseCheck};
+use outpost_registry::release_check::{CheckRefusal, PackageFiles, ReleaseCheck};
 use std::collections::VecDeque;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -363,7 +363,7 @@ pub fn check_files(files: &PackageFiles) -> Result<CheckedRelease, ReleaseCheckE
 /// registry refuses a pushed release every node would refuse, before it is
 /// stored.
 impl ReleaseCheck for ReleaseChecker {
-    fn check(&self, files: &PackageFiles) -> Result<(), String> {
+    fn check(&self, files: &PackageFiles) -> Result<(), CheckRefusal> {
         match self.check_files(files) {
             Ok(checked) => {
                 tracing::debug!(plugin = %checked.id, version = %checked.version, "release passed the install checks");
@@ -371,11 +371,11 @@ impl ReleaseCheck for ReleaseChecker {
             }
             Err(ReleaseCheckError::Setup(why)) => {
                 tracing::error!("cannot run the install checks on a pushed release: {why}");
-                Err(format!(
+                Err(CheckRefusal::Unavailable(format!(
                     "the registry could not run the install checks ({why}); push it again later, and tell the central team if this persists"
-                ))
+                )))
             }
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(CheckRefusal::Refused(error.to_string())),
         }
     }
 }

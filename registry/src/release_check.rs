@@ -12,8 +12,19 @@
 /// component, and `assets/…`, by relative path.
 pub type PackageFiles = Vec<(String, Vec<u8>)>;
 
+/// Why a release did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckRefusal {
+    /// Every node would refuse it; in the node's words.
+    #[error("{0}")]
+    Refused(String),
+    /// Not the release's fault: the checks could not run here (no room for
+    /// a temporary folder, say). The push may be tried again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// The node's install checks, independent of any one node's policy.
 pub trait ReleaseCheck: Send + Sync {
-    /// `Err` says, in the node's words, why every node would refuse it.
-    fn check(&self, files: &PackageFiles) -> Result<(), String>;
+    fn check(&self, files: &PackageFiles) -> Result<(), CheckRefusal>;
 }

@@ -754,3 +754,55 @@ async fn a_refresh_made_while_the_clock_ran_ahead_is_explained_and_can_be_forgot
         .await
         .expect("refreshes again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_cannot_swap_a_release_pinned_by_digest() {
+    let registry = registry_with_two_versions(test_config()).await;
+    let node = TestNode::new();
+    provision(&node.node, &registry.root_json, &registry.url);
+    let manifest = |version: &str| {
+        let digest = registry
+            .store()
+            .tag("acme/hostile", version)
+            .expect("store")
+            .expect("tag");
+        let bytes = registry
+            .store()
+            .manifest("acme/hostile", &digest)
+            .expect("store")
+            .expect("manifest");
+        (digest, bytes)
+    };
+    let (pinned, _) = manifest("1.2.0");
+    let (_, other) = manifest("1.3.0");
+    // The mirror answers with another release, signed too, but not the
+    // one the operator pinned.
+    let mirror = Proxy::start(&registry.url).await;
+    mirror.tamper("/manifests/", Tamper::Replace(other));
+    let host = outpost_registry::vendor::registry_host(&mirror.url);
+    let source = Source::parse(
+        &format!("oci://{host}/acme/hostile@{pinned}"),
+        None,
+        node.node.store(),
+    )
+    .expect("source");
+    let error = client_error(
+        fetch_source(&node.node, &source)
+            .await
+            .expect_err("a swapped manifest"),
+    );
+    assert!(
+        matches!(error, ClientError::WrongManifest { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("nothing was installed"),
+        "{error}"
+    );
+
+    mirror.clear();
+    let fetched = fetch_source(&node.node, &source)
+        .await
+        .expect("the pinned release");
+    assert_eq!(fetched.release.version.to_string(), "1.2.0");
+}

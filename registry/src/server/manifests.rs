@@ -12,6 +12,7 @@ use super::{
     valid_repository, with_header,
 };
 use crate::artifact;
+use crate::release_check::CheckRefusal;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header;
@@ -276,45 +277,70 @@ impl Registry {
     /// and pass the node's install checks.
     async fn check_plugin(&self, body: &[u8]) -> Result<(), Refusal> {
         let layout = artifact::parse(body).map_err(|e| invalid(e.to_string()))?;
+        let read = |digest: &str| {
+            self.store
+                .read_blob(digest, self.config.max_blob_bytes)
+                .ok_or_else(|| {
+                    refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "UNKNOWN",
+                        format!(
+                            "blob {digest} is linked but cannot be read; see the registry's log"
+                        ),
+                    )
+                })
+        };
+        for layer in &layout.manifest.layers {
+            if layer.media_type == artifact::WASM_MEDIA_TYPE {
+                artifact::check_component(
+                    &format!("layer {}", layer.digest),
+                    &read(&layer.digest)?,
+                )
+                .map_err(|e| invalid(e.to_string()))?;
+            }
+        }
         let has_plugin_manifest = layout
             .manifest
             .layers
             .iter()
             .any(|l| l.media_type == artifact::PLUGIN_MANIFEST_MEDIA_TYPE);
+        let Some(check) = self.release_check.clone() else {
+            return Ok(());
+        };
+        if !has_plugin_manifest {
+            // A generic Wasm artifact: stored, but no node can install it
+            // and publishing it is refused.
+            return Ok(());
+        }
         let mut package = Vec::new();
-        if has_plugin_manifest {
-            for file in layout.files().map_err(|e| invalid(e.to_string()))? {
-                let bytes = self
-                    .store
-                    .read_blob(&file.descriptor.digest, self.config.max_blob_bytes)
-                    .unwrap_or_default();
-                package.push((file.path, bytes));
+        for file in layout.files().map_err(|e| invalid(e.to_string()))? {
+            package.push((file.path, read(&file.descriptor.digest)?));
+        }
+        // Compiling a component takes a core for seconds: a few at a time,
+        // however many pushes arrive at once.
+        let _slot = self.check_slots.acquire().await.map_err(|_| {
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNKNOWN",
+                "the registry is stopping",
+            )
+        })?;
+        let verdict = tokio::task::spawn_blocking(move || check.check(&package))
+            .await
+            .unwrap_or_else(|e| {
+                Err(CheckRefusal::Unavailable(format!(
+                    "the install checks failed: {e}"
+                )))
+            });
+        match verdict {
+            Ok(()) => Ok(()),
+            Err(CheckRefusal::Refused(why)) => Err(invalid(format!(
+                "no node would install this release: {why}"
+            ))),
+            Err(CheckRefusal::Unavailable(why)) => {
+                Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "UNKNOWN", why))
             }
         }
-        for layer in &layout.manifest.layers {
-            if layer.media_type == artifact::WASM_MEDIA_TYPE {
-                let bytes = self
-                    .store
-                    .read_blob(&layer.digest, self.config.max_blob_bytes)
-                    .unwrap_or_default();
-                artifact::check_component(&format!("layer {}", layer.digest), &bytes)
-                    .map_err(|e| invalid(e.to_string()))?;
-            }
-        }
-        if let Some(check) = self.release_check.clone()
-            && !package.is_empty()
-        {
-            // Compiling a component takes a core for seconds.
-            let verdict = tokio::task::spawn_blocking(move || check.check(&package))
-                .await
-                .unwrap_or_else(|e| Err(format!("the install check failed: {e}")));
-            if let Err(why) = verdict {
-                return Err(invalid(format!(
-                    "no node would install this release: {why}"
-                )));
-            }
-        }
-        Ok(())
     }
 
     pub(super) async fn manifest(

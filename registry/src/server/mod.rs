@@ -83,6 +83,8 @@ pub struct Registry {
     /// upload at a time, so no chunk lands in a file after its digest was
     /// checked and it became a blob other repositories may share.
     uploads_in_use: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Install checks running at once: each compiles a component.
+    check_slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Registry {
@@ -293,6 +295,9 @@ impl Registry {
             config,
             release_check: None,
             uploads_in_use: Default::default(),
+            check_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         }
     }
 
