@@ -258,6 +258,29 @@ fn sign_top_level(
     write
 }
 
+/// The next targets (same delegations), snapshot and timestamp: what a
+/// root rotation or a change of format re-signs.
+fn resign_top_level(
+    store: &RegistryStore,
+    latest: &BTreeMap<String, u64>,
+    targets: &Signed<Targets>,
+    online: &OnlineKeys,
+    lifetimes: Lifetimes,
+) -> Result<TufWrite, RepositoryError> {
+    let roles = current_roles(store, latest)?;
+    Ok(sign_top_level(
+        TargetsChange::New {
+            version: need(latest, "targets")? + 1,
+            delegations: targets.signed.delegations.clone(),
+        },
+        &roles,
+        need(latest, "snapshot")? + 1,
+        need(latest, "timestamp")? + 1,
+        online,
+        lifetimes,
+    ))
+}
+
 fn need(latest: &BTreeMap<String, u64>, role: &str) -> Result<u64, RepositoryError> {
     latest
         .get(role)
@@ -773,18 +796,7 @@ pub fn rotate_root(
         }
         let root_bytes = tuf::to_bytes(&tuf::sign(root, &signers));
         let targets: Signed<Targets> = load(store, &file("targets", need(latest, "targets")?))?;
-        let roles = current_roles(store, latest)?;
-        let mut write = sign_top_level(
-            TargetsChange::New {
-                version: need(latest, "targets")? + 1,
-                delegations: targets.signed.delegations.clone(),
-            },
-            &roles,
-            need(latest, "snapshot")? + 1,
-            need(latest, "timestamp")? + 1,
-            online,
-            lifetimes,
-        );
+        let mut write = resign_top_level(store, latest, &targets, online, lifetimes)?;
         write.files.push((file("root", rotated), root_bytes.clone()));
         write.files.push(("root.json".into(), root_bytes));
         write.versions.push(("root".into(), rotated));
@@ -839,18 +851,7 @@ pub fn resign_fractional_expiries(
             return Ok(TufWrite::default());
         }
         found.resigned = true;
-        let roles = current_roles(store, latest)?;
-        Ok(sign_top_level(
-            TargetsChange::New {
-                version: need(latest, "targets")? + 1,
-                delegations: targets.signed.delegations.clone(),
-            },
-            &roles,
-            need(latest, "snapshot")? + 1,
-            need(latest, "timestamp")? + 1,
-            online,
-            lifetimes,
-        ))
+        resign_top_level(store, latest, &targets, online, lifetimes)
     })??;
     Ok(found)
 }

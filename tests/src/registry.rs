@@ -556,6 +556,11 @@ impl Http {
         (status, headers, body)
     }
 
+    /// An anonymous GET.
+    pub async fn get(&self, path: &str) -> (StatusCode, hyper::HeaderMap, Vec<u8>) {
+        self.send(Method::GET, path, None, &[], Vec::new()).await
+    }
+
     /// The OCI error code of an answer.
     pub fn code(body: &[u8]) -> String {
         serde_json::from_slice::<serde_json::Value>(body)

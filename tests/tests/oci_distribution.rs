@@ -24,7 +24,7 @@ fn header(headers: &hyper::HeaderMap, name: &str) -> String {
 async fn the_version_check_challenges_so_clients_send_their_token() {
     let registry = TestRegistry::start(test_config()).await;
     let http = Http::new(&registry.url);
-    let (status, headers, _) = http.send(Method::GET, "/v2/", None, &[], Vec::new()).await;
+    let (status, headers, _) = http.get("/v2/").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(header(&headers, "www-authenticate").starts_with("Basic realm="));
     assert_eq!(
@@ -65,15 +65,7 @@ async fn blobs_are_served_only_through_repositories_that_hold_them() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{message}");
 
-    let (status, _, body) = http
-        .send(
-            Method::GET,
-            &format!("/v2/acme/a/blobs/{digest}"),
-            None,
-            &[],
-            Vec::new(),
-        )
-        .await;
+    let (status, _, body) = http.get(&format!("/v2/acme/a/blobs/{digest}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, secret);
     for elsewhere in ["bob/a", "acme/never-pushed"] {
@@ -337,15 +329,7 @@ async fn tags_page_with_n_and_last() {
         let value: serde_json::Value = serde_json::from_slice(body).expect("json");
         serde_json::from_value(value["tags"].clone()).expect("tags")
     };
-    let (status, headers, body) = http
-        .send(
-            Method::GET,
-            "/v2/acme/hostile/tags/list?n=2",
-            None,
-            &[],
-            Vec::new(),
-        )
-        .await;
+    let (status, headers, body) = http.get("/v2/acme/hostile/tags/list?n=2").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(tags(&body), ["1.0.0", "1.1.0"]);
     let link = header(&headers, "link");
@@ -358,28 +342,12 @@ async fn tags_page_with_n_and_last() {
         .and_then(|l| l.split_once('>'))
         .map(|(url, _)| url.to_string())
         .expect("link");
-    let (_, headers, body) = http.send(Method::GET, &next, None, &[], Vec::new()).await;
+    let (_, headers, body) = http.get(&next).await;
     assert_eq!(tags(&body), ["1.10.0"]);
     assert_eq!(header(&headers, "link"), "");
-    let (_, _, body) = http
-        .send(
-            Method::GET,
-            "/v2/acme/hostile/tags/list?last=1.0.0",
-            None,
-            &[],
-            Vec::new(),
-        )
-        .await;
+    let (_, _, body) = http.get("/v2/acme/hostile/tags/list?last=1.0.0").await;
     assert_eq!(tags(&body), ["1.1.0", "1.10.0"]);
-    let (status, _, body) = http
-        .send(
-            Method::GET,
-            "/v2/acme/none/tags/list",
-            None,
-            &[],
-            Vec::new(),
-        )
-        .await;
+    let (status, _, body) = http.get("/v2/acme/none/tags/list").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(Http::code(&body), "NAME_UNKNOWN");
 }
@@ -428,7 +396,7 @@ async fn an_sbom_pushed_with_a_subject_is_listed_by_the_referrers_api() {
     let referrers = |query: &'static str| {
         let http = &http;
         let path = format!("/v2/acme/hostile/referrers/{}{query}", release.digest);
-        async move { http.send(Method::GET, &path, None, &[], Vec::new()).await }
+        async move { http.get(&path).await }
     };
     let (status, headers, body) = referrers("").await;
     assert_eq!(status, StatusCode::OK);
@@ -456,13 +424,7 @@ async fn an_sbom_pushed_with_a_subject_is_listed_by_the_referrers_api() {
     // No referrers is an empty index, not a 404.
     let unknown = artifact::digest_of(b"nothing refers to this");
     let (status, _, body) = http
-        .send(
-            Method::GET,
-            &format!("/v2/acme/hostile/referrers/{unknown}"),
-            None,
-            &[],
-            Vec::new(),
-        )
+        .get(&format!("/v2/acme/hostile/referrers/{unknown}"))
         .await;
     assert_eq!(status, StatusCode::OK);
     let index: serde_json::Value = serde_json::from_slice(&body).expect("json");
