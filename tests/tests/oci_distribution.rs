@@ -421,6 +421,69 @@ async fn an_sbom_pushed_with_a_subject_is_listed_by_the_referrers_api() {
     let index: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(index["manifests"].as_array().map(Vec::len), Some(1));
 
+    // Many referrers come in pages, each naming the next.
+    for n in 0..300 {
+        let mut signature = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.signature",
+            "config": {"mediaType": EMPTY_CONFIG, "digest": artifact::digest_of(&empty), "size": empty.len()},
+            "layers": [],
+            "subject": {"mediaType": artifact::MANIFEST_MEDIA_TYPE, "digest": release.digest, "size": 1},
+        });
+        signature["annotations"] = serde_json::json!({"n": n.to_string()});
+        let bytes = serde_json::to_vec(&signature).expect("json");
+        let (status, _, body) = http
+            .send(
+                Method::PUT,
+                &format!("/v2/acme/hostile/manifests/{}", artifact::digest_of(&bytes)),
+                Some(&token),
+                &[("content-type", OCI_MANIFEST)],
+                bytes,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{}", Http::message(&body));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut path = format!("/v2/acme/hostile/referrers/{}", release.digest);
+    let mut pages = 0;
+    loop {
+        let (status, headers, body) = http.get(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        pages += 1;
+        let index: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        for descriptor in index["manifests"].as_array().expect("manifests") {
+            assert!(
+                seen.insert(descriptor["digest"].to_string()),
+                "listed twice"
+            );
+        }
+        let link = header(&headers, "link");
+        if link.is_empty() {
+            break;
+        }
+        path = link
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .map(|(url, _)| url.to_string())
+            .expect("link");
+    }
+    assert_eq!((seen.len(), pages), (301, 2));
+
+    // Annotations are strings.
+    let mut odd: serde_json::Value = serde_json::from_slice(&manifest).expect("json");
+    odd["annotations"] = serde_json::json!({"n": 1});
+    let (status, _, _) = http
+        .send(
+            Method::PUT,
+            "/v2/acme/hostile/manifests/odd",
+            Some(&token),
+            &[("content-type", OCI_MANIFEST)],
+            serde_json::to_vec(&odd).expect("json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     // No referrers is an empty index, not a 404.
     let unknown = artifact::digest_of(b"nothing refers to this");
     let (status, _, body) = http

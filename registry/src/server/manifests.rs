@@ -30,6 +30,11 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'-')
     .remove(b'_');
 
+/// Referrers in one answer; more follow through the `Link` header, as the
+/// specification allows, so a subject with thousands of signatures does
+/// not make one huge answer.
+const REFERRERS_PER_PAGE: usize = 256;
+
 /// What a pushed manifest refers to.
 struct Refers {
     media_type: String,
@@ -153,6 +158,14 @@ fn read_manifest(body: &[u8], content_type: Option<&str>) -> Result<Refers, Refu
                 .push(descriptor(layer, &format!("layers[{index}]"))?);
         }
     }
+    if let Some(annotations) = &refers.annotations {
+        let strings = annotations
+            .as_object()
+            .is_some_and(|map| map.values().all(|v| v.is_string()));
+        if !strings {
+            return Err(invalid("annotations must map strings to strings"));
+        }
+    }
     if let Some(subject) = value.get("subject") {
         refers.subject = Some(descriptor(subject, "subject")?.0);
     }
@@ -247,9 +260,24 @@ impl Registry {
             ));
         }
         let filter = query_param(request, "artifactType");
+        let after = query_param(request, "last");
+        let page = self
+            .store
+            .referrers(repo, digest, after.as_deref(), REFERRERS_PER_PAGE + 1)?;
+        let next = page
+            .get(REFERRERS_PER_PAGE - 1)
+            .filter(|_| page.len() > REFERRERS_PER_PAGE)
+            .map(|(last, _)| {
+                let mut link = format!("</v2/{repo}/referrers/{digest}?last={last}");
+                if let Some(filter) = &filter {
+                    link.push_str("&artifactType=");
+                    link.extend(percent_encoding::utf8_percent_encode(filter, QUERY_VALUE));
+                }
+                link + ">; rel=\"next\""
+            });
         let mut manifests = Vec::new();
-        for bytes in self.store.referrers(repo, digest)? {
-            let Ok(descriptor) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        for (_, bytes) in page.iter().take(REFERRERS_PER_PAGE) {
+            let Ok(descriptor) = serde_json::from_slice::<serde_json::Value>(bytes) else {
                 continue;
             };
             let artifact_type = descriptor.get("artifactType").and_then(|a| a.as_str());
@@ -269,6 +297,9 @@ impl Registry {
         );
         if filter.is_some() {
             response = with_header(response, "oci-filters-applied", "artifactType");
+        }
+        if let Some(next) = next {
+            response = with_header(response, "link", &next);
         }
         Ok(response)
     }

@@ -107,18 +107,28 @@ impl RegistryStore {
     }
 
     /// The descriptors of `repository`'s manifests whose subject is
-    /// `subject`, in digest order.
-    pub fn referrers(&self, repository: &str, subject: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    /// `subject`, in referrer digest order: at most `limit` of them after
+    /// the referrer `after`, each with its digest.
+    pub fn referrers(
+        &self,
+        repository: &str,
+        subject: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(REFERRERS)?;
         let mut out = Vec::new();
-        for row in table.range((repository, subject, "")..)? {
+        for row in table.range((repository, subject, after.unwrap_or(""))..)? {
             let (key, value) = row?;
-            let (repo, of, _) = key.value();
-            if repo != repository || of != subject {
+            let (repo, of, digest) = key.value();
+            if repo != repository || of != subject || out.len() == limit {
                 break;
             }
-            out.push(value.value().to_vec());
+            if Some(digest) == after {
+                continue;
+            }
+            out.push((digest.to_string(), value.value().to_vec()));
         }
         Ok(out)
     }
