@@ -47,8 +47,17 @@ use std::sync::{Arc, Mutex};
 /// Pool slots of a throwaway node: it makes one call.
 const CHECK_POOL_SLOTS: u32 = 2;
 
-/// Components whose machine code a [`ReleaseChecker`] keeps.
+/// Components whose machine code a [`ReleaseChecker`] keeps, and the most
+/// bytes of it: a vendor pushing large components cannot pin much memory.
 const REMEMBERED_COMPONENTS: usize = 8;
+const REMEMBERED_BYTES: usize = 128 << 20;
+
+/// The most assets a package may hold: what a node on the default policy
+/// reads, so a release passing here is not refused by default nodes for
+/// its size.
+pub fn max_assets_bytes() -> u64 {
+    Policy::default().max_assets_bytes
+}
 
 /// Why a package is not a release any node would install.
 #[derive(Debug, thiserror::Error)]
@@ -259,12 +268,12 @@ impl ReleaseChecker {
                 .adopt(&key, &node.store, &code)
                 .map_err(|e| setup(e.to_string()))?;
         }
-        let checked = node.check_package(&run, &digest, || Ok(()));
-        // Compiled, whether or not the other checks passed.
+        node.check_package(&run, &digest, || Ok(()))?;
+        // Only code of releases that passed: a refused one is not pushed
+        // again unchanged.
         if let Ok(Some(code)) = node.cache.verified_code(&key, &node.store) {
             self.remember(key, code.into());
         }
-        checked?;
         let manifest = &package.manifest;
         Ok(CheckedRelease {
             id: manifest.id.to_string(),
@@ -300,21 +309,35 @@ impl ReleaseChecker {
             }
             written.push(path);
             let target = folder.join(relative);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| setup(format!("cannot create {}: {e}", parent.display())))?;
+            // A path the file system will not take is the release's fault
+            // (a file where another path needs a folder, say); a full or
+            // failing disk is the registry's.
+            let written_out = target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&target, bytes));
+            if let Err(error) = written_out {
+                return Err(match error.kind() {
+                    std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::OutOfMemory
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::QuotaExceeded => {
+                        setup(format!("cannot write {}: {error}", target.display()))
+                    }
+                    _ => ReleaseCheckError::BadPath { path: path.clone() },
+                });
             }
-            std::fs::write(&target, bytes)
-                .map_err(|e| setup(format!("cannot write {}: {e}", target.display())))?;
         }
         let dir = cap_std::fs::Dir::open_ambient_dir(&folder, cap_std::ambient_authority())
             .map_err(|e| setup(format!("cannot open {}: {e}", folder.display())))?;
         // Named by their paths in the release, not in the temporary folder.
-        let package = package::read_dir(&dir, &PathBuf::new(), None, package::MAX_COMPONENT_BYTES)
-            .map_err(|error| match error {
+        let package = package::read_dir(&dir, &PathBuf::new(), None, max_assets_bytes()).map_err(
+            |error| match error {
                 PackageError::NoAssets { .. } => ReleaseCheckError::NoAssets,
                 other => ReleaseCheckError::Package(other),
-            })?;
+            },
+        )?;
         self.check(&package)
     }
 
@@ -337,7 +360,9 @@ impl ReleaseChecker {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         compiled.retain(|(k, _)| *k != key);
         compiled.push_back((key, code));
-        while compiled.len() > REMEMBERED_COMPONENTS {
+        while compiled.len() > REMEMBERED_COMPONENTS
+            || compiled.iter().map(|(_, code)| code.len()).sum::<usize>() > REMEMBERED_BYTES
+        {
             compiled.pop_front();
         }
     }
@@ -351,7 +376,7 @@ pub fn check_package(package: &Package) -> Result<CheckedRelease, ReleaseCheckEr
 
 /// Reads the package folder at `path` and checks it.
 pub fn check_folder(path: &Path) -> Result<CheckedRelease, ReleaseCheckError> {
-    check_package(&package::read(path, package::MAX_COMPONENT_BYTES)?)
+    check_package(&package::read(path, max_assets_bytes())?)
 }
 
 /// Checks a package given as its files (see [`ReleaseChecker::check_files`]).
@@ -363,6 +388,11 @@ pub fn check_files(files: &PackageFiles) -> Result<CheckedRelease, ReleaseCheckE
 /// registry refuses a pushed release every node would refuse, before it is
 /// stored.
 impl ReleaseCheck for ReleaseChecker {
+    fn max_package_bytes(&self) -> u64 {
+        // The component, the assets, and plugin.toml (small; a MiB of room).
+        package::MAX_COMPONENT_BYTES + max_assets_bytes() + (1 << 20)
+    }
+
     fn check(&self, files: &PackageFiles) -> Result<(), CheckRefusal> {
         match self.check_files(files) {
             Ok(checked) => {

@@ -409,7 +409,7 @@ pub async fn export_bundle(
 pub fn vendor_release(folder: &Path) -> Result<outpost_registry::vendor::Release, PackageError> {
     Ok(release_of(package::read(
         folder,
-        package::MAX_COMPONENT_BYTES,
+        release_check::max_assets_bytes(),
     )?))
 }
 
@@ -484,7 +484,7 @@ pub async fn publish(
     let read = folder.to_path_buf();
     // Compiling and calling the plugin block for a while.
     let (checked, package) = tokio::task::spawn_blocking(move || {
-        let package = package::read(&read, package::MAX_COMPONENT_BYTES)?;
+        let package = package::read(&read, release_check::max_assets_bytes())?;
         let checked = release_check::check_package(&package)?;
         Ok::<_, ReleaseCheckError>((checked, package))
     })

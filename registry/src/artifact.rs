@@ -271,7 +271,14 @@ impl Layout {
                 detail: format!("{title:?} {detail}"),
             };
             let path = Path::new(title);
+            // Every segment a plain name a file system takes: no empty or
+            // `.` segments (which `components` would quietly drop), no
+            // trailing slash, nothing longer than a file name may be.
+            let plain_segments = title
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part.len() <= 255);
             if title.is_empty()
+                || !plain_segments
                 || !path.components().all(|c| matches!(c, Component::Normal(_)))
                 || title.contains('\\')
             {
@@ -296,6 +303,13 @@ impl Layout {
             }
             if files.iter().any(|f| f.path == *title) {
                 return Err(bad("is used by two layers"));
+            }
+            // `assets/a` and `assets/a/b` cannot both be files.
+            if files.iter().any(|f| {
+                f.path.starts_with(&format!("{title}/"))
+                    || title.starts_with(&format!("{}/", f.path))
+            }) {
+                return Err(bad("is both a file and a folder of another layer"));
             }
             files.push(LayerFile {
                 path: title.clone(),

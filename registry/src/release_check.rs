@@ -27,4 +27,14 @@ pub enum CheckRefusal {
 /// The node's install checks, independent of any one node's policy.
 pub trait ReleaseCheck: Send + Sync {
     fn check(&self, files: &PackageFiles) -> Result<(), CheckRefusal>;
+
+    /// The most bytes a package may hold in all (component, `plugin.toml`
+    /// and assets, a file counted once per path): what a node would read
+    /// at most. The registry refuses a larger one from the manifest's sizes,
+    /// before reading anything.
+    fn max_package_bytes(&self) -> u64;
 }
+
+/// The most files a package may hold: a manifest of 256 KiB could
+/// otherwise name thousands of layers, every one the same large blob.
+pub const MAX_PACKAGE_FILES: usize = 1024;

@@ -523,3 +523,74 @@ async fn tags_follow_the_specifications_grammar_and_indexes_need_their_manifests
         assert_eq!(Http::code(&body), code, "{tag}: {}", Http::message(&body));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_naming_more_bytes_than_a_node_reads_is_refused_before_it_is_read() {
+    let registry = TestRegistry::start(test_config()).await;
+    let http = Http::new(&registry.url);
+    let token = registry.acme.token.clone();
+    let package = hostile_as(artifacts::TEST_HOSTILE, "acme/big", "1.0.0");
+    let built = artifact::build(&vendor_release(package.path()).parts).expect("build");
+    let asset = vec![7u8; 4 << 20];
+    let blobs = std::iter::once(built.config.1.clone())
+        .chain(built.layers.iter().map(|(_, bytes)| bytes.clone()))
+        .chain(std::iter::once(asset.clone()));
+    for blob in blobs {
+        let (status, message) = http
+            .upload("acme/big", &token, &blob, &artifact::digest_of(&blob))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{message}");
+    }
+    // One 4 MiB blob named by 40 assets: 160 MiB for a checker to read.
+    let mut manifest: serde_json::Value = serde_json::from_slice(&built.manifest).expect("json");
+    let layers = manifest["layers"].as_array_mut().expect("layers");
+    for n in 0..40 {
+        layers.push(serde_json::json!({
+            "mediaType": artifact::ASSET_MEDIA_TYPE,
+            "digest": artifact::digest_of(&asset),
+            "size": asset.len(),
+            "annotations": {(artifact::TITLE): format!("assets/copy-{n}")},
+        }));
+    }
+    let (status, _, body) = http
+        .send(
+            Method::PUT,
+            "/v2/acme/big/manifests/1.0.0",
+            Some(&token),
+            &[("content-type", OCI_MANIFEST)],
+            serde_json::to_vec(&manifest).expect("json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        Http::message(&body).contains("a node reads at most"),
+        "{}",
+        Http::message(&body)
+    );
+    // A file where another layer needs a folder is the release's fault.
+    let mut clash: serde_json::Value = serde_json::from_slice(&built.manifest).expect("json");
+    let layers = clash["layers"].as_array_mut().expect("layers");
+    for title in ["assets/a", "assets/a/b"] {
+        layers.push(serde_json::json!({
+            "mediaType": artifact::ASSET_MEDIA_TYPE,
+            "digest": artifact::digest_of(&asset),
+            "size": asset.len(),
+            "annotations": {(artifact::TITLE): title},
+        }));
+    }
+    let (status, _, body) = http
+        .send(
+            Method::PUT,
+            "/v2/acme/big/manifests/1.0.0",
+            Some(&token),
+            &[("content-type", OCI_MANIFEST)],
+            serde_json::to_vec(&clash).expect("json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        Http::message(&body).contains("both a file and a folder"),
+        "{}",
+        Http::message(&body)
+    );
+}

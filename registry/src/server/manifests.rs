@@ -12,11 +12,12 @@ use super::{
     valid_repository, with_header,
 };
 use crate::artifact;
-use crate::release_check::CheckRefusal;
+use crate::release_check::{CheckRefusal, MAX_PACKAGE_FILES};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header;
 use hyper::{Method, Request, StatusCode};
+use std::sync::atomic::Ordering;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -29,6 +30,9 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
     .remove(b'.')
     .remove(b'-')
     .remove(b'_');
+
+/// Pushes waiting for a check slot; more are told to come back.
+const MAX_WAITING_CHECKS: usize = 16;
 
 /// Referrers in one answer; more follow through the `Link` header, as the
 /// specification allows, so a subject with thousands of signatures does
@@ -305,64 +309,118 @@ impl Registry {
     }
 
     /// A plugin's manifest must have the plugin layout, a valid component,
-    /// and pass the node's install checks.
+    /// and pass the node's install checks. Sizes are judged from the
+    /// manifest before anything is read; reading and checking happen under
+    /// a check slot, which the blocking work holds to its end.
     async fn check_plugin(&self, body: &[u8]) -> Result<(), Refusal> {
         let layout = artifact::parse(body).map_err(|e| invalid(e.to_string()))?;
-        let read = |digest: &str| {
-            self.store
-                .read_blob(digest, self.config.max_blob_bytes)
-                .ok_or_else(|| {
-                    refuse(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "UNKNOWN",
-                        format!(
-                            "blob {digest} is linked but cannot be read; see the registry's log"
-                        ),
-                    )
-                })
-        };
-        for layer in &layout.manifest.layers {
-            if layer.media_type == artifact::WASM_MEDIA_TYPE {
-                artifact::check_component(
-                    &format!("layer {}", layer.digest),
-                    &read(&layer.digest)?,
-                )
-                .map_err(|e| invalid(e.to_string()))?;
-            }
-        }
+        let check = self.release_check.clone();
         let has_plugin_manifest = layout
             .manifest
             .layers
             .iter()
             .any(|l| l.media_type == artifact::PLUGIN_MANIFEST_MEDIA_TYPE);
-        let Some(check) = self.release_check.clone() else {
-            return Ok(());
+        // A generic Wasm artifact (no plugin.toml) is stored after its
+        // component is validated, but no node can install it and
+        // publishing it is refused.
+        let files = match (&check, has_plugin_manifest) {
+            (Some(check), true) => {
+                let files = layout.files().map_err(|e| invalid(e.to_string()))?;
+                if files.len() > MAX_PACKAGE_FILES {
+                    return Err(invalid(format!(
+                        "the package has {} files; a package holds at most {MAX_PACKAGE_FILES}",
+                        files.len()
+                    )));
+                }
+                let total: u64 = files
+                    .iter()
+                    .map(|f| u64::try_from(f.descriptor.size).unwrap_or(u64::MAX))
+                    .fold(0, u64::saturating_add);
+                let limit = check.max_package_bytes();
+                if total > limit {
+                    return Err(invalid(format!(
+                        "the package holds {total} bytes; a node reads at most {limit}"
+                    )));
+                }
+                files
+                    .into_iter()
+                    .map(|f| (f.path, f.descriptor.digest.clone()))
+                    .collect()
+            }
+            _ => Vec::new(),
         };
-        if !has_plugin_manifest {
-            // A generic Wasm artifact: stored, but no node can install it
-            // and publishing it is refused.
-            return Ok(());
-        }
-        let mut package = Vec::new();
-        for file in layout.files().map_err(|e| invalid(e.to_string()))? {
-            package.push((file.path, read(&file.descriptor.digest)?));
-        }
-        // Compiling a component takes a core for seconds: a few at a time,
-        // however many pushes arrive at once.
-        let _slot = self.check_slots.acquire().await.map_err(|_| {
+        let components: Vec<String> = layout
+            .manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == artifact::WASM_MEDIA_TYPE)
+            .map(|l| l.digest.clone())
+            .collect();
+
+        let busy = || {
             refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "UNKNOWN",
-                "the registry is stopping",
+                "TOOMANYREQUESTS",
+                "the registry is checking many other releases; push this one again in a minute",
             )
-        })?;
-        let verdict = tokio::task::spawn_blocking(move || check.check(&package))
-            .await
-            .unwrap_or_else(|e| {
-                Err(CheckRefusal::Unavailable(format!(
-                    "the install checks failed: {e}"
-                )))
-            });
+        };
+        if self.checks_waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING_CHECKS {
+            self.checks_waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(busy());
+        }
+        let slot = self.check_slots.clone().acquire_owned().await;
+        self.checks_waiting.fetch_sub(1, Ordering::SeqCst);
+        let slot = slot.map_err(|_| busy())?;
+
+        let read = |digest: &str| {
+            self.store
+                .read_blob(digest, self.config.max_blob_bytes)
+                .ok_or_else(|| {
+                    CheckRefusal::Unavailable(format!(
+                        "blob {digest} is linked but cannot be read; see the registry's log"
+                    ))
+                })
+        };
+        let loaded = (|| -> Result<_, CheckRefusal> {
+            let mut wasm = Vec::new();
+            for digest in &components {
+                wasm.push((digest.clone(), read(digest)?));
+            }
+            let mut package = Vec::new();
+            for (path, digest) in &files {
+                package.push((path.clone(), read(digest)?));
+            }
+            Ok((wasm, package))
+        })();
+        let (wasm, package) = match loaded {
+            Ok(loaded) => loaded,
+            Err(why) => {
+                return Err(refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    why.to_string(),
+                ));
+            }
+        };
+        // Validating and compiling take a core for seconds. The slot moves
+        // into the work, so a client that hangs up does not free it early.
+        let verdict = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            for (digest, bytes) in &wasm {
+                artifact::check_component(&format!("layer {digest}"), bytes)
+                    .map_err(|e| CheckRefusal::Refused(e.to_string()))?;
+            }
+            match check {
+                Some(check) if !package.is_empty() => check.check(&package),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(CheckRefusal::Unavailable(format!(
+                "the install checks failed: {e}"
+            )))
+        });
         match verdict {
             Ok(()) => Ok(()),
             Err(CheckRefusal::Refused(why)) => Err(invalid(format!(
@@ -517,7 +575,24 @@ impl Registry {
                 ));
             }
         }
-        if refers.config_media_type.as_deref() == Some(artifact::CONFIG_MEDIA_TYPE) {
+        // The cheap refusals first: a tag that names another manifest is
+        // refused without the install checks; a manifest already stored
+        // passed them when it was pushed (the store checks the tag again,
+        // atomically).
+        if let Some(tag) = tag
+            && let Some(existing) = self.store.tag(repo, tag)?
+            && existing != digest
+        {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                "DENIED",
+                format!(
+                    "{repo}:{tag} is already published as {existing}; a published version never changes, publish a new version instead"
+                ),
+            ));
+        }
+        let stored = self.store.manifest(repo, &digest)?.is_some();
+        if !stored && refers.config_media_type.as_deref() == Some(artifact::CONFIG_MEDIA_TYPE) {
             self.check_plugin(body).await?;
         }
         let descriptor = refers.subject.as_ref().map(|_| {

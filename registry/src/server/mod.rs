@@ -84,7 +84,9 @@ pub struct Registry {
     /// checked and it became a blob other repositories may share.
     uploads_in_use: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Install checks running at once: each compiles a component.
-    check_slots: tokio::sync::Semaphore,
+    check_slots: Arc<tokio::sync::Semaphore>,
+    /// Pushes waiting for a check slot.
+    checks_waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Registry {
@@ -295,9 +297,10 @@ impl Registry {
             config,
             release_check: None,
             uploads_in_use: Default::default(),
-            check_slots: tokio::sync::Semaphore::new(
+            check_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
-            ),
+            )),
+            checks_waiting: Default::default(),
         }
     }
 
