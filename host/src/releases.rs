@@ -446,7 +446,7 @@ fn release_of(package: package::Package) -> outpost_registry::vendor::Release {
 pub enum PublishError {
     #[error(
         "{folder} is not a release any node would install: {source}. Nothing was pushed; \
-         fix the package and publish it again (its version number is still free)"
+         fix the package and publish it again"
     )]
     Refused {
         folder: PathBuf,

@@ -132,11 +132,6 @@ impl Registry {
             }
             body.extend_from_slice(ranges::closing(&boundary).as_bytes());
             let length = body.len();
-            let body = if head {
-                Bytes::new()
-            } else {
-                Bytes::from(body)
-            };
             with_header(respond(status, body), "content-length", &length.to_string())
         } else if head {
             with_header(
@@ -208,7 +203,13 @@ impl Registry {
             let response = with_header(response, "range", "0-0");
             return Ok(with_header(response, "docker-upload-uuid", &id));
         }
-        let _in_use = self.claim_upload(id)?;
+        // Asking where an upload stands is safe beside a writer; changing
+        // it is not.
+        let _in_use = if request.method() == Method::GET {
+            None
+        } else {
+            Some(self.claim_upload(id)?)
+        };
         let Some((owner, received)) = self.store.upload(id)? else {
             return Err(refuse(
                 StatusCode::NOT_FOUND,
