@@ -556,6 +556,25 @@ impl Http {
         (status, headers, body)
     }
 
+    /// Pushes a manifest (`path` is `/v2/<repo>/manifests/<reference>`) sent
+    /// as `media_type`.
+    pub async fn put_manifest(
+        &self,
+        path: &str,
+        token: &str,
+        media_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, hyper::HeaderMap, Vec<u8>) {
+        self.send(
+            Method::PUT,
+            path,
+            Some(token),
+            &[("content-type", media_type)],
+            body,
+        )
+        .await
+    }
+
     /// An anonymous GET.
     pub async fn get(&self, path: &str) -> (StatusCode, hyper::HeaderMap, Vec<u8>) {
         self.send(Method::GET, path, None, &[], Vec::new()).await

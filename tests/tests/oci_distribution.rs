@@ -146,11 +146,10 @@ async fn blobs_are_served_only_through_repositories_that_hold_them() {
         "layers": [{"mediaType": "application/octet-stream", "digest": digest, "size": secret.len()}],
     });
     let (status, _, body) = http
-        .send(
-            Method::PUT,
+        .put_manifest(
             "/v2/bob/c/manifests/v1",
-            Some(&registry.bob.token),
-            &[("content-type", OCI_MANIFEST)],
+            &registry.bob.token,
+            OCI_MANIFEST,
             serde_json::to_vec(&manifest).expect("json"),
         )
         .await;
@@ -382,11 +381,10 @@ async fn an_sbom_pushed_with_a_subject_is_listed_by_the_referrers_api() {
     let manifest = serde_json::to_vec(&manifest).expect("json");
     let sbom_digest = artifact::digest_of(&manifest);
     let (status, headers, body) = http
-        .send(
-            Method::PUT,
+        .put_manifest(
             &format!("/v2/acme/hostile/manifests/{sbom_digest}"),
-            Some(&token),
-            &[("content-type", OCI_MANIFEST)],
+            &token,
+            OCI_MANIFEST,
             manifest.clone(),
         )
         .await;
@@ -434,11 +432,10 @@ async fn an_sbom_pushed_with_a_subject_is_listed_by_the_referrers_api() {
         signature["annotations"] = serde_json::json!({"n": n.to_string()});
         let bytes = serde_json::to_vec(&signature).expect("json");
         let (status, _, body) = http
-            .send(
-                Method::PUT,
+            .put_manifest(
                 &format!("/v2/acme/hostile/manifests/{}", artifact::digest_of(&bytes)),
-                Some(&token),
-                &[("content-type", OCI_MANIFEST)],
+                &token,
+                OCI_MANIFEST,
                 bytes,
             )
             .await;
@@ -474,11 +471,10 @@ async fn an_sbom_pushed_with_a_subject_is_listed_by_the_referrers_api() {
     let mut odd: serde_json::Value = serde_json::from_slice(&manifest).expect("json");
     odd["annotations"] = serde_json::json!({"n": 1});
     let (status, _, _) = http
-        .send(
-            Method::PUT,
+        .put_manifest(
             "/v2/acme/hostile/manifests/odd",
-            Some(&token),
-            &[("content-type", OCI_MANIFEST)],
+            &token,
+            OCI_MANIFEST,
             serde_json::to_vec(&odd).expect("json"),
         )
         .await;
@@ -511,11 +507,10 @@ async fn tags_follow_the_specifications_grammar_and_indexes_need_their_manifests
         ("v1", "MANIFEST_BLOB_UNKNOWN"),
     ] {
         let (status, _, body) = http
-            .send(
-                Method::PUT,
+            .put_manifest(
                 &format!("/v2/acme/i/manifests/{tag}"),
-                Some(&token),
-                &[("content-type", OCI_INDEX)],
+                &token,
+                OCI_INDEX,
                 index.clone(),
             )
             .await;
@@ -553,11 +548,10 @@ async fn a_plugin_naming_more_bytes_than_a_node_reads_is_refused_before_it_is_re
         }));
     }
     let (status, _, body) = http
-        .send(
-            Method::PUT,
+        .put_manifest(
             "/v2/acme/big/manifests/1.0.0",
-            Some(&token),
-            &[("content-type", OCI_MANIFEST)],
+            &token,
+            OCI_MANIFEST,
             serde_json::to_vec(&manifest).expect("json"),
         )
         .await;
@@ -579,11 +573,10 @@ async fn a_plugin_naming_more_bytes_than_a_node_reads_is_refused_before_it_is_re
         }));
     }
     let (status, _, body) = http
-        .send(
-            Method::PUT,
+        .put_manifest(
             "/v2/acme/big/manifests/1.0.0",
-            Some(&token),
-            &[("content-type", OCI_MANIFEST)],
+            &token,
+            OCI_MANIFEST,
             serde_json::to_vec(&clash).expect("json"),
         )
         .await;

@@ -84,11 +84,10 @@ async fn wrong_digests_huge_uploads_and_bad_manifests_get_a_4xx_and_store_nothin
     let package = hostile_as(artifacts::TEST_HOSTILE, "acme/x", "1.0.0");
     let built = artifact::build(&vendor_release(package.path()).parts).expect("build");
     let (status, _, body) = http
-        .send(
-            Method::PUT,
+        .put_manifest(
             "/v2/acme/x/manifests/1.0.0",
-            Some(&token),
-            &[("content-type", artifact::MANIFEST_MEDIA_TYPE)],
+            &token,
+            artifact::MANIFEST_MEDIA_TYPE,
             built.manifest.clone(),
         )
         .await;
@@ -131,11 +130,10 @@ async fn wrong_digests_huge_uploads_and_bad_manifests_get_a_4xx_and_store_nothin
             })).collect::<Vec<_>>(),
         });
         let (status, _, body) = http
-            .send(
-                Method::PUT,
+            .put_manifest(
                 "/v2/acme/x/manifests/1.0.0",
-                Some(&token),
-                &[("content-type", artifact::MANIFEST_MEDIA_TYPE)],
+                &token,
+                artifact::MANIFEST_MEDIA_TYPE,
                 serde_json::to_vec(&manifest).expect("json"),
             )
             .await;
@@ -170,11 +168,10 @@ async fn wrong_digests_huge_uploads_and_bad_manifests_get_a_4xx_and_store_nothin
         Http::message(&body)
     );
     let (status, _, body) = http
-        .send(
-            Method::PUT,
+        .put_manifest(
             "/v2/acme/x/manifests/1.0.0",
-            Some(&token),
-            &[("content-type", "application/vnd.oci.image.manifest.v1+json")],
+            &token,
+            "application/vnd.oci.image.manifest.v1+json",
             image("sha256:00"),
         )
         .await;
