@@ -145,7 +145,7 @@ const ZPL_REPLY: &[u8] = b"\x02030,0,0,1218,000,0,0,0,000,0,0,0\x03\r\n\
 fn node_with(dir: &Path, packages: &[&str]) -> Node {
     let node = Node::open(NodeOptions::resolve(dir, None).expect("config")).expect("node");
     for package in packages {
-        node.install(Path::new(package)).expect("installs");
+        outpost::updates::install(&node, Path::new(package)).expect("installs");
     }
     node
 }

@@ -153,13 +153,14 @@ fn main() {
     node.keystore()
         .provision(&tokenizer, "card-token", None, false)
         .expect("key");
-    node.install(Path::new(
-        outpost_plugin_artifacts::CARD_TOKENIZER.package_dir,
-    ))
+    outpost::updates::install(
+        &node,
+        Path::new(outpost_plugin_artifacts::CARD_TOKENIZER.package_dir),
+    )
     .expect("installs");
     let share = std::env::var("FORECASTER_CONCURRENCY").ok();
     let forecaster = forecaster_package(share.filter(|share| !share.is_empty()));
-    node.install(forecaster.path()).expect("installs");
+    outpost::updates::install(&node, forecaster.path()).expect("installs");
     let node = Arc::new(node);
     // Three runtimes, as on a stall: the node's (two workers, as `outpost
     // run`), the load's (the till and back office sending forecasts) and the

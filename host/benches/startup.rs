@@ -14,9 +14,10 @@ fn startup(c: &mut Criterion) {
     let options = NodeOptions::resolve(dir.path(), None).expect("config");
     {
         let node = Node::open(options.clone()).expect("node");
-        node.install(Path::new(
-            outpost_plugin_artifacts::THERMAL_PRINTER.package_dir,
-        ))
+        outpost::updates::install(
+            &node,
+            Path::new(outpost_plugin_artifacts::THERMAL_PRINTER.package_dir),
+        )
         .expect("installs");
     }
     let mut group = c.benchmark_group("node start with the printer driver installed");

@@ -36,7 +36,7 @@ fn node_with(dir: &Path, packages: &[&str]) -> Arc<Node> {
         .provision(&tokenizer, "card-token", None, false)
         .expect("key");
     for package in packages {
-        node.install(Path::new(package)).expect("installs");
+        outpost::updates::install(&node, Path::new(package)).expect("installs");
     }
     Arc::new(node)
 }

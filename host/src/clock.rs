@@ -9,21 +9,9 @@
 //! accepted the registry's signed metadata (tough records its own clock
 //! then). Reading earlier than either is reported in `/v1/health`.
 
-use crate::health::Problem;
-use crate::store::NodeStore;
-
 /// When this build was made, in seconds since the Unix epoch (see build.rs).
 pub fn built_at_secs() -> u64 {
     env!("OUTPOST_BUILT_AT").parse().unwrap_or(0)
-}
-
-/// The clock at the last accepted metadata refresh, as tough recorded it.
-fn last_refresh_secs(store: &NodeStore) -> Option<u64> {
-    let seen = store.trust_seen().ok()?;
-    let recorded = seen.get("latest_known_time.json")?;
-    let text: String = serde_json::from_slice(recorded).ok()?;
-    let at: jiff::Timestamp = text.parse().ok()?;
-    u64::try_from(at.as_second()).ok()
 }
 
 fn date(secs: u64) -> String {
@@ -64,13 +52,17 @@ pub fn check(now_secs: u64, built_at: u64, last_refresh: Option<u64>) -> Option<
     None
 }
 
-/// The clock problem for `/v1/health`, if any.
-pub fn problem(store: &NodeStore) -> Option<Problem> {
-    let now = crate::install::now_seconds();
-    check(now, built_at_secs(), last_refresh_secs(store)).map(|detail| Problem {
-        what: "clock",
-        detail,
-    })
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_seconds() -> u64 {
+    now_millis() / 1000
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -142,6 +142,7 @@ impl CompileCache {
         let code = engine
             .precompile_component(&wasm)
             .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        crate::failpoint::reached("during:compile");
         self.adopt(&key, store, &code)?;
         // SAFETY: `code` was produced just now by `precompile_component` on
         // this same engine.

@@ -111,7 +111,7 @@ impl CentreEvents {
             "event_id": event_id,
             "type": kind,
             "node_id": self.node_id(),
-            "occurred_at_ms": crate::install::now_millis(),
+            "occurred_at_ms": crate::clock::now_millis(),
             "data": data,
         });
         let message = NewMessage {

@@ -15,7 +15,7 @@
 //! database is just random bytes. The node refuses a node key file that
 //! others may read.
 
-use crate::manifest::PluginId;
+use crate::plugin_id::PluginId;
 use crate::store::{NodeStore, StoreError, StoredKey};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -71,7 +71,7 @@ pub enum KeystoreError {
          replaced? Restore the original, or remove and re-add the key"
     )]
     WrongNodeKey { plugin: PluginId, name: String },
-    #[error("{0:?} is not a key name: use 1 to 64 lowercase letters, digits, '-' or '_'")]
+    #[error("{0:?} is not a key name: {rule}", rule = crate::manifest::KEY_NAME_RULE)]
     BadName(String),
     #[error("the key to import must be exactly {KEY_BYTES} bytes, written as 64 hex digits; {0}")]
     BadImport(String),
@@ -81,12 +81,7 @@ pub enum KeystoreError {
 
 /// A key name: what a manifest grants and an operator provisions.
 pub fn check_name(name: &str) -> Result<(), KeystoreError> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if valid {
+    if crate::manifest::is_key_name(name) {
         Ok(())
     } else {
         Err(KeystoreError::BadName(name.to_string()))
@@ -113,7 +108,7 @@ impl std::fmt::Debug for Keystore {
 }
 
 /// A key as operators see it: never its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeySummary {
     pub plugin: String,
     pub name: String,
@@ -231,7 +226,7 @@ impl Keystore {
         let sealed = seal_with(&node_key, &material, &row_binding(plugin, name))?;
         let stored = StoredKey {
             sealed: hex::encode(sealed),
-            created_at: crate::install::now_seconds(),
+            created_at: crate::clock::now_seconds(),
             origin: origin.to_string(),
         };
         if !self.store.put_key(plugin, name, &stored, replace)? {

@@ -5,65 +5,28 @@
 //! node allows) and against the component itself (`contract`), so a component
 //! cannot use a capability its manifest did not ask for.
 
+pub use crate::origin::Origin;
+pub use crate::plugin_id::PluginId;
+
 use crate::config::{GrantKind, Policy};
 use crate::worlds::{World, WorldError};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::time::Duration;
+
+/// What a key name may be, as the manifest grants keys and the keystore
+/// stores them.
+pub const KEY_NAME_RULE: &str = "use 1 to 64 lowercase letters, digits, '-' or '_'";
+
+pub fn is_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
 
 /// The file name a package's manifest must have.
 pub const MANIFEST_FILE_NAME: &str = "plugin.toml";
-
-/// A plugin's identity: `vendor/name`, lowercase letters, digits and dashes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PluginId(String);
-
-impl PluginId {
-    pub fn parse(text: &str) -> Result<PluginId, String> {
-        let (vendor, name) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not a plugin id of the form vendor/name"))?;
-        for (part, what) in [(vendor, "vendor"), (name, "name")] {
-            let valid = !part.is_empty()
-                && part.len() <= 64
-                && part.starts_with(|c: char| c.is_ascii_lowercase())
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !valid {
-                return Err(format!(
-                    "{text:?}: the {what} must be 1 to 64 lowercase letters, digits or '-', \
-                     starting with a letter"
-                ));
-            }
-        }
-        Ok(PluginId(text.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for PluginId {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        PluginId::parse(&text)
-    }
-}
-
-impl From<PluginId> for String {
-    fn from(id: PluginId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for PluginId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Capabilities a plugin has been granted. `log` needs no grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,86 +73,6 @@ impl OutboxGrant {
 
     fn default_quota_bytes() -> u64 {
         OutboxGrant::DEFAULT_QUOTA_BYTES
-    }
-}
-
-/// Where a request may go: scheme, host and port, nothing else. Written
-/// `https://api.example.com` (port implied) or `http://127.0.0.1:8080`;
-/// kept with the port explicit and the host lowercased, so comparing two
-/// is comparing strings.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Origin(String);
-
-impl Origin {
-    /// Parses an origin as a manifest writes it: no path, query or user.
-    pub fn parse(text: &str) -> Result<Origin, String> {
-        let origin = Origin::of_url(text)?;
-        let rest = text.split_once("://").map_or("", |(_, rest)| rest);
-        if rest.trim_end_matches('/').contains(['/', '?', '#']) {
-            return Err(format!(
-                "{text:?} is an origin, scheme://host:port, so it takes no path; write {origin}"
-            ));
-        }
-        Ok(origin)
-    }
-
-    /// The origin of an absolute http(s) URL.
-    pub fn of_url(url: &str) -> Result<Origin, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("{url:?} is not an absolute http:// or https:// URL"))?;
-        let scheme = scheme.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "http" => 80,
-            "https" => 443,
-            _ => return Err(format!("{url:?}: only http and https are supported")),
-        };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        if authority.contains('@') {
-            return Err(format!("{url:?}: credentials in URLs are not allowed"));
-        }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-                let port = port
-                    .parse::<u16>()
-                    .map_err(|_| format!("{url:?}: {port:?} is not a port number"))?;
-                (host, port)
-            }
-            _ => (authority, default_port),
-        };
-        let host = host.to_ascii_lowercase();
-        let valid_host = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-        if !valid_host {
-            return Err(format!("{url:?}: {host:?} is not a host name or address"));
-        }
-        Ok(Origin(format!("{scheme}://{host}:{port}")))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Origin {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        Origin::parse(&text)
-    }
-}
-
-impl From<Origin> for String {
-    fn from(origin: Origin) -> String {
-        origin.0
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -333,6 +216,21 @@ struct RawManifest {
     grants: Grants,
     #[serde(default)]
     limits: RequestedLimits,
+    #[serde(default)]
+    probation: RequestedProbation,
+}
+
+/// `[probation]`: how long a new version of this plugin wants to be watched
+/// after an update before it is confirmed. The operator's
+/// `updates.probation-*` settings are the least it gets and
+/// `updates.max-probation-seconds` the most.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RequestedProbation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,6 +259,7 @@ pub struct Manifest {
     pub description: String,
     pub grants: Grants,
     pub limits: RequestedLimits,
+    pub probation: RequestedProbation,
     /// The file as the vendor wrote it, kept with the installed plugin.
     pub text: String,
 }
@@ -403,8 +302,11 @@ impl Manifest {
             }
         }
         for name in &raw.grants.keystore {
-            crate::keystore::check_name(name)
-                .map_err(|e| ManifestError::Grant(format!("grants.keystore: {e}")))?;
+            if !is_key_name(name) {
+                return Err(ManifestError::Grant(format!(
+                    "grants.keystore: {name:?} is not a key name: {KEY_NAME_RULE}"
+                )));
+            }
         }
         if let Some(outbox) = &raw.grants.outbox {
             if outbox.destinations.is_empty() {
@@ -431,6 +333,7 @@ impl Manifest {
             description: raw.plugin.description,
             grants: raw.grants,
             limits: raw.limits,
+            probation: raw.probation,
             text: text.to_string(),
         })
     }

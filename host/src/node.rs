@@ -173,8 +173,12 @@ pub struct Node {
     outbox: Arc<Outbox>,
     events: Arc<CentreEvents>,
     started: Instant,
-    /// Installs and removals run one at a time.
+    /// Changes (installs, removals, update steps) run one at a time.
     pub(crate) changing: Mutex<()>,
+    /// Held by an app during a sale: activations wait (see `update_lock`).
+    pub update_lock: crate::update_lock::UpdateLock,
+    /// One registry check at a time (the agent's and an operator's).
+    pub(crate) checking: tokio::sync::Mutex<()>,
     /// False on the throwaway node of the release checks: its plugins'
     /// outbound HTTP is refused whatever they are granted.
     pub(crate) outbound_http: bool,
@@ -254,8 +258,13 @@ impl Node {
             events,
             started: Instant::now(),
             changing: Mutex::new(()),
+            update_lock: Default::default(),
+            checking: tokio::sync::Mutex::new(()),
             outbound_http: true,
         };
+        // Every update cut short by a crash completes or rolls back before
+        // anything is loaded: the table shows what was committed.
+        node.store.replay_updates()?;
         for record in node.store.plugins()? {
             let slot = match node.load(&record.id, &record.active) {
                 Ok((plugin, _)) => PluginSlot::Loaded(Arc::new(plugin)),
@@ -375,8 +384,8 @@ impl Node {
         Ok((plugin, outcome))
     }
 
-    /// Loads an installed version from the database, for `open`.
-    fn load(
+    /// Loads an installed (or staged) version from the database.
+    pub(crate) fn load(
         &self,
         id: &PluginId,
         installed: &InstalledVersion,
@@ -411,6 +420,14 @@ impl Node {
                 digests.push(version.component_digest.clone());
                 asset_dirs.push(self.assets_dir(&record.id, &version.version));
             }
+        }
+        for update in self.store.updates()? {
+            // An update being prepared has its assets unpacked but nothing
+            // in the database yet; keep them while it runs.
+            if let Some(staged) = &update.staged {
+                digests.push(staged.component_digest.clone());
+            }
+            asset_dirs.push(self.assets_dir(&update.plugin, &update.to));
         }
         self.cache.retain(&digests);
         let plugins_root = self.data_dir.join(PLUGINS_DIR);

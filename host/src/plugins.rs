@@ -9,9 +9,9 @@
 
 use crate::admission::Share;
 use crate::bindings::{courier, forecasting, lifecycle, printer, tokenizer};
-use crate::call::CallFailure;
 use crate::contract::{self, ContractError};
 use crate::engine::EngineKind;
+use crate::failure::{CallFailure, PluginFailure};
 use crate::manifest::{Manifest, PluginId};
 use crate::sandbox::{CallState, SandboxSpec};
 use crate::worlds::PluginKind;
@@ -31,6 +31,10 @@ pub struct PluginStats {
     calls: AtomicU64,
     refused: AtomicU64,
     failed: AtomicU64,
+    /// Of `failed`: calls turned away because the plugin's share was full.
+    busy: AtomicU64,
+    /// Of `refused`: the plugin's own `internal` errors.
+    internal: AtomicU64,
     last_failure: Mutex<Option<String>>,
 }
 
@@ -39,10 +43,16 @@ impl PluginStats {
         self.calls.fetch_add(1, Ordering::Relaxed);
         match failure {
             None => {}
-            Some(CallFailure::Plugin(_)) => {
+            Some(CallFailure::Plugin(failure)) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
+                if let PluginFailure::Internal(_) = failure {
+                    self.internal.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Some(failure) => {
+                if let CallFailure::Busy(_) = failure {
+                    self.busy.fetch_add(1, Ordering::Relaxed);
+                }
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut last) = self.last_failure.lock() {
                     *last = Some(failure.to_string());
@@ -63,6 +73,17 @@ impl PluginStats {
     /// Calls the sandbox stopped or that could not start.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Calls that count against a version on probation: the sandbox stopped
+    /// them (not merely turned them away as busy), or the plugin answered
+    /// with an `internal` error.
+    pub fn bad(&self) -> u64 {
+        let stopped = self
+            .failed
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.busy.load(Ordering::Relaxed));
+        stopped + self.internal.load(Ordering::Relaxed)
     }
 
     pub fn last_failure(&self) -> Option<String> {

@@ -9,8 +9,8 @@
 //! release, so a vendor cannot ship another namespace's plugin inside its
 //! own release.
 
-use crate::manifest::PluginId;
 use crate::package::{self, PackageError};
+use crate::plugin_id::PluginId;
 use crate::release_check::{self, CheckedRelease, ReleaseCheckError};
 use crate::store::{NodeStore, StoreError, TrustSettings};
 use outpost_registry::bundle::{Bundle, BundleError};
@@ -201,7 +201,7 @@ pub fn provision(
     store.set_trust_settings(&TrustSettings {
         root: text.to_string(),
         registry: registry.map(Url::to_string),
-        provisioned_at: crate::install::now_seconds(),
+        provisioned_at: crate::clock::now_seconds(),
     })?;
     Ok(root)
 }

@@ -336,7 +336,7 @@ fn track(shared: &Shared, number: &str) -> Response<Full<Bytes>> {
     if !found {
         return error(StatusCode::NOT_FOUND, "unknown tracking number");
     }
-    let now = crate::install::now_seconds();
+    let now = crate::clock::now_seconds();
     reply(
         StatusCode::OK,
         json!({

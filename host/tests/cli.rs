@@ -47,7 +47,7 @@ fn plugins_are_managed_from_the_command_line() {
         "{added}"
     );
     assert!(
-        added.contains("asks for: kv (4096 bytes), config, assets"),
+        added.contains("granted:  kv (4096 bytes), config, assets"),
         "{added}"
     );
 
@@ -215,8 +215,23 @@ fn run_serves_until_terminated_and_holds_the_database() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(dir.path().join("api-token").is_file());
 
-    let busy = fails(dir.path(), &["plugin", "list"]);
-    assert!(busy.contains("in use by another Outpost process"), "{busy}");
+    // Operators' commands reach the running node over its admin socket.
+    let listed = succeeds(dir.path(), &["plugin", "list"]);
+    assert!(listed.contains("No plugins installed"), "{listed}");
+    let socket = dir.path().join("admin.sock");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&socket)
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the admin socket is the node user's only"
+        );
+    }
 
     let unauthorised = http_get(address, "/v1/plugins").expect("answers");
     assert!(unauthorised.starts_with("HTTP/1.1 401"), "{unauthorised}");
@@ -233,7 +248,8 @@ fn run_serves_until_terminated_and_holds_the_database() {
     );
     assert!(log.contains("node running: API on http://"), "{log}");
     assert!(log.contains("stopping"), "{log}");
-    // The database is free again.
+    // The database is free again, and the socket gone.
+    assert!(!socket.exists());
     succeeds(dir.path(), &["plugin", "list"]);
 }
 
@@ -388,16 +404,27 @@ fn commands_started_together_take_turns_with_the_database() {
         }
     }
 
-    // A process that keeps it is named, after the wait.
-    let address = free_port();
-    let mut node = start_node(data, address, true);
+    // A process that keeps it (a command waiting for its input, not a node
+    // with an admin socket) is named, after the wait.
+    let mut holder = common::command(data, &["tokenize"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("outpost runs");
+    let database = data.join("outpost.redb");
+    let opened = std::time::Instant::now();
+    while outpost::store::NodeStore::open(&database).is_ok() {
+        assert!(opened.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let started = std::time::Instant::now();
     let busy = fails(data, &["plugin", "list"]);
     let waited = started.elapsed();
-    common::signal(&node, "-TERM");
-    let _ = node.wait();
+    drop(holder.stdin.take());
+    let _ = holder.wait();
     assert!(
-        busy.contains(&format!("pid {}", node.id())) && busy.contains(" run --listen "),
+        busy.contains(&format!("pid {}", holder.id())) && busy.contains(" tokenize"),
         "{busy}"
     );
     assert_eq!(
@@ -543,12 +570,14 @@ fn upgrades_drop_components_no_version_refers_to() {
         digests.push(record.active.component_digest);
     }
     {
+        // 0.2.0 was replaced while on probation: the version to go back to
+        // stays 0.1.0, the last one confirmed.
         let store = NodeStore::open(&database).expect("opens");
         assert!(
-            store.component(&digests[0]).expect("read").is_none(),
-            "0.1.0 is neither active nor previous, yet its component is kept"
+            store.component(&digests[1]).expect("read").is_none(),
+            "0.2.0 is neither active nor the fallback, yet its component is kept"
         );
-        assert!(store.component(&digests[1]).expect("read").is_some());
+        assert!(store.component(&digests[0]).expect("read").is_some());
         assert!(store.component(&digests[2]).expect("read").is_some());
     }
     succeeds(&data, &["plugin", "remove", "test/hostile"]);

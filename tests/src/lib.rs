@@ -6,6 +6,7 @@ pub mod centre;
 pub mod external;
 pub mod registry;
 pub mod serving;
+pub mod updates;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -64,9 +65,7 @@ impl TestNode {
 
     /// Installs a built plugin package, panicking with the reason if refused.
     pub fn install(&self, package: &Path) -> Arc<LoadedPlugin> {
-        let report = self
-            .node
-            .install(package)
+        let report = outpost::updates::install(&self.node, package)
             .unwrap_or_else(|e| panic!("installing {}: {e}", package.display()));
         self.loaded(&report.id)
     }
@@ -333,6 +332,6 @@ pub fn install_card_tokenizer(node: &Node) {
     node.keystore()
         .provision(&tokenizer, "card-token", None, false)
         .expect("key");
-    node.install(Path::new(artifacts::CARD_TOKENIZER.package_dir))
+    outpost::updates::install(node, Path::new(artifacts::CARD_TOKENIZER.package_dir))
         .unwrap_or_else(|e| panic!("installing the card tokenizer: {e}"));
 }

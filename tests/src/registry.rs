@@ -208,8 +208,8 @@ pub async fn install(node: &Node, registry: &Url, spec: &str) -> Result<String, 
         .await
         .map_err(|e| e.to_string())?;
     let package = fetched.package.clone();
-    let report =
-        tokio::task::block_in_place(|| node.install(&package)).map_err(|e| e.to_string())?;
+    let report = tokio::task::block_in_place(|| outpost::updates::install(node, &package))
+        .map_err(|e| e.to_string())?;
     Ok(report.version)
 }
 

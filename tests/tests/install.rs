@@ -46,7 +46,7 @@ fn unchanged(node: &TestNode) {
 }
 
 fn refusal(node: &TestNode, package: &std::path::Path) -> (InstallError, String) {
-    match node.node.install(package) {
+    match outpost::updates::install(&node.node, package) {
         Ok(report) => panic!("{} should have been refused: {report:?}", package.display()),
         Err(error) => {
             let text = error.to_string();
@@ -120,10 +120,11 @@ fn a_component_of_another_world_is_refused() {
     unchanged(&node);
 
     // Under its own world it installs.
-    let report = node
-        .node
-        .install(std::path::Path::new(artifacts::TEST_FORECASTER.package_dir))
-        .expect("a forecaster installs as a forecaster");
+    let report = outpost::updates::install(
+        &node.node,
+        std::path::Path::new(artifacts::TEST_FORECASTER.package_dir),
+    )
+    .expect("a forecaster installs as a forecaster");
     assert_eq!(report.world, "outpost:plugins/forecaster@0.1.0");
 }
 
@@ -236,7 +237,7 @@ fn an_upgrade_keeps_stored_data_and_migrates_from_the_old_version() {
     node.hostile_ok(&plugin, "kv-set", &["customer", "Priya"]);
 
     let new = hostile_version("0.2.0", "");
-    let report = node.node.install(new.path()).expect("upgrade");
+    let report = outpost::updates::install(&node.node, new.path()).expect("upgrade");
     assert_eq!(report.previous.as_deref(), Some("0.1.0"));
     let upgraded = node.loaded("test/hostile");
     assert_eq!(upgraded.version.to_string(), "0.2.0");
@@ -285,10 +286,7 @@ fn failing_upgrade(setting: &str) -> (TestNode, InstallError) {
         dir,
     };
     let new = hostile_version("0.2.0", "");
-    let error = node
-        .node
-        .install(new.path())
-        .expect_err("the upgrade fails");
+    let error = outpost::updates::install(&node.node, new.path()).expect_err("the upgrade fails");
     (node, error)
 }
 
@@ -366,10 +364,11 @@ fn downgrades_and_changed_code_under_an_old_version_are_refused() {
 #[test]
 fn reinstalling_the_same_version_changes_nothing() {
     let node = node_with_driver();
-    let report = node
-        .node
-        .install(std::path::Path::new(artifacts::THERMAL_PRINTER.package_dir))
-        .expect("reinstall");
+    let report = outpost::updates::install(
+        &node.node,
+        std::path::Path::new(artifacts::THERMAL_PRINTER.package_dir),
+    )
+    .expect("reinstall");
     assert!(!report.changed);
     unchanged(&node);
 }
@@ -382,7 +381,7 @@ fn removing_keeps_stored_data_unless_purged() {
     let id = plugin.id().clone();
     drop(plugin);
 
-    assert!(node.node.remove(&id, false).expect("remove"));
+    assert!(outpost::updates::remove(&node.node, &id, false).expect("remove"));
     assert!(node.node.plugins().is_empty());
     assert!(
         !node.path().join("plugins/test").exists(),
@@ -392,13 +391,15 @@ fn removing_keeps_stored_data_unless_purged() {
     assert_eq!(node.hostile_ok(&plugin, "kv-get", &["customer"]), "Priya");
     drop(plugin);
 
-    assert!(node.node.remove(&id, true).expect("purge"));
+    assert!(outpost::updates::remove(&node.node, &id, true).expect("purge"));
     let plugin = node.install_artifact(artifacts::TEST_HOSTILE);
     assert_eq!(node.hostile_ok(&plugin, "kv-get", &["customer"]), "<none>");
     assert!(
-        !node
-            .node
-            .remove(&PluginId::parse("nobody/here").expect("id"), false)
-            .expect("remove")
+        !outpost::updates::remove(
+            &node.node,
+            &PluginId::parse("nobody/here").expect("id"),
+            false
+        )
+        .expect("remove")
     );
 }

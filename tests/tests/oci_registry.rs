@@ -50,7 +50,8 @@ async fn a_node_installs_from_any_oci_registry_what_the_signed_metadata_names() 
     let fetched = fetch_source(&node.node, &source)
         .await
         .expect("fetch via oci://");
-    tokio::task::block_in_place(|| node.node.install(&fetched.package)).expect("install");
+    tokio::task::block_in_place(|| outpost::updates::install(&node.node, &fetched.package))
+        .expect("install");
     assert_eq!(node.loaded("acme/hostile").version.to_string(), "1.2.0");
     // Only metadata came from the Outpost registry; the bytes did not.
     let asked: Vec<String> = proxy.seen().into_iter().map(|(path, _)| path).collect();

@@ -420,8 +420,7 @@ async fn plugins_reaching_past_their_grants_are_denied() {
     });
     // Its health check runs at install, gets the node's denial, and the
     // node refuses to activate a plugin that reports itself failing.
-    let refusal = node
-        .install(package.path())
+    let refusal = outpost::updates::install(node, package.path())
         .expect_err("refused")
         .to_string();
     assert!(refusal.contains("not in the http grant"), "{refusal}");
@@ -437,8 +436,7 @@ async fn plugins_reaching_past_their_grants_are_denied() {
             .replace("outpost/card-tokenizer", "test/wrong-key-tokenizer")
             .replace("keystore = [\"card-token\"]", "keystore = [\"other-key\"]")
     });
-    let refusal = node
-        .install(package.path())
+    let refusal = outpost::updates::install(node, package.path())
         .expect_err("refused")
         .to_string();
     assert!(

@@ -85,12 +85,13 @@ fn darkness_from_the_operators_config_reaches_the_label() {
     // A bad setting fails the driver's health check, so the install is
     // refused with the setting named rather than failing labels later.
     let node = TestNode::with_toml("[plugin-config.\"outpost/thermal-printer\"]\ndarkness = 99\n");
-    let refusal = node
-        .node
-        .install(Path::new(artifacts::THERMAL_PRINTER.package_dir))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let refusal = outpost::updates::install(
+        &node.node,
+        Path::new(artifacts::THERMAL_PRINTER.package_dir),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
     assert!(refusal.contains("health check failed"), "{refusal}");
     assert!(
         refusal.contains("plugin-config `darkness` = 99: must be between 0 and 30"),

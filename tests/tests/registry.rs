@@ -641,7 +641,8 @@ async fn an_offline_node_installs_from_a_bundle_verified_the_same_way() {
         .await
         .expect("the bundle verifies offline");
     assert_eq!(fetched.release.version.to_string(), "1.3.0");
-    tokio::task::block_in_place(|| offline.node.install(&fetched.package)).expect("install");
+    tokio::task::block_in_place(|| outpost::updates::install(&offline.node, &fetched.package))
+        .expect("install");
     still_runs(&offline, "1.3.0");
 }
 
@@ -730,7 +731,7 @@ async fn a_refresh_made_while_the_clock_ran_ahead_is_explained_and_can_be_forgot
     );
     node.node.store().put_trust_seen(&seen).expect("store");
 
-    let problem = outpost::clock::problem(node.node.store()).expect("health says so");
+    let problem = outpost::health::clock_problem(node.node.store()).expect("health says so");
     assert!(
         problem.detail.contains("--clock-was-wrong"),
         "{}",
@@ -749,7 +750,7 @@ async fn a_refresh_made_while_the_clock_ran_ahead_is_explained_and_can_be_forgot
     // The operator, with the clock right now, forgets the reading.
     let forgotten = node.node.store().forget_trust_clock().expect("forget");
     assert!(forgotten.is_some());
-    assert!(outpost::clock::problem(node.node.store()).is_none());
+    assert!(outpost::health::clock_problem(node.node.store()).is_none());
     fetch(&node.node, &registry.url, "acme/hostile@=1.3.0")
         .await
         .expect("refreshes again");

@@ -191,7 +191,8 @@ async fn skopeo_logs_in_pushes_into_its_namespace_and_carries_releases_to_any_re
         let fetched = fetch_source(&node.node, &source)
             .await
             .unwrap_or_else(|e| panic!("{reference}: {e}"));
-        tokio::task::block_in_place(|| node.node.install(&fetched.package)).expect("install");
+        tokio::task::block_in_place(|| outpost::updates::install(&node.node, &fetched.package))
+            .expect("install");
         assert_eq!(node.loaded("acme/hostile").version.to_string(), "1.2.0");
     }
 }

@@ -39,6 +39,10 @@ pub enum ApiError {
     /// The request is fine but the thing it names is in the wrong state.
     #[error("{0}")]
     Conflict(String),
+    /// The node will not do it: a release that fails its checks, a bad
+    /// signature (admin routes).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Print(#[from] PrintError),
     #[error("the node is shutting down")]
@@ -120,6 +124,7 @@ impl ApiError {
             ApiError::BadField { .. } => (StatusCode::BAD_REQUEST, "invalid-field"),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused"),
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
             ApiError::NoPlugin { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no-plugin"),
             ApiError::PluginUnavailable { .. } => {

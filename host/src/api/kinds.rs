@@ -10,8 +10,8 @@
 
 use super::errors::ApiError;
 use crate::dynamic::{self, DynamicCallError};
-use crate::manifest::PluginId;
 use crate::node::Node;
+use crate::plugin_id::PluginId;
 use crate::plugins::LoadedPlugin;
 use crate::worlds::PluginKind;
 use serde_json::{Map, Value};

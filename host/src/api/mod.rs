@@ -22,12 +22,19 @@
 //! | GET    | `/v1/outbox/{id}`                     | yes  | one delivery, with payload    |
 //! | POST   | `/v1/outbox/{id}/retry`               | yes  | put a dead delivery back      |
 //! | DELETE | `/v1/outbox/{id}`                     | yes  | drop a delivery               |
+//! | POST   | `/v1/updates/lock`                    | yes  | hold plugin swaps (a sale)    |
+//! | DELETE | `/v1/updates/lock`                    | yes  | release them                  |
+//!
+//! Installing, removing, keys and steering updates are not here: they are
+//! the admin channel's (`admin`), which an app holding the token cannot
+//! reach.
 //!
 //! JSON in and out. Authenticated routes need `Authorization: Bearer <token>`
 //! with the token from the data directory's `api-token`. Errors are
 //! `{"error": {"code", "message", "field"?}}` with a status that says whose
 //! fault it is: 4xx for the request, 5xx for a plugin or printer.
 
+pub mod admin;
 pub mod errors;
 pub mod kinds;
 pub mod outbox;
@@ -460,6 +467,30 @@ impl Api {
                 self.kind_with_body(kinds::FORECAST, request, read_timeout)
                     .await
             }
+            (["v1", "updates", "lock"], &Method::POST) => {
+                let body: schema::LockRequest = read_json(request, read_timeout).await?;
+                let updates = &self.node.config().updates;
+                let held = self.node.update_lock.take(
+                    body.holder.as_deref().unwrap_or("an app"),
+                    Duration::from_secs(body.seconds),
+                    Duration::from_secs(updates.max_lock_seconds),
+                );
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "locked_for_seconds": held.as_secs(),
+                        "max_lock_seconds": updates.max_lock_seconds,
+                    }),
+                ))
+            }
+            (["v1", "updates", "lock"], &Method::DELETE) => {
+                let released = self.node.update_lock.release();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "released": released }),
+                ))
+            }
+            (["v1", "updates", "lock"], _) => Err(ApiError::MethodNotAllowed("POST, DELETE")),
             (["v1", "outbox", ..], _) => {
                 let query = request.uri().query().unwrap_or_default().to_string();
                 outbox::route(&self.node, &segments[2..], &method, &query).await
@@ -532,6 +563,23 @@ impl Api {
         } else {
             crate::health::problems(&self.node)
         };
+        // Updates in flight and held, so an operator's dashboard shows what
+        // waits for them; never what a plugin asks (that is admin detail).
+        let updates: Vec<_> = self
+            .node
+            .store()
+            .updates()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| {
+                json!({
+                    "plugin": u.plugin.as_str(),
+                    "from": u.from.map(|v| v.to_string()),
+                    "to": u.to.to_string(),
+                    "state": u.state.name(),
+                })
+            })
+            .collect();
         json_response(
             StatusCode::OK,
             &json!({
@@ -543,12 +591,14 @@ impl Api {
                     "active": plugins.len() - unavailable,
                     "unavailable": unavailable,
                 },
+                "updates": updates,
+                "update_lock": self.node.update_lock.current(),
             }),
         )
     }
 
     async fn plugin(&self, id: &str) -> Result<ApiResponse, ApiError> {
-        let id = crate::manifest::PluginId::parse(id)
+        let id = crate::plugin_id::PluginId::parse(id)
             .map_err(|why| ApiError::NotFound(format!("no plugin {id:?}: {why}")))?;
         let status = self
             .node
@@ -568,7 +618,7 @@ impl Api {
                 };
                 match checked {
                     Ok(report) => json!({
-                        "status": crate::install::health_name(report.status),
+                        "status": crate::health::health_name(report.status),
                         "detail": report.detail,
                     }),
                     Err(error) => json!({ "status": "error", "detail": error.to_string() }),
@@ -675,7 +725,7 @@ impl Api {
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`] within `read_timeout`,
 /// naming the field that is wrong when it does not fit `T`.
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     request: Request<impl RequestBody>,
     read_timeout: Duration,
 ) -> Result<T, ApiError> {

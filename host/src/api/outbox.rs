@@ -117,13 +117,10 @@ pub async fn route(
         ([id, "retry"], &Method::POST) => {
             let id = entry_id(id)?;
             let waker = outbox.clone();
-            let entry = blocking(move || {
-                outbox
-                    .store()
-                    .outbox_retry(id, crate::install::now_millis())
-            })
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no outbox entry {id}")))?;
+            let entry =
+                blocking(move || outbox.store().outbox_retry(id, crate::clock::now_millis()))
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound(format!("no outbox entry {id}")))?;
             if entry.state != DeliveryState::Pending {
                 return Err(ApiError::Conflict(format!(
                     "outbox entry {id} is {}; only dead (or pending) entries can be retried",
@@ -136,7 +133,7 @@ pub async fn route(
         ([id], &Method::DELETE) => {
             let id = entry_id(id)?;
             let entry =
-                blocking(move || outbox.store().outbox_drop(id, crate::install::now_millis()))
+                blocking(move || outbox.store().outbox_drop(id, crate::clock::now_millis()))
                     .await?
                     .ok_or_else(|| ApiError::NotFound(format!("no outbox entry {id}")))?;
             Ok(json_response(StatusCode::OK, &json!({ "entry": entry })))

@@ -35,6 +35,16 @@ pub struct LabelRequest {
     pub label: Label,
 }
 
+/// `POST /v1/updates/lock`: no plugin is swapped while it is held.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockRequest {
+    /// How long; at most `updates.max-lock-seconds`.
+    pub seconds: u64,
+    /// Who holds it, for the operator: "till 1".
+    pub holder: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptRequest {

@@ -18,8 +18,8 @@
 //! path is longer than the kernel's `PATH_MAX`, and what a path-based walk
 //! cannot reach it would neither count nor delete.
 
-use crate::call::CallFailure;
 use crate::capabilities::scratch_quota::ScratchQuota;
+use crate::failure::CallFailure;
 use crate::store::NodeStore;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;

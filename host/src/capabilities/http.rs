@@ -14,7 +14,7 @@
 //! - its answer is cut at `policy.http-max-response-bytes`: a longer body
 //!   fails with `HTTP-response-body-size`, whatever the headers claimed.
 
-use crate::manifest::Origin;
+use crate::origin::Origin;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;

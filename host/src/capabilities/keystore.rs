@@ -7,7 +7,7 @@
 
 use crate::bindings::keystore::{Host, KeystoreError};
 use crate::keystore::{Keystore, KeystoreError as NodeKeystoreError, MAX_SEAL_BYTES};
-use crate::manifest::PluginId;
+use crate::plugin_id::PluginId;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker};
 

@@ -325,6 +325,11 @@ async fn deliver(
             settings.attempt_timeout_ms
         )),
     };
+    if answer.is_ok() {
+        // Something answered: the network is there. The update agent
+        // checks the registry now if its last check could not reach it.
+        outbox.network_answered.notify_waiters();
+    }
     let now = outbox.now_ms();
     let outcome = outcome(&settings, &entry, answer, started.elapsed(), now);
     let attempt = entry.attempts.saturating_add(1);

@@ -15,7 +15,7 @@
 
 pub mod delivery;
 
-use crate::manifest::Origin;
+use crate::origin::Origin;
 use crate::store::{
     AttemptOutcome, EnqueueError, Enqueued, NewMessage, NodeStore, OutboxEntry, StoreError,
 };
@@ -104,6 +104,9 @@ pub struct Outbox {
     committed: Condvar,
     /// Wakes the delivery worker when something new is due.
     wake: tokio::sync::Notify,
+    /// Notified when a delivery got an answer (any status): a sign the
+    /// network is back, for whoever waits for it (the update agent).
+    pub network_answered: tokio::sync::Notify,
     #[cfg(test)]
     pub(crate) test_seams: TestSeams,
 }
@@ -147,6 +150,7 @@ impl Outbox {
             }),
             committed: Condvar::new(),
             wake: tokio::sync::Notify::new(),
+            network_answered: tokio::sync::Notify::new(),
             #[cfg(test)]
             test_seams: TestSeams::default(),
         }
@@ -155,13 +159,13 @@ impl Outbox {
     /// The wall clock, in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         #[cfg(test)]
-        let now = crate::install::now_millis().saturating_add_signed(
+        let now = crate::clock::now_millis().saturating_add_signed(
             self.test_seams
                 .clock_offset_ms
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
         #[cfg(not(test))]
-        let now = crate::install::now_millis();
+        let now = crate::clock::now_millis();
         now
     }
 

@@ -18,8 +18,8 @@ use crate::bindings::printer::{
 use crate::bindings::types::PluginError;
 use crate::call::CallError;
 use crate::config::PrinterConfig;
-use crate::manifest::PluginId;
 use crate::node::Node;
+use crate::plugin_id::PluginId;
 use crate::plugins::{LoadedPlugin, PluginSlot};
 use crate::sandbox::CallState;
 use crate::worlds::PluginKind;

@@ -4,7 +4,7 @@
 //! never the key itself, so a copy of the database alone reveals nothing.
 
 use super::{NodeStore, StoreError, decode, encode};
-use crate::manifest::PluginId;
+use crate::plugin_id::PluginId;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@
 //! transaction as every write, so quota checks are exact.
 
 use super::{KV, KV_USAGE, NodeStore, StoreError};
-use crate::manifest::PluginId;
+use crate::plugin_id::PluginId;
 use redb::{ReadableTable, WriteTransaction};
 
 /// The largest single value a plugin may store.

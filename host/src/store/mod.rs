@@ -11,6 +11,7 @@
 //! | `keys`       | (plugin id, key name)     | sealed key material (see `keys`)    |
 //! | `outbox*`    | entry id, key, due time   | queued deliveries (see `outbox`)    |
 //! | `trust`      | name                      | TUF root, registry, metadata seen (see `trust`) |
+//! | `updates`, `update_history`, `blocked_versions`, `follows`, `kv_snapshot*` | | the update journal (see `journal`) |
 //!
 //! Every write a caller is told succeeded has been committed durably. Opening
 //! never creates a database over an existing file: a file that is not an
@@ -18,12 +19,17 @@
 
 mod disk;
 mod file;
+mod journal;
 mod keys;
 mod kv;
 mod outbox;
 mod trust;
 
 pub use disk::BelowReserve;
+pub use journal::{ProbationRecord, Transition, UpdateRecord, UpdateState};
+pub(crate) use journal::{
+    block_version, drop_kv_snapshot, put_update, restore_kv, snapshot_kv, write_transition,
+};
 pub use keys::StoredKey;
 pub(crate) use kv::KvWriter;
 pub use kv::{KvRefusal, KvUsage, MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key};
@@ -44,8 +50,8 @@ pub const DATABASE_FILE_NAME: &str = "outpost.redb";
 const FORMAT: &str = "outpost-node";
 /// Bump when a table's layout changes; a node refuses newer schemas and
 /// upgrades older ones in place (schema 2 added `keys` and the outbox,
-/// schema 3 `trust`).
-const SCHEMA: u32 = 3;
+/// schema 3 `trust`, schema 4 the update journal).
+const SCHEMA: u32 = 4;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
@@ -340,6 +346,7 @@ impl NodeStore {
             keys::create_tables(&txn)?;
             outbox::create_tables(&txn)?;
             trust::create_tables(&txn)?;
+            journal::create_tables(&txn)?;
         }
         self.db.commit(txn)?;
         Ok(())
@@ -353,6 +360,7 @@ impl NodeStore {
             keys::create_tables(&txn)?;
             outbox::create_tables(&txn)?;
             trust::create_tables(&txn)?;
+            journal::create_tables(&txn)?;
             txn.open_table(META)?
                 .insert("schema", SCHEMA.to_string().as_str())?;
         }
@@ -415,7 +423,7 @@ impl NodeStore {
         let probe = self.db.begin_write().and_then(|txn| {
             txn.open_table(META)?.insert(
                 "last-write-check",
-                crate::install::now_millis().to_string().as_str(),
+                crate::clock::now_millis().to_string().as_str(),
             )?;
             self.db.commit(txn)
         });
@@ -457,30 +465,37 @@ impl NodeStore {
         Ok(table.get(digest)?.map(|bytes| bytes.value().to_vec()))
     }
 
-    /// Writes `record` and its component in `txn`; the caller commits.
+    /// Writes `record` in `txn`; the caller commits. Its components must
+    /// be stored already ([`NodeStore::put_component`]).
     pub(crate) fn put_plugin(
         txn: &WriteTransaction,
         record: &PluginRecord,
-        component: &[u8],
     ) -> Result<(), StoreError> {
-        let mut components = txn.open_table(COMPONENTS)?;
-        if components
-            .get(record.active.component_digest.as_str())?
-            .is_none()
-        {
-            components.insert(record.active.component_digest.as_str(), component)?;
-        }
         let mut plugins = txn.open_table(PLUGINS)?;
         plugins.insert(record.id.as_str(), encode(record).as_slice())?;
         Ok(())
     }
 
-    /// Drops, in `txn`, every component that no installed version (active
-    /// or previous) refers to: an upgrade retires the version before the
-    /// previous one, a removal all of a plugin's.
+    /// Stores a component's bytes under its digest in `txn`, once.
+    pub(crate) fn put_component(
+        txn: &WriteTransaction,
+        digest: &str,
+        component: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut components = txn.open_table(COMPONENTS)?;
+        if components.get(digest)?.is_none() {
+            components.insert(digest, component)?;
+        }
+        Ok(())
+    }
+
+    /// Drops, in `txn`, every component that no installed version (active,
+    /// previous or staged) refers to: a confirmed update retires the
+    /// previous version, a removal all of a plugin's.
     pub(crate) fn drop_unreferenced_components(txn: &WriteTransaction) -> Result<(), StoreError> {
+        let mut referenced: std::collections::HashSet<String> =
+            journal::staged_digests(txn)?.into_iter().collect();
         let plugins = txn.open_table(PLUGINS)?;
-        let mut referenced = std::collections::HashSet::new();
         for entry in plugins.iter()? {
             let (key, bytes) = entry?;
             let record: PluginRecord = decode(&format!("plugin {}", key.value()), bytes.value())?;
@@ -494,12 +509,14 @@ impl NodeStore {
         Ok(())
     }
 
-    /// Removes a plugin and, with `purge`, its stored data. Components no
+    /// Removes a plugin, its update in flight and what it follows and, with
+    /// `purge`, its stored data and blocked versions. Components no
     /// installed version refers to any more are dropped too.
     pub fn remove_plugin(&self, id: &PluginId, purge: bool) -> Result<bool, StoreError> {
         let txn = self.db.begin_write()?;
         let removed = {
             let removed = txn.open_table(PLUGINS)?.remove(id.as_str())?.is_some();
+            journal::remove_all(&txn, id, purge)?;
             NodeStore::drop_unreferenced_components(&txn)?;
             if purge {
                 let mut kv = txn.open_table(KV)?;

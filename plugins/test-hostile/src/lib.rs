@@ -178,10 +178,19 @@ impl Lifecycle for Hostile {
         }
     }
 
+    /// Failing when `/assets/health.txt` says "failing: why", so tests can
+    /// package a release whose health check fails.
     fn health() -> HealthReport {
-        HealthReport {
-            status: HealthStatus::Ok,
-            detail: "hostile and proud".into(),
+        let said = std::fs::read_to_string("/assets/health.txt").unwrap_or_default();
+        match said.trim().strip_prefix("failing") {
+            Some(why) => HealthReport {
+                status: HealthStatus::Failing,
+                detail: why.trim_start_matches(':').trim().to_string(),
+            },
+            None => HealthReport {
+                status: HealthStatus::Ok,
+                detail: "hostile and proud".into(),
+            },
         }
     }
 

@@ -106,9 +106,24 @@ pub enum Command {
         serve: bool,
     },
 
-    /// Install, list, inspect and remove plugins
+    /// Install, list, inspect, follow and remove plugins
+    ///
+    /// Changes go to the running node over its admin socket
+    /// (<DATA_DIR>/admin.sock, only the node's user can open it), or to the
+    /// node opened here when none runs.
     #[command(subcommand)]
     Plugin(PluginCommand),
+
+    /// See and steer plugin updates: staged, held for approval, on probation
+    ///
+    /// An update is downloaded, checked and staged while the old version
+    /// serves; it is activated within updates.window (unless an app holds the
+    /// update lock), then serves on probation: failing calls or a failing
+    /// health check roll it back to the previous version and its data by
+    /// themselves. An update that asks for more than the installed version
+    /// waits for `outpost update approve`.
+    #[command(subcommand)]
+    Update(UpdateCommand),
 
     /// Call any function a plugin exports, with JSON arguments
     ///
@@ -247,7 +262,8 @@ pub enum Command {
     /// A plugin never sees its keys: it asks the node to HMAC, seal or unseal
     /// with a key by name, and only names its manifest lists. Keys are sealed
     /// under <DATA_DIR>/node.key; back up both the database and node.key.
-    /// Managed with the node stopped, never over the API.
+    /// Managed over the admin socket (or with the node stopped), never over
+    /// the app API.
     #[command(subcommand)]
     Keys(KeysCommand),
 
@@ -308,7 +324,8 @@ pub enum PluginCommand {
     /// The node verifies the signed metadata from its root of trust (refusing
     /// stale, rolled-back or under-signed metadata), downloads with resume,
     /// checks every byte against the signed lengths and digests, shows what
-    /// the plugin asks for and installs once you agree. Needs the node stopped.
+    /// the plugin asks for and installs once you agree. A running node does
+    /// it itself; an upgrade then serves on probation.
     #[command(
         after_help = "Examples:\n  outpost plugin install acme/zpl-printer@^1.2\n  outpost plugin install /media/usb/zpl-printer.bundle --yes"
     )]
@@ -355,12 +372,73 @@ pub enum PluginCommand {
     },
 
     /// Remove a plugin; its stored data is kept unless --purge
+    ///
+    /// An update of it in flight is dropped with it, never left half done.
     Remove {
         /// The plugin id, vendor/name
         plugin: String,
         /// Also delete everything the plugin stored
         #[arg(long)]
         purge: bool,
+    },
+
+    /// Follow a version requirement from the registry: vendor/name@^1
+    ///
+    /// The node asks the registry every updates.check-interval-minutes (and
+    /// when the network comes back) and stages newer signed releases that
+    /// match; they activate within updates.window, or wait for `outpost
+    /// update approve` if they ask for more than the installed version.
+    #[command(after_help = "Example:\n  outpost plugin follow acme/zpl-printer@^1")]
+    Follow {
+        #[arg(value_name = "PLUGIN@VERSIONS")]
+        spec: String,
+    },
+
+    /// Stop following the registry
+    Unfollow { plugin: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Updates in flight, what is followed, the window and the lock
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the registry now for newer releases of followed plugins
+    Check {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Activate a staged or deferred update now, whatever the window or lock
+    Apply { plugin: String },
+    /// Grant what a held update asks for, and activate it now
+    Approve { plugin: String },
+    /// Drop a staged, held or deferred update
+    Reject {
+        plugin: String,
+        /// Let a later check offer the same version again (by default it is
+        /// blocked until a newer one appears)
+        #[arg(long)]
+        again: bool,
+    },
+    /// Go back to the previous version (and its data) of a plugin on probation
+    ///
+    /// The version is blocked: a check does not offer it again. Once a
+    /// version is confirmed its previous version is no longer kept.
+    Rollback { plugin: String },
+    /// What happened to updates, oldest first
+    History {
+        /// Only this plugin's
+        plugin: Option<String>,
+        /// At most this many lines
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
 }
 

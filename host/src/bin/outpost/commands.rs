@@ -13,7 +13,6 @@ use outpost::dynamic;
 use outpost::manifest::PluginId;
 use outpost::node::{Node, NodeError, NodeOptions};
 use outpost::store::StoreError;
-use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,14 +21,25 @@ use std::time::{Duration, Instant};
 pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
     match command {
         Command::Run { listen } => run_node(data_dir, config, listen),
-        Command::Plugin(PluginCommand::Add { path, yes }) => add(data_dir, config, &path, yes),
-        Command::Plugin(PluginCommand::List { json }) => list(data_dir, config, json),
+        Command::Plugin(PluginCommand::Add { path, yes }) => {
+            crate::plugins::add(data_dir, config, &path, yes)
+        }
+        Command::Plugin(PluginCommand::List { json }) => {
+            crate::plugins::list(data_dir, config, json)
+        }
+        Command::Plugin(PluginCommand::Follow { spec }) => {
+            crate::plugins::follow(data_dir, config, &spec)
+        }
+        Command::Plugin(PluginCommand::Unfollow { plugin }) => {
+            crate::plugins::unfollow(data_dir, config, &plugin)
+        }
+        Command::Update(command) => crate::updates::run(data_dir, config, command),
         Command::Plugin(PluginCommand::Install {
             spec,
             registry,
             plugin,
             yes,
-        }) => crate::registry::install(
+        }) => crate::plugins::install(
             data_dir,
             config,
             &spec,
@@ -72,10 +82,10 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             valid_for,
         }) => crate::registry::publish(&package, &registry, &keys, &token, valid_for),
         Command::Plugin(PluginCommand::Info { plugin, json }) => {
-            info(data_dir, config, &plugin, json)
+            crate::plugins::info(data_dir, config, &plugin, json)
         }
         Command::Plugin(PluginCommand::Remove { plugin, purge }) => {
-            remove(data_dir, config, &plugin, purge)
+            crate::plugins::remove(data_dir, config, &plugin, purge)
         }
         Command::Call {
             plugin,
@@ -281,213 +291,30 @@ fn run_node(
             "node running: API on http://{address}, {} plugin(s) active, {unavailable} unavailable",
             plugins.len() - unavailable,
         );
-        let delivery = tokio::spawn(outpost::outbox::delivery::run(
-            node.outbox().clone(),
-            node.config().outbox.clone(),
-            shutdown_signal(),
-        ));
-        let served = api::serve(node, listener, token, shutdown_signal())
+        #[cfg(unix)]
+        let admin = {
+            let listener = api::admin::bind(node.data_dir()).with_context(|| {
+                format!(
+                    "cannot open the admin socket {}",
+                    api::admin::socket_path(node.data_dir()).display()
+                )
+            })?;
+            tokio::spawn(api::admin::serve(node.clone(), listener, shutdown_signal()))
+        };
+        let background = outpost::control::start_background(&node, shutdown_signal);
+        let served = api::serve(node.clone(), listener, token, shutdown_signal())
             .await
             .context("the local API stopped");
-        delivery.abort();
+        for task in background {
+            task.abort();
+        }
+        #[cfg(unix)]
+        {
+            admin.abort();
+            let _ = std::fs::remove_file(api::admin::socket_path(node.data_dir()));
+        }
         served
     })
-}
-
-fn confirm(question: &str) -> anyhow::Result<bool> {
-    print!("{question} [y/N] ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-fn add(data_dir: &Path, config: Option<&Path>, path: &Path, yes: bool) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    approve_and_install(&node, path, &path.display().to_string(), yes)
-}
-
-/// Shows what the package at `path` asks for, asks the operator unless
-/// `yes`, and installs it. `origin` names where it came from in messages.
-pub fn approve_and_install(
-    node: &Node,
-    path: &Path,
-    origin: &str,
-    yes: bool,
-) -> anyhow::Result<()> {
-    let package = outpost::package::read(path, node.config().policy.max_assets_bytes)
-        .with_context(|| format!("cannot install from {origin}"))?;
-    let manifest = &package.manifest;
-    println!(
-        "{} {} ({})\n  asks for: {}",
-        manifest.id,
-        manifest.version,
-        manifest.world,
-        manifest.grants.describe()
-    );
-    if !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!(
-                "not approving the capabilities {} asks for without asking; run again with --yes \
-                 to approve them",
-                manifest.id
-            );
-        }
-        if !confirm("Grant these capabilities and install?")? {
-            bail!("not installed");
-        }
-    }
-    let report = node
-        .install(path)
-        .with_context(|| format!("cannot install {origin}"))?;
-    if !report.changed {
-        println!(
-            "{} {} is already installed; nothing to do",
-            report.id, report.version
-        );
-        return Ok(());
-    }
-    let action = match &report.previous {
-        Some(previous) => format!("upgraded from {previous} to"),
-        None => "installed".to_string(),
-    };
-    println!("{} {action} {}", report.id, report.version);
-    println!(
-        "  limits:   {} ms per call, {} MiB memory{}",
-        report.deadline_ms,
-        report.memory_mib,
-        report
-            .fuel
-            .map(|fuel| format!(", {fuel} fuel"))
-            .unwrap_or_default()
-    );
-    println!("  health:   {}", report.health);
-    Ok(())
-}
-
-fn list(data_dir: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let plugins = node.plugins();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&plugins)?);
-        return Ok(());
-    }
-    if plugins.is_empty() {
-        println!("No plugins installed. Install one with `outpost plugin add <package>`.");
-        return Ok(());
-    }
-    let id_width = plugins.iter().map(|p| p.id.len()).max().unwrap_or(2).max(2);
-    let world_width = plugins
-        .iter()
-        .map(|p| p.world.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    println!(
-        "{:id_width$}  {:9}  {:world_width$}  STATUS",
-        "ID", "VERSION", "WORLD"
-    );
-    for plugin in &plugins {
-        let default = if plugin.default { " (default)" } else { "" };
-        println!(
-            "{:id_width$}  {:9}  {:world_width$}  {}{default}",
-            plugin.id, plugin.version, plugin.world, plugin.status
-        );
-        if let Some(reason) = &plugin.reason {
-            println!("{:id_width$}  why: {reason}", "");
-        }
-    }
-    Ok(())
-}
-
-fn info(data_dir: &Path, config: Option<&Path>, plugin: &str, json: bool) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let id = plugin_id(plugin)?;
-    let status = node
-        .plugin_status(&id)
-        .with_context(|| format!("{id} is not installed; `outpost plugin list` shows what is"))?;
-    let loaded = node.loaded(&id);
-    let health = loaded.as_ref().map(|plugin| node.health(plugin));
-    let exports = loaded
-        .as_ref()
-        .map(|plugin| dynamic::exported_functions(&node, plugin))
-        .unwrap_or_default();
-    let usage = node.store().kv_usage(&id)?;
-    if json {
-        let health = match &health {
-            Some(Ok(report)) => serde_json::json!({
-                "status": outpost::install::health_name(report.status),
-                "detail": report.detail,
-            }),
-            Some(Err(error)) => {
-                serde_json::json!({ "status": "error", "detail": error.to_string() })
-            }
-            None => serde_json::Value::Null,
-        };
-        let value = serde_json::json!({
-            "plugin": status,
-            "health": health,
-            "kv": { "bytes": usage.bytes, "keys": usage.keys },
-            "exports": exports.iter().map(|f| f.signature.clone()).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
-    }
-    println!("{} {}", status.id, status.version);
-    if !status.description.is_empty() {
-        println!("  {}", status.description);
-    }
-    println!("  world:    {}", status.world);
-    println!("  status:   {}", status.status);
-    if let Some(reason) = &status.reason {
-        println!("  why:      {reason}");
-    }
-    println!("  grants:   {}", status.grants);
-    if let Some(limits) = status.limits {
-        println!(
-            "  limits:   {} ms per call, {} MiB memory{}",
-            limits.deadline_ms,
-            limits.memory_mib,
-            limits
-                .fuel
-                .map(|f| format!(", {f} fuel"))
-                .unwrap_or_default()
-        );
-    }
-    println!("  stored:   {} keys, {} bytes", usage.keys, usage.bytes);
-    match health {
-        Some(Ok(report)) => println!("  health:   {}", outpost::install::describe_health(&report)),
-        Some(Err(error)) => println!("  health:   check failed: {error}"),
-        None => {}
-    }
-    if !exports.is_empty() {
-        println!("  exports:");
-        let mut interface = String::new();
-        for function in &exports {
-            if function.interface != interface {
-                interface = function.interface.clone();
-                println!("    {interface}");
-            }
-            println!("      {}", function.signature);
-        }
-    }
-    Ok(())
-}
-
-fn remove(data_dir: &Path, config: Option<&Path>, plugin: &str, purge: bool) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let id = plugin_id(plugin)?;
-    if !node.remove(&id, purge)? {
-        bail!("{id} is not installed; `outpost plugin list` shows what is");
-    }
-    if purge {
-        println!("{id} removed, with everything it stored");
-    } else {
-        println!(
-            "{id} removed; its stored data is kept for a reinstall (use --purge to delete it)"
-        );
-    }
-    Ok(())
 }
 
 fn call(

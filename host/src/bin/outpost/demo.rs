@@ -316,8 +316,7 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         outpost_registry::vendor::registry_host(&registry.url),
         fetched.release.version
     );
-    let report = node
-        .install(&fetched.package)
+    let report = outpost::updates::install(&node, &fetched.package)
         .context("installing the reference driver")?;
     println!("   {} {} ({})", report.id, report.version, report.world);
     println!("   grants: {}", report.grants);
@@ -361,8 +360,7 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         let package = write_package(dir, name, |manifest| {
             manifest.replace("http://127.0.0.1:7280", &courier_origin)
         })?;
-        let report = node
-            .install(&package)
+        let report = outpost::updates::install(&node, &package)
             .with_context(|| format!("installing the reference {name}"))?;
         println!(
             "   {} {} ({}): grants {}; health: {}",
@@ -550,7 +548,7 @@ async fn offline_story(
                       "height_mm": 100, "description": "Sourdough hamper" }],
     });
     let mut quote_request = shipment.clone();
-    quote_request["ready_at"] = serde_json::json!(outpost::install::now_seconds());
+    quote_request["ready_at"] = serde_json::json!(outpost::clock::now_seconds());
     quote_request["service_codes"] = serde_json::json!([]);
     let (status, body) = client
         .request(

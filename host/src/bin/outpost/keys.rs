@@ -1,22 +1,18 @@
 //! `outpost keys`: the secrets plugins use through the keystore.
 //!
-//! Keys are managed with the node stopped, through the database directly and
-//! never over the local API: whoever holds the API token (a point-of-sale app)
-//! must not be able to replace the key every card token is made with.
+//! Keys go over the admin channel (the running node's admin socket, or the
+//! node opened here when none runs), never over the app API: whoever holds
+//! the API token (a point-of-sale app) must not be able to replace the key
+//! every card token is made with.
 
-use crate::commands::{open, plugin_id};
-use anyhow::{Context, bail};
+use crate::commands::plugin_id;
+use crate::link::AdminLink;
+use anyhow::Context;
+use hyper::Method;
 use outpost::keystore;
-use outpost::node::Node;
+use serde_json::json;
 use std::io::Read;
 use std::path::Path;
-
-fn open_for_keys(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Node> {
-    open(data_dir, config).context(
-        "keys are managed with the node stopped (so no app holding the API token can change \
-         them); stop `outpost run`, run this again, then start the node",
-    )
-}
 
 pub fn add(
     data_dir: &Path,
@@ -46,39 +42,28 @@ pub fn add(
             } else {
                 path.display().to_string()
             };
-            Some(keystore::parse_import(&text).with_context(|| format!("in {origin}"))?)
+            // Checked here too, so the file is named in the message.
+            keystore::parse_import(&text).with_context(|| format!("in {origin}"))?;
+            Some(text.trim().to_string())
         }
     };
-    let node = open_for_keys(data_dir, config)?;
-    let summary = node
-        .keystore()
-        .provision(&id, name, material, replace)
-        .with_context(|| format!("cannot add the key {name:?} for {id}"))?;
+    let link = AdminLink::open(data_dir, config)?;
+    let body =
+        json!({ "plugin": id.as_str(), "name": name, "import": material, "replace": replace });
+    let added = link
+        .request(Method::POST, "/admin/v1/keys", Some(&body))?
+        .ok(&format!("adding the key {name:?} for {id}"))?;
+    let key = &added["key"];
     println!(
-        "{} key {:?} for {} ({}; sealed under {})",
+        "{} key {} for {} ({}; sealed under {})",
         if replace { "set" } else { "added" },
-        summary.name,
-        summary.plugin,
-        summary.origin,
-        node.keystore().node_key_path().display()
+        key["name"],
+        key["plugin"].as_str().unwrap_or_default(),
+        key["origin"].as_str().unwrap_or_default(),
+        added["sealed_under"].as_str().unwrap_or_default()
     );
-    match node.loaded(&id) {
-        Some(plugin) if !plugin.manifest.grants.keystore.iter().any(|k| k == name) => {
-            eprintln!(
-                "note: {id}'s manifest does not ask for a key {name:?} (it asks for: {}); it \
-                 cannot use this one",
-                if plugin.manifest.grants.keystore.is_empty() {
-                    "none".to_string()
-                } else {
-                    plugin.manifest.grants.keystore.join(", ")
-                }
-            );
-        }
-        Some(_) => {}
-        None if node.plugin_status(&id).is_none() => {
-            println!("{id} is not installed yet; it gets this key when it is.");
-        }
-        None => {}
+    if let Some(note) = added["note"].as_str() {
+        eprintln!("note: {note}");
     }
     Ok(())
 }
@@ -90,8 +75,14 @@ pub fn list(
     json: bool,
 ) -> anyhow::Result<()> {
     let id = plugin.map(plugin_id).transpose()?;
-    let node = open_for_keys(data_dir, config)?;
-    let keys = node.keystore().list(id.as_ref())?;
+    let link = AdminLink::open(data_dir, config)?;
+    let path = match &id {
+        Some(id) => format!("/admin/v1/keys?plugin={id}"),
+        None => "/admin/v1/keys".to_string(),
+    };
+    let reply = link.request(Method::GET, &path, None)?.ok("listing keys")?;
+    let keys: Vec<keystore::KeySummary> = serde_json::from_value(reply["keys"].clone())
+        .context("the node's list of keys is not what this outpost expects")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&keys)?);
         return Ok(());
@@ -129,10 +120,9 @@ pub fn remove(
     name: &str,
 ) -> anyhow::Result<()> {
     let id = plugin_id(plugin)?;
-    let node = open_for_keys(data_dir, config)?;
-    if !node.keystore().remove(&id, name)? {
-        bail!("{id} has no key {name:?}; `outpost keys list {id}` shows its keys");
-    }
+    let link = AdminLink::open(data_dir, config)?;
+    link.request(Method::DELETE, &format!("/admin/v1/keys/{id}/{name}"), None)?
+        .ok(&format!("removing the key {name:?} of {id}"))?;
     println!(
         "removed the key {name:?} of {id}; what it sealed cannot be opened any more, and its \
          tokens cannot be made again"

@@ -187,6 +187,126 @@ async fn send(
     })
 }
 
+/// How an operator's change reaches the node: the admin channel.
+///
+/// Installing, removing, keys and updates are changes the running node must
+/// make itself (it holds the database). They go over its admin socket, which
+/// only the node's user can open, never over the app API. When no node runs,
+/// this process opens the node and sends the same requests to the same
+/// routes in-process.
+pub enum AdminLink {
+    Running {
+        socket: std::path::PathBuf,
+        runtime: tokio::runtime::Runtime,
+    },
+    InProcess {
+        node: Arc<Node>,
+        runtime: tokio::runtime::Runtime,
+    },
+}
+
+impl AdminLink {
+    pub fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<AdminLink> {
+        let options = NodeOptions::resolve(data_dir, config)?;
+        let socket = api::admin::socket_path(data_dir);
+        let node_answers = || socket_answers(&socket);
+        match open_waiting(&options, node_answers) {
+            Ok(node) => Ok(AdminLink::InProcess {
+                node: Arc::new(node),
+                runtime: runtime()?,
+            }),
+            Err(NodeError::Store(StoreError::InUse { .. })) if node_answers() => {
+                Ok(AdminLink::Running {
+                    socket,
+                    runtime: runtime()?,
+                })
+            }
+            Err(error) => Err(error)
+                .with_context(|| format!("cannot open the node in {}", data_dir.display())),
+        }
+    }
+
+    /// The node opened in this process, if no node runs.
+    pub fn node(&self) -> Option<&Arc<Node>> {
+        match self {
+            AdminLink::InProcess { node, .. } => Some(node),
+            AdminLink::Running { .. } => None,
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Reply> {
+        let bytes = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body)?),
+            None => Bytes::new(),
+        };
+        let request = request_builder(method).uri(path).body(Full::new(bytes))?;
+        match self {
+            AdminLink::Running { socket, runtime } => runtime.block_on(async {
+                send_unix(socket, request).await.with_context(|| {
+                    format!(
+                        "a node is running on this data directory but its admin socket {}                          does not answer",
+                        socket.display()
+                    )
+                })
+            }),
+            AdminLink::InProcess { node, runtime } => runtime.block_on(async {
+                let response = api::admin::handle_in_process(node.clone(), request).await;
+                let status = response.status();
+                let bytes = response.into_body().collect().await?.to_bytes();
+                Ok(Reply {
+                    status,
+                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                })
+            }),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn socket_answers(socket: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket).is_ok()
+}
+
+#[cfg(not(unix))]
+fn socket_answers(_socket: &Path) -> bool {
+    false
+}
+
+#[cfg(unix)]
+async fn send_unix(socket: &Path, request: Request<Full<Bytes>>) -> anyhow::Result<Reply> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    // hyper's client wants a Host header for HTTP/1.1.
+    let (mut parts, body) = request.into_parts();
+    parts.headers.insert(
+        hyper::header::HOST,
+        hyper::header::HeaderValue::from_static("outpost-admin"),
+    );
+    let response = sender
+        .send_request(Request::from_parts(parts, body))
+        .await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok(Reply {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    })
+}
+
+#[cfg(not(unix))]
+async fn send_unix(_socket: &Path, _request: Request<Full<Bytes>>) -> anyhow::Result<Reply> {
+    bail!("the admin channel needs Unix sockets")
+}
+
 /// A client for a node served in this process (the demo's).
 pub struct ApiClient {
     base: String,

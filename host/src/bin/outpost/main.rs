@@ -6,8 +6,10 @@ mod demo;
 mod keys;
 mod link;
 mod outbox;
+mod plugins;
 mod registry;
 mod trade;
+mod updates;
 
 use clap::Parser;
 use std::path::PathBuf;

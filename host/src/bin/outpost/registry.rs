@@ -1,10 +1,10 @@
 //! The registry commands: install, search, trust, bundles, and publishing
 //! for vendors.
 
-use crate::commands::{approve_and_install, open, runtime};
+use crate::commands::{open, runtime};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use outpost::releases::{self, Source, Wanted};
+use outpost::releases::{self, Wanted};
 use outpost_registry::client::{MetadataSource, Progress};
 use outpost_registry::keys::KeyPair;
 use std::path::{Path, PathBuf};
@@ -64,44 +64,6 @@ pub fn remove_stale_packages(data_dir: &Path) {
             );
         }
     }
-}
-
-pub fn install(
-    data_dir: &Path,
-    config: Option<&Path>,
-    spec: &str,
-    registry: Option<&str>,
-    plugin: Option<&str>,
-    yes: bool,
-) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let mut source = Source::parse(spec, registry, node.store())?;
-    match (&mut source, plugin) {
-        (Source::Bundle { wanted, .. }, Some(plugin)) => *wanted = Some(Wanted::parse(plugin)?),
-        (_, Some(_)) => bail!("--plugin picks a plugin from a bundle; {spec} is not a bundle"),
-        (_, None) => {}
-    }
-    let runtime = runtime()?;
-    let fetched = with_progress(|progress| {
-        runtime.block_on(releases::fetch(
-            node.store(),
-            &downloads(data_dir),
-            &source,
-            progress,
-        ))
-    })
-    .with_context(|| format!("cannot install {spec}"))?;
-    let release = &fetched.release;
-    println!(
-        "verified {}@{} (sha256:{}…, signed metadata valid until {})",
-        release.plugin,
-        release.version,
-        release.sha256.get(..12).unwrap_or(&release.sha256),
-        fetched.index.expires.strftime("%Y-%m-%d %H:%M UTC")
-    );
-    let result = approve_and_install(&node, &fetched.package, spec, yes);
-    let _ = std::fs::remove_dir_all(&fetched.package);
-    result
 }
 
 pub fn search(

@@ -90,7 +90,7 @@ pub fn quote(link: &Link, input: Input) -> anyhow::Result<()> {
     // What a person would leave out: collect now, every service.
     let request = &mut body["request"];
     if request.get("ready_at").is_none() && request.get("ready-at").is_none() {
-        request["ready_at"] = json!(outpost::install::now_seconds());
+        request["ready_at"] = json!(outpost::clock::now_seconds());
     }
     if request.get("service_codes").is_none() && request.get("service-codes").is_none() {
         request["service_codes"] = json!([]);

@@ -6,7 +6,11 @@
 //! except `printers` and `plugin-config`, which replace the defaults whole: an
 //! operator who lists their printers gets exactly those printers.
 
-use crate::manifest::PluginId;
+mod updates;
+
+pub use updates::{UpdateSettings, Window};
+
+use crate::plugin_id::PluginId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -49,6 +53,7 @@ pub struct NodeConfig {
     pub defaults: Defaults,
     pub outbox: OutboxSettings,
     pub centre: CentreConfig,
+    pub updates: UpdateSettings,
     pub plugin_config: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
@@ -62,6 +67,7 @@ impl Default for NodeConfig {
             defaults: Defaults::default(),
             outbox: OutboxSettings::default(),
             centre: CentreConfig::default(),
+            updates: UpdateSettings::default(),
             plugin_config: BTreeMap::new(),
         }
     }
@@ -403,6 +409,7 @@ impl NodeConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.updates.validate()?;
         let engine = &self.engine;
         if !(1..=1024).contains(&engine.pool_slots) {
             return Err(format!(
@@ -528,7 +535,7 @@ impl NodeConfig {
             return Err("outbox.attempt-timeout-ms must be at least 1".into());
         }
         if let Some(url) = &self.centre.events_url {
-            crate::manifest::Origin::of_url(url)
+            crate::origin::Origin::of_url(url)
                 .map_err(|e| format!("centre.events-url = {url:?}: {e}"))?;
         }
         for (plugin, values) in &self.plugin_config {

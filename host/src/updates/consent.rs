@@ -1,0 +1,142 @@
+//! What a new version asks for beyond what the operator agreed to: new
+//! grants, more quota, new keys or origins, higher limits. An update that
+//! asks for nothing more proceeds by itself; one that asks for more waits
+//! for `outpost update approve`, with these lines shown.
+
+use crate::manifest::{Grants, Manifest, RequestedLimits};
+
+/// One line per thing asked beyond `approved` (the grants the operator
+/// approved for the active version) and `active_limits` (what the active
+/// version's manifest asks). `None` for `approved`: a new plugin, so
+/// everything it asks is new.
+pub fn asks(approved: Option<(&Grants, &RequestedLimits)>, offered: &Manifest) -> Vec<String> {
+    let Some((approved, active_limits)) = approved else {
+        return vec![format!("asks for: {}", offered.grants.describe())];
+    };
+    let mut asks = Vec::new();
+    let new = &offered.grants;
+    let more =
+        |what: &str, old: Option<u64>, new: Option<u64>, asks: &mut Vec<String>| match (old, new) {
+            (None, Some(new)) => asks.push(format!("{what}: {new} (not granted before)")),
+            (Some(old), Some(new)) if new > old => asks.push(format!("{what}: {old} -> {new}")),
+            _ => {}
+        };
+    more(
+        "kv quota bytes",
+        approved.kv.map(|q| q.quota_bytes),
+        new.kv.map(|q| q.quota_bytes),
+        &mut asks,
+    );
+    more(
+        "scratch quota bytes",
+        approved.scratch.map(|q| q.quota_bytes),
+        new.scratch.map(|q| q.quota_bytes),
+        &mut asks,
+    );
+    if new.config && !approved.config {
+        asks.push("config: reading its plugin-config values (not granted before)".into());
+    }
+    if new.assets && !approved.assets {
+        asks.push("assets: reading its assets folder (not granted before)".into());
+    }
+    for key in &new.keystore {
+        if !approved.keystore.contains(key) {
+            asks.push(format!("keystore key {key:?} (new)"));
+        }
+    }
+    for origin in &new.http {
+        if !approved.http.contains(origin) {
+            asks.push(format!("outbound HTTP to {origin} (new)"));
+        }
+    }
+    match (&approved.outbox, &new.outbox) {
+        (None, Some(outbox)) => asks.push(format!(
+            "outbox to {} (not granted before)",
+            outbox
+                .destinations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        (Some(old), Some(new)) => {
+            for destination in &new.destinations {
+                if !old.destinations.contains(destination) {
+                    asks.push(format!("outbox destination {destination} (new)"));
+                }
+            }
+            more(
+                "outbox max pending",
+                Some(u64::from(old.max_pending)),
+                Some(u64::from(new.max_pending)),
+                &mut asks,
+            );
+            more(
+                "outbox quota bytes",
+                Some(old.quota_bytes),
+                Some(new.quota_bytes),
+                &mut asks,
+            );
+        }
+        _ => {}
+    }
+    let limits = &offered.limits;
+    more(
+        "limits.deadline-ms",
+        active_limits.deadline_ms,
+        limits.deadline_ms,
+        &mut asks,
+    );
+    more(
+        "limits.memory-mib",
+        active_limits.memory_mib,
+        limits.memory_mib,
+        &mut asks,
+    );
+    more("limits.fuel", active_limits.fuel, limits.fuel, &mut asks);
+    more(
+        "limits.concurrency",
+        active_limits.concurrency,
+        limits.concurrency,
+        &mut asks,
+    );
+    asks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(extra: &str) -> Manifest {
+        Manifest::parse(&format!(
+            "[plugin]\nid = \"acme/p\"\nversion = \"1.1.0\"\nworld = \"outpost:plugins/printer-driver@0.1.0\"\n{extra}"
+        ))
+        .expect("valid manifest")
+    }
+
+    #[test]
+    fn only_what_is_more_than_agreed_is_asked() {
+        let old = manifest(
+            "[grants]\nkv = { quota-bytes = 1000 }\nhttp = [\"https://a.example\"]\n[limits]\nmemory-mib = 8\n",
+        );
+        let approved = Some((&old.grants, &old.limits));
+        let same = manifest(
+            "[grants]\nkv = { quota-bytes = 500 }\nhttp = [\"https://a.example\"]\n[limits]\nmemory-mib = 4\n",
+        );
+        assert!(asks(approved, &same).is_empty());
+        let more = manifest(
+            "[grants]\nkv = { quota-bytes = 2000 }\nhttp = [\"https://a.example\", \"https://b.example\"]\nkeystore = [\"card\"]\n[limits]\nmemory-mib = 16\n",
+        );
+        let asked = asks(approved, &more);
+        assert_eq!(asked.len(), 4, "{asked:?}");
+        assert!(
+            asked
+                .iter()
+                .any(|a| a.contains("kv quota bytes: 1000 -> 2000"))
+        );
+        assert!(asked.iter().any(|a| a.contains("https://b.example")));
+        assert!(asked.iter().any(|a| a.contains("\"card\"")));
+        assert!(asked.iter().any(|a| a.contains("memory-mib: 8 -> 16")));
+        assert_eq!(asks(None, &same).len(), 1);
+    }
+}
