@@ -269,7 +269,12 @@ impl Invoker {
             (Err(error), None) => Err(classify(&error, memory_hit, &limits, &output)),
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
-        plugin.stats.record(result.as_ref().err());
+        // The node's own lifecycle calls (health probes, info, migrate) are
+        // not the plugin's work: counting them would dilute a new version's
+        // failure rate on probation, and inflate its call count.
+        if !matches!(&*function, "info" | "health" | "migrate") {
+            plugin.stats.record(result.as_ref().err());
+        }
         match &result {
             Ok(_) => tracing::debug!(elapsed_us, "call returned"),
             Err(CallFailure::Plugin(failure)) => {

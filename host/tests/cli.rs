@@ -705,3 +705,65 @@ fn every_example_in_the_docs_is_a_request_its_route_takes() {
     let _ = node.wait();
     assert_eq!(checked, routes.len() + 2);
 }
+
+#[test]
+fn a_running_node_is_changed_and_steered_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let address = free_port();
+    std::fs::write(
+        data.join("outpost.toml"),
+        format!("[api]\nlisten = \"{address}\"\n[updates]\nprobation-seconds = 3600\n"),
+    )
+    .expect("config");
+    let mut node = start_node(&data, address, false);
+    let old = hostile_at(dir.path(), "0.1.0");
+    let new = hostile_at(dir.path(), "0.2.0");
+
+    let added = succeeds(
+        &data,
+        &["plugin", "add", &old.display().to_string(), "--yes"],
+    );
+    assert!(added.contains("test/hostile installed 0.1.0"), "{added}");
+    let upgraded = succeeds(
+        &data,
+        &["plugin", "add", &new.display().to_string(), "--yes"],
+    );
+    assert!(
+        upgraded.contains("upgraded from 0.1.0 to 0.2.0; on probation"),
+        "{upgraded}"
+    );
+    let info = succeeds(&data, &["plugin", "info", "test/hostile"]);
+    assert!(
+        info.contains("active    0.2.0") && info.contains("previous  0.1.0"),
+        "{info}"
+    );
+    let status = succeeds(&data, &["update", "status"]);
+    assert!(
+        status.contains("test/hostile  0.1.0 -> 0.2.0  probation"),
+        "{status}"
+    );
+    let back = succeeds(&data, &["update", "rollback", "test/hostile"]);
+    assert!(
+        back.contains("rolled-back") && back.contains("test/hostile serves 0.1.0"),
+        "{back}"
+    );
+    let history = succeeds(&data, &["update", "history", "test/hostile"]);
+    assert!(
+        history.contains("test/hostile  0.1.0 -> 0.2.0  rolled-back: rolled back by the operator"),
+        "{history}"
+    );
+    let nothing = fails(&data, &["update", "rollback", "test/hostile"]);
+    assert!(nothing.contains("no update on probation"), "{nothing}");
+    let key = succeeds(&data, &["keys", "add", "test/hostile", "spare"]);
+    assert!(key.contains("added key \"spare\""), "{key}");
+    let removed = succeeds(&data, &["plugin", "remove", "test/hostile", "--purge"]);
+    assert!(
+        removed.contains("removed, with everything it stored"),
+        "{removed}"
+    );
+
+    common::signal(&node, "-TERM");
+    assert!(node.wait().expect("exits").success());
+}

@@ -252,8 +252,15 @@ fn an_operator_trades_from_the_command_line() {
         tokenized.lines().last(),
         "same token through the running node"
     );
-    let keys = fails(data, &["keys", "list"]);
-    assert!(keys.contains("stop `outpost run`"), "{keys}");
+    // Keys go to the running node over its admin socket, with the same
+    // checks as ever.
+    let keys = succeeds(data, &["keys", "list"]);
+    assert!(keys.contains("card-token"), "{keys}");
+    let kept = fails(
+        data,
+        &["keys", "add", "outpost/card-tokenizer", "card-token"],
+    );
+    assert!(kept.contains("already has a key"), "{kept}");
 
     common::signal(&node, "-TERM");
     assert!(node.wait().expect("exits").success());

@@ -12,7 +12,7 @@ use outpost_e2e_tests::registry::TestRegistry;
 use outpost_e2e_tests::serving::Serving;
 use outpost_e2e_tests::updates::{
     Background, PLUGIN, following_node, history, install, plugin_id, reached, release, serving,
-    wait_for,
+    wait_for, with_own_code,
 };
 use outpost_e2e_tests::{LABEL_JSON, command_label};
 use outpost_registry::server::ServeConfig;
@@ -207,9 +207,24 @@ async fn an_update_that_asks_for_more_waits_for_the_operator() {
     let again = control::check(&node).await.expect("check");
     assert!(again[0].outcome.contains("1.1.0 is held"), "{again:?}");
 
-    let approved = control::steer(&node, plugin_id(), Steer::Approve)
-        .await
-        .expect("approve");
+    // Approving what the operator looked at: another version by now is refused.
+    let stale = control::steer(
+        &node,
+        plugin_id(),
+        Steer::Approve,
+        Some(semver::Version::new(1, 0, 9)),
+    )
+    .await
+    .expect_err("not what is held");
+    assert!(stale.to_string().contains("is now 1.1.0"), "{stale}");
+    let approved = control::steer(
+        &node,
+        plugin_id(),
+        Steer::Approve,
+        Some(semver::Version::new(1, 1, 0)),
+    )
+    .await
+    .expect("approve");
     assert_eq!(approved.state, UpdateState::Probation);
     assert_eq!(serving(&node).as_deref(), Some("1.1.0"));
     served.stop().await;
@@ -251,7 +266,7 @@ async fn activation_waits_for_the_window_and_for_an_apps_lock() {
     );
     assert_eq!(serving(&node).as_deref(), Some("1.0.0"));
     // Staged: the operator can have it now.
-    control::steer(&node, plugin_id(), Steer::Apply)
+    control::steer(&node, plugin_id(), Steer::Apply, None)
         .await
         .expect("apply");
     assert_eq!(serving(&node).as_deref(), Some("1.1.0"));
@@ -453,7 +468,7 @@ async fn calls_never_fail_while_versions_are_swapped_in_and_rolled_back() {
                 .expect("install");
         assert_eq!(report.state, "probation", "update {index}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let back = control::steer(&node, plugin_id(), Steer::Rollback)
+        let back = control::steer(&node, plugin_id(), Steer::Rollback, None)
             .await
             .expect("rollback");
         assert_eq!(back.state, UpdateState::RolledBack);
@@ -517,4 +532,91 @@ async fn an_app_holding_the_api_token_cannot_reach_the_control_plane() {
     assert!(node.plugins().is_empty());
     assert!(node.keystore().list(None).expect("keys").is_empty());
     served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_plugin_drops_its_update_in_flight_whole() {
+    let registry = TestRegistry::start(ServeConfig::default()).await;
+    let shared = following_node(&registry, QUICK_PROBATION);
+    let node = shared.node.clone();
+    registry
+        .publish(&registry.acme, release("1.0.0", |m| m).path())
+        .await
+        .expect("publish");
+    install(&node, &format!("{PLUGIN}@=1.0.0")).await;
+    control::follow(&node, plugin_id(), Some("^1".into()))
+        .await
+        .expect("follow");
+    let greedy = release("1.1.0", |m| {
+        m.replace("quota-bytes = 16384", "quota-bytes = 65536")
+    });
+    with_own_code(&greedy, "1.1.0");
+    registry
+        .publish(&registry.acme, greedy.path())
+        .await
+        .expect("publish");
+    control::check(&node).await.expect("check");
+    let held = node
+        .store()
+        .update(&plugin_id())
+        .expect("read")
+        .expect("held");
+    let staged = held.staged.expect("staged").component_digest;
+    assert!(node.store().component(&staged).expect("read").is_some());
+
+    assert!(
+        control::remove(&node, plugin_id(), false)
+            .await
+            .expect("remove")
+    );
+    assert!(node.store().update(&plugin_id()).expect("read").is_none());
+    assert!(node.store().component(&staged).expect("read").is_none());
+    assert!(control::status(&node).expect("status").follows.is_empty());
+    let approve = control::steer(&node, plugin_id(), Steer::Approve, None).await;
+    assert!(approve.is_err(), "nothing left to approve");
+    assert_eq!(serving(&node), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_that_finds_nothing_new_asks_only_for_the_timestamp() {
+    use outpost::updates::agent;
+    use outpost_e2e_tests::registry::Proxy;
+    let registry = TestRegistry::start(ServeConfig::default()).await;
+    let proxy = Proxy::start(&registry.url).await;
+    let shared = following_node(&registry, QUICK_PROBATION);
+    let node = shared.node.clone();
+    outpost_e2e_tests::registry::provision(&node, &registry.root_json, &proxy.url);
+    registry
+        .publish(&registry.acme, release("1.0.0", |m| m).path())
+        .await
+        .expect("publish");
+    install(&node, &format!("{PLUGIN}@=1.0.0")).await;
+    control::follow(&node, plugin_id(), Some("^1".into()))
+        .await
+        .expect("follow");
+
+    let mut last = None;
+    let first = agent::check_since(&node, &mut last).await.expect("check");
+    assert!(first[0].outcome.contains("up to date"), "{first:?}");
+    assert!(last.is_some(), "the first check keeps what it accepted");
+    let before = proxy.seen().len();
+    let quiet = agent::check_since(&node, &mut last).await.expect("check");
+    assert!(quiet[0].outcome.contains("up to date"), "{quiet:?}");
+    let asked: Vec<String> = proxy.seen()[before..]
+        .iter()
+        .map(|(path, _)| path.clone())
+        .collect();
+    assert_eq!(
+        asked,
+        ["/tuf/timestamp.json"],
+        "a quiet check asked for more"
+    );
+
+    // A new release changes the timestamp: the next check sees it.
+    registry
+        .publish(&registry.acme, release("1.1.0", |m| m).path())
+        .await
+        .expect("publish");
+    let found = agent::check_since(&node, &mut last).await.expect("check");
+    assert!(found[0].outcome.contains("1.1.0 probation"), "{found:?}");
 }

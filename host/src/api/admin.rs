@@ -119,6 +119,7 @@ async fn handle(node: &Arc<Node>, request: Request<impl RequestBody>) -> ApiResp
 fn control_error(error: ControlError) -> ApiError {
     match error {
         ControlError::NotFound(why) => ApiError::NotFound(why),
+        ControlError::Conflict(why) => ApiError::Conflict(why),
         ControlError::BadRequest(why) => ApiError::BadField {
             field: String::new(),
             message: why,
@@ -161,10 +162,15 @@ struct FollowBody {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SteerBody {
     /// For reject: keep this version from being offered again.
     #[serde(default)]
     block: Option<bool>,
+    /// The version the operator looked at: refused if the update in flight
+    /// is another one by now.
+    #[serde(default)]
+    version: Option<semver::Version>,
 }
 
 async fn route(
@@ -192,9 +198,18 @@ async fn route(
             ok(json!(versions))
         }
         (["admin", "v1", "plugins", vendor, name], &Method::DELETE) => {
-            let purge = query_pairs(&request)
-                .iter()
-                .any(|(k, v)| k == "purge" && v != "false");
+            let mut purge = false;
+            for (key, value) in query_pairs(&request) {
+                match (key.as_str(), value.as_str()) {
+                    ("purge", "true") => purge = true,
+                    ("purge", "false") => purge = false,
+                    _ => {
+                        return Err(ApiError::BadQuery(format!(
+                            "{key}={value:?}: this route takes purge=true or purge=false"
+                        )));
+                    }
+                }
+            }
             let plugin = id(vendor, name)?;
             if !control::remove(node, plugin.clone(), purge)
                 .await
@@ -252,19 +267,21 @@ async fn route(
         }
         (["admin", "v1", "updates", vendor, name, verb], &Method::POST) => {
             let plugin = id(vendor, name)?;
-            let body: SteerBody =
-                read_json(request, ADMIN_READ_TIMEOUT)
-                    .await
-                    .or_else(|error| match error {
-                        ApiError::BadJson(_) => Ok(SteerBody::default()),
-                        other => Err(other),
-                    })?;
+            let empty = request
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .is_none_or(|length| length == "0");
+            let body: SteerBody = if empty {
+                SteerBody::default()
+            } else {
+                read_json(request, ADMIN_READ_TIMEOUT).await?
+            };
             let steer = Steer::parse(verb, body.block.unwrap_or(true)).ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "no update action {verb:?}; use apply, approve, reject or rollback"
                 ))
             })?;
-            let record = control::steer(node, plugin, steer)
+            let record = control::steer(node, plugin, steer, body.version)
                 .await
                 .map_err(control_error)?;
             ok(json!({ "update": record, "plugin": node.plugin_status(&record.plugin) }))

@@ -24,6 +24,10 @@ pub struct OutboxState {
     grant: Option<Arc<OutboxGrant>>,
     outbox: Arc<Outbox>,
     card: Option<Arc<CardGuard>>,
+    /// Set during `migrate`, whose kv writes hold the database's one write
+    /// transaction: an enqueue (its own transaction) would wait for it on
+    /// the same thread forever.
+    in_migration: bool,
 }
 
 impl std::fmt::Debug for OutboxState {
@@ -42,7 +46,13 @@ impl OutboxState {
             grant,
             outbox,
             card: None,
+            in_migration: false,
         }
+    }
+
+    /// Refuses `enqueue` for the rest of the call (see `in_migration`).
+    pub(crate) fn refuse_during_migration(&mut self) {
+        self.in_migration = true;
     }
 
     /// Refuses messages that carry `guard`'s card, for the rest of the call.
@@ -97,6 +107,13 @@ fn delivery(entry: &store::OutboxEntry, body: Vec<u8>) -> Delivery {
 impl Host for OutboxState {
     fn enqueue(&mut self, message: Message) -> Result<u64, OutboxError> {
         let grant = self.grant()?;
+        if self.in_migration {
+            return Err(OutboxError::Unavailable(
+                "the outbox cannot be used during migrate (the migration's writes are one \
+                 transaction); send from a later call"
+                    .into(),
+            ));
+        }
         if let Some(refusal) = self.card_refusal(&message) {
             return Err(refusal);
         }

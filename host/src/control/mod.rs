@@ -33,6 +33,8 @@ pub enum ControlError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// `POST /admin/v1/plugins`: what to install.
@@ -319,13 +321,27 @@ impl Steer {
     }
 }
 
+/// Steers the plugin's update in flight. With `seen`, the version the
+/// operator looked at: if the update in flight is for another version by now
+/// (the agent found a newer one), nothing is done.
 pub async fn steer(
     node: &Arc<Node>,
     plugin: PluginId,
     steer: Steer,
+    seen: Option<semver::Version>,
 ) -> Result<UpdateRecord, ControlError> {
     let node = node.clone();
     blocking(move || {
+        if let Some(seen) = &seen
+            && let Some(current) = node.store().update(&plugin)?
+            && current.to != *seen
+        {
+            return Err(ControlError::Conflict(format!(
+                "the update of {plugin} in flight is now {} (you looked at {seen}); see \
+                 `outpost update status`, then try again",
+                current.to
+            )));
+        }
         Ok(match steer {
             Steer::Apply => updates::apply(&node, &plugin)?,
             Steer::Approve => updates::approve(&node, &plugin)?,

@@ -222,6 +222,7 @@ impl CallState {
             }),
             store: spec.grants.scratch.map(|_| setup.store.clone()),
         };
+        let batched = setup.kv_batch.is_some();
         let kv = match setup.kv_batch {
             Some(txn) => KvState::batched(spec.id.clone(), spec.grants.kv, setup.store, txn),
             None => KvState::direct(spec.id.clone(), spec.grants.kv, setup.store),
@@ -232,11 +233,14 @@ impl CallState {
             spec.keystore_keys.clone(),
             setup.services.keystore.clone(),
         );
-        let outbox = OutboxState::new(
+        let mut outbox = OutboxState::new(
             spec.id.clone(),
             spec.outbox_grant.clone(),
             setup.services.outbox.clone(),
         );
+        if batched {
+            outbox.refuse_during_migration();
+        }
         let http = HttpState::new(
             spec.http_allowed.clone(),
             setup.services.http_limits,

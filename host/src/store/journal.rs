@@ -206,19 +206,20 @@ pub(super) fn staged_digests(txn: &WriteTransaction) -> Result<Vec<String>, Stor
 /// What the journal holds of a removed plugin; blocked versions only with
 /// `purge` (a version that failed here should not come back with a
 /// reinstall).
+/// Returns whether an update was in flight.
 pub(super) fn remove_all(
     txn: &WriteTransaction,
     plugin: &PluginId,
     purge: bool,
-) -> Result<(), StoreError> {
-    txn.open_table(UPDATES)?.remove(plugin.as_str())?;
+) -> Result<bool, StoreError> {
+    let in_flight = txn.open_table(UPDATES)?.remove(plugin.as_str())?.is_some();
     if purge {
         txn.open_table(BLOCKED)?
             .retain(|(owner, _), _| owner != plugin.as_str())?;
     }
     txn.open_table(FOLLOWS)?.remove(plugin.as_str())?;
     drop_kv_snapshot(txn, plugin)?;
-    Ok(())
+    Ok(in_flight)
 }
 
 /// Writes `record` as the plugin's update in flight (or clears it when it is

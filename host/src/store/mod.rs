@@ -515,8 +515,9 @@ impl NodeStore {
     pub fn remove_plugin(&self, id: &PluginId, purge: bool) -> Result<bool, StoreError> {
         let txn = self.db.begin_write()?;
         let removed = {
-            let removed = txn.open_table(PLUGINS)?.remove(id.as_str())?.is_some();
-            journal::remove_all(&txn, id, purge)?;
+            let installed = txn.open_table(PLUGINS)?.remove(id.as_str())?.is_some();
+            // A new plugin held for approval is removed too (its update).
+            let removed = journal::remove_all(&txn, id, purge)? || installed;
             NodeStore::drop_unreferenced_components(&txn)?;
             if purge {
                 let mut kv = txn.open_table(KV)?;

@@ -5,12 +5,12 @@
 //! versions serve, activates what policy allows when it allows it, and
 //! judges versions on probation.
 
-use super::{Offer, UpdateError, advance, begin, judge, refuse};
+use super::{Offer, UpdateError, abandon, begin, judge};
 use crate::node::Node;
 use crate::plugin_id::PluginId;
 use crate::releases::{self, ReleaseError, Source, Wanted};
 use crate::store::UpdateState;
-use outpost_registry::client::MetadataSource;
+use outpost_registry::client::{Index, MetadataSource};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -46,9 +46,32 @@ pub fn following(node: &Node) -> Result<BTreeMap<PluginId, String>, UpdateError>
     Ok(follows)
 }
 
+/// What the agent's last full check accepted: a new check first fetches only
+/// `timestamp.json`, and while it is the one accepted then (and the metadata
+/// has not expired) nothing in the repository changed, so the verified index
+/// is still the answer. A check that finds nothing new then costs one small
+/// GET instead of a full TUF refresh (root, timestamp, snapshot, every
+/// targets file): well under 2 KB on the wire.
+#[derive(Debug, Clone)]
+pub struct LastCheck {
+    registry: url::Url,
+    timestamp: serde_json::Value,
+    index: Index,
+}
+
 /// Asks the registry once for newer releases of every followed plugin, and
-/// stages what it finds. One check runs at a time.
+/// stages what it finds. One check runs at a time. An operator's check
+/// (`outpost update check`) always refreshes the metadata in full.
 pub async fn check(node: &Arc<Node>) -> Result<Vec<Checked>, UpdateError> {
+    check_since(node, &mut None).await
+}
+
+/// Like [`check`], reusing `last` when the registry's timestamp has not
+/// changed since, and keeping what this check accepted in it.
+pub async fn check_since(
+    node: &Arc<Node>,
+    last: &mut Option<LastCheck>,
+) -> Result<Vec<Checked>, UpdateError> {
     let _checking = node.checking.lock().await;
     let follows = following(node)?;
     if follows.is_empty() {
@@ -62,9 +85,26 @@ pub async fn check(node: &Arc<Node>) -> Result<Vec<Checked>, UpdateError> {
         .registry
         .ok_or_else(|| store_error(&ReleaseError::NoRegistry.to_string()))?;
     let url = releases::parse_registry_url(&registry).map_err(release_error)?;
-    let index = releases::refresh(node.store(), &MetadataSource::Registry(url.clone()))
-        .await
-        .map_err(release_error)?;
+    let unchanged = match last.as_ref() {
+        Some(last) if last.registry == url && last.index.expires > jiff::Timestamp::now() => {
+            current_timestamp(node, &url).await? == last.timestamp
+        }
+        _ => false,
+    };
+    let index = match last.as_ref() {
+        Some(last) if unchanged => last.index.clone(),
+        _ => {
+            let index = releases::refresh(node.store(), &MetadataSource::Registry(url.clone()))
+                .await
+                .map_err(release_error)?;
+            *last = accepted_timestamp(node).map(|timestamp| LastCheck {
+                registry: url.clone(),
+                timestamp,
+                index: index.clone(),
+            });
+            index
+        }
+    };
     let mut checked = Vec::new();
     for (plugin, requirement) in follows {
         let outcome = check_one(node, &url, &index, &plugin, &requirement).await;
@@ -81,6 +121,27 @@ pub async fn check(node: &Arc<Node>) -> Result<Vec<Checked>, UpdateError> {
     Ok(checked)
 }
 
+/// The registry's `timestamp.json` now, as JSON (not verified: it is only
+/// compared with one that was).
+async fn current_timestamp(
+    node: &Node,
+    registry: &url::Url,
+) -> Result<serde_json::Value, UpdateError> {
+    let fetcher = outpost_registry::client::Fetcher::new(&node.data_dir().join("downloads"))
+        .map_err(|e| store_error(&e.to_string()))?;
+    let bytes = fetcher
+        .metadata_file(registry, "timestamp.json")
+        .await
+        .map_err(|e| store_error(&e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| store_error(&format!("timestamp.json: {e}")))
+}
+
+/// The timestamp the last refresh accepted, as the node keeps it.
+fn accepted_timestamp(node: &Node) -> Option<serde_json::Value> {
+    let seen = node.store().trust_seen().ok()?;
+    serde_json::from_slice(seen.get("timestamp.json")?).ok()
+}
+
 fn store_error(detail: &str) -> UpdateError {
     UpdateError::Check(detail.to_string())
 }
@@ -92,7 +153,7 @@ fn release_error(error: ReleaseError) -> UpdateError {
 async fn check_one(
     node: &Arc<Node>,
     url: &url::Url,
-    index: &outpost_registry::client::Index,
+    index: &Index,
     plugin: &PluginId,
     requirement: &str,
 ) -> Result<String, UpdateError> {
@@ -168,13 +229,8 @@ async fn check_one(
     let fetched = match fetched {
         Ok(fetched) => fetched,
         Err(error) => {
-            // Not blocked: the registry may answer better next time.
-            let (node, mut found, why) = (node.clone(), found, error.to_string());
-            blocking(move || {
-                found.now = true;
-                refuse(&node, &mut found, &why).map_err(UpdateError::from)
-            })
-            .await?;
+            let (node, why) = (node.clone(), error.to_string());
+            blocking(move || abandon(&node, found, &why).map_err(UpdateError::from)).await?;
             return Ok(format!(
                 "{plugin}@{} could not be downloaded: {error}",
                 release.version
@@ -185,8 +241,6 @@ async fn check_one(
     let outcome = {
         let (node, folder, source) = (node.clone(), folder.clone(), source.clone());
         blocking(move || {
-            let mut found = found;
-            advance(&node, &mut found, UpdateState::Downloaded)?;
             let offer = Offer {
                 folder: &folder,
                 source,
@@ -232,6 +286,19 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) {
     let mut next_check = Instant::now() + jittered(Duration::from_secs(2));
     let mut failures: u32 = 0;
     let mut last_health: HashMap<PluginId, Instant> = HashMap::new();
+    let mut last_check: Option<LastCheck> = None;
+    // A version left on probation with nothing judging it (a crash between an
+    // operator's offer superseding it and that offer's refusal) is judged
+    // again from now.
+    let resuming = node.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for record in resuming.store().plugins().unwrap_or_default() {
+            if record.previous.is_some() {
+                super::resume_orphaned_probation(&resuming, &record.id);
+            }
+        }
+    })
+    .await;
     loop {
         tokio::select! {
             () = tokio::time::sleep(TICK) => {}
@@ -281,7 +348,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) {
         if Instant::now() < next_check {
             continue;
         }
-        match check(&node).await {
+        match check_since(&node, &mut last_check).await {
             Ok(checked) => {
                 failures = 0;
                 for line in checked {

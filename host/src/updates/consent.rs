@@ -3,13 +3,14 @@
 //! asks for nothing more proceeds by itself; one that asks for more waits
 //! for `outpost update approve`, with these lines shown.
 
-use crate::manifest::{Grants, Manifest, RequestedLimits};
+use crate::manifest::{Grants, Limits, Manifest};
 
-/// One line per thing asked beyond `approved` (the grants the operator
-/// approved for the active version) and `active_limits` (what the active
-/// version's manifest asks). `None` for `approved`: a new plugin, so
-/// everything it asks is new.
-pub fn asks(approved: Option<(&Grants, &RequestedLimits)>, offered: &Manifest) -> Vec<String> {
+/// One line per thing asked beyond `approved`: the grants the operator
+/// approved for the active version and the limits it runs under on this
+/// node. `offered` is the new manifest with the limits it would run under.
+/// `None` for `approved`: a new plugin, so everything it asks is new.
+pub fn asks(approved: Option<(&Grants, &Limits)>, offered: (&Manifest, &Limits)) -> Vec<String> {
+    let (offered, offered_limits) = offered;
     let Some((approved, active_limits)) = approved else {
         return vec![format!("asks for: {}", offered.grants.describe())];
     };
@@ -80,24 +81,30 @@ pub fn asks(approved: Option<(&Grants, &RequestedLimits)>, offered: &Manifest) -
         }
         _ => {}
     }
-    let limits = &offered.limits;
+    // The limits it would run under on this node, not what the manifests
+    // say: a manifest that drops `fuel` runs unmetered, one that drops
+    // `memory-mib` gets the policy's default, which may be more.
+    let (old, new) = (active_limits, offered_limits);
     more(
-        "limits.deadline-ms",
-        active_limits.deadline_ms,
-        limits.deadline_ms,
+        "deadline ms",
+        Some(old.deadline.as_millis() as u64),
+        Some(new.deadline.as_millis() as u64),
         &mut asks,
     );
     more(
-        "limits.memory-mib",
-        active_limits.memory_mib,
-        limits.memory_mib,
+        "memory MiB",
+        Some(old.memory_bytes >> 20),
+        Some(new.memory_bytes >> 20),
         &mut asks,
     );
-    more("limits.fuel", active_limits.fuel, limits.fuel, &mut asks);
+    match (old.fuel, new.fuel) {
+        (Some(old), None) => asks.push(format!("fuel: {old} -> unmetered")),
+        (old, new) => more("fuel", old, new, &mut asks),
+    }
     more(
-        "limits.concurrency",
-        active_limits.concurrency,
-        limits.concurrency,
+        "calls at once",
+        Some(u64::from(old.concurrency)),
+        Some(u64::from(new.concurrency)),
         &mut asks,
     );
     asks
@@ -107,36 +114,48 @@ pub fn asks(approved: Option<(&Grants, &RequestedLimits)>, offered: &Manifest) -
 mod tests {
     use super::*;
 
-    fn manifest(extra: &str) -> Manifest {
-        Manifest::parse(&format!(
+    fn manifest(extra: &str) -> (Manifest, Limits) {
+        let manifest = Manifest::parse(&format!(
             "[plugin]\nid = \"acme/p\"\nversion = \"1.1.0\"\nworld = \"outpost:plugins/printer-driver@0.1.0\"\n{extra}"
         ))
-        .expect("valid manifest")
+        .expect("valid manifest");
+        let limits = manifest
+            .limits_under(&crate::config::Policy::default())
+            .expect("within policy");
+        (manifest, limits)
     }
 
     #[test]
     fn only_what_is_more_than_agreed_is_asked() {
-        let old = manifest(
-            "[grants]\nkv = { quota-bytes = 1000 }\nhttp = [\"https://a.example\"]\n[limits]\nmemory-mib = 8\n",
+        let (old, old_limits) = manifest(
+            "[grants]\nkv = { quota-bytes = 1000 }\nhttp = [\"https://a.example\"]\n[limits]\nmemory-mib = 8\nfuel = 1000000\n",
         );
-        let approved = Some((&old.grants, &old.limits));
-        let same = manifest(
-            "[grants]\nkv = { quota-bytes = 500 }\nhttp = [\"https://a.example\"]\n[limits]\nmemory-mib = 4\n",
+        let approved = Some((&old.grants, &old_limits));
+        let (same, same_limits) = manifest(
+            "[grants]\nkv = { quota-bytes = 500 }\nhttp = [\"https://a.example\"]\n[limits]\nmemory-mib = 4\nfuel = 1000000\n",
         );
-        assert!(asks(approved, &same).is_empty());
-        let more = manifest(
-            "[grants]\nkv = { quota-bytes = 2000 }\nhttp = [\"https://a.example\", \"https://b.example\"]\nkeystore = [\"card\"]\n[limits]\nmemory-mib = 16\n",
+        assert!(asks(approved, (&same, &same_limits)).is_empty());
+        let (more, more_limits) = manifest(
+            "[grants]\nkv = { quota-bytes = 2000 }\nhttp = [\"https://a.example\", \"https://b.example\"]\nkeystore = [\"card\"]\n[limits]\nmemory-mib = 16\nfuel = 1000000\n",
         );
-        let asked = asks(approved, &more);
+        let asked = asks(approved, (&more, &more_limits));
         assert_eq!(asked.len(), 4, "{asked:?}");
-        assert!(
-            asked
-                .iter()
-                .any(|a| a.contains("kv quota bytes: 1000 -> 2000"))
-        );
+        assert!(asked.iter().any(|a| a == "kv quota bytes: 1000 -> 2000"));
         assert!(asked.iter().any(|a| a.contains("https://b.example")));
         assert!(asked.iter().any(|a| a.contains("\"card\"")));
-        assert!(asked.iter().any(|a| a.contains("memory-mib: 8 -> 16")));
-        assert_eq!(asks(None, &same).len(), 1);
+        assert!(asked.iter().any(|a| a == "memory MiB: 8 -> 16"));
+        assert_eq!(asks(None, (&same, &same_limits)).len(), 1);
+        // Dropping a limit asks for the policy's default, or for none.
+        let (dropped, dropped_limits) =
+            manifest("[grants]\nkv = { quota-bytes = 1000 }\nhttp = [\"https://a.example\"]\n");
+        let asked = asks(approved, (&dropped, &dropped_limits));
+        assert!(
+            asked.iter().any(|a| a == "fuel: 1000000 -> unmetered"),
+            "{asked:?}"
+        );
+        assert!(
+            asked.iter().any(|a| a == "memory MiB: 8 -> 32"),
+            "{asked:?}"
+        );
     }
 }

@@ -70,6 +70,11 @@ pub enum UpdateError {
     },
     #[error("cannot check for updates: {0}")]
     Check(String),
+    #[error("the update of {plugin} to {to} was replaced by another while it downloaded")]
+    Superseded {
+        plugin: PluginId,
+        to: semver::Version,
+    },
     #[error("no update of {0} is in flight; `outpost update status` shows what is")]
     NoUpdate(PluginId),
     #[error("the update of {plugin} to {to} is {state}, so it cannot be {wanted}")]
@@ -91,8 +96,9 @@ pub enum UpdateError {
         expected: String,
     },
     #[error(
-        "{plugin} cannot go back: {version}'s previous version is no longer kept (it was \
-         confirmed). Install the version you want with `outpost plugin install`"
+        "{plugin} {version} has no update on probation to roll back, and once a version is \
+         confirmed the one before it is no longer kept. To go back, remove the plugin and \
+         install the version you want"
     )]
     NothingToRollBackTo {
         plugin: PluginId,
@@ -117,6 +123,52 @@ pub struct Offer<'a> {
 
 pub fn now_ms() -> u64 {
     crate::clock::now_millis()
+}
+
+/// Runs `work` on a thread of its own at background priority (nice 10 on
+/// Linux), and waits for it. Staging and activating an update is CPU work
+/// (hashing, loading code, the plugin's own `migrate`) that must not take a
+/// core from a sale: on a two-core box, at normal priority it made the
+/// calls of a till calling without pause wait for the scheduler (their p99
+/// went from 0.6 ms to 4.6 ms; docs/performance.md). The priority is set on
+/// a fresh thread because an unprivileged process cannot raise it again.
+pub fn at_background_priority<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    let work = std::sync::Mutex::new(Some(work));
+    let ran = std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("outpost-update".into())
+            .spawn_scoped(scope, || {
+                lower_this_threads_priority();
+                let work = work.lock().ok().and_then(|mut slot| slot.take());
+                work.map(|work| work())
+            });
+        match worker {
+            Ok(worker) => worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => None,
+        }
+    });
+    match ran {
+        Some(result) => result,
+        // No thread to be had: do the work here, at this thread's priority.
+        None => match work.into_inner().ok().flatten() {
+            Some(work) => work(),
+            None => unreachable!("the update work neither ran nor stayed"),
+        },
+    }
+}
+
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority on this thread's id
+    // changes only this thread's nice value.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            tracing::debug!("cannot lower the update thread's priority");
+        }
+    }
 }
 
 /// Commits `record` (already moved to its new state) and tells the centre.
@@ -171,10 +223,40 @@ fn refuse(
     Ok(())
 }
 
+/// Gives up an update the agent found but could not download: refused, not
+/// blocked (the registry may answer better next time), unless an operator
+/// replaced it meanwhile.
+fn abandon(node: &Node, mut record: UpdateRecord, why: &str) -> Result<(), StoreError> {
+    let _changing = node
+        .changing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if node.store.update(&record.plugin)?.as_ref() != Some(&record) {
+        return Ok(());
+    }
+    record.now = true;
+    refuse(node, &mut record, &why)
+}
+
 /// A new update record, `found`, committed. Refused when an update of the
 /// plugin is activating or on probation (the second waits for the first).
 /// A staged, held or deferred one for another version is replaced.
 pub fn begin(
+    node: &Node,
+    plugin: &PluginId,
+    to: &semver::Version,
+    source: &str,
+    approved: bool,
+    now: bool,
+) -> Result<UpdateRecord, UpdateError> {
+    let _changing = node
+        .changing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    begin_locked(node, plugin, to, source, approved, now)
+}
+
+fn begin_locked(
     node: &Node,
     plugin: &PluginId,
     to: &semver::Version,
@@ -191,7 +273,7 @@ pub fn begin(
             UpdateState::Probation if now => {
                 existing.state = UpdateState::Refused;
                 existing.reason = Some(format!(
-                    "superseded on probation by {to} from {source}; the version to go back                      to stays the one before {}",
+                    "superseded on probation by {to} from {source}; the version to go back to stays the one before {}",
                     existing.to
                 ));
                 commit_transition(node, &mut existing)?;
@@ -263,15 +345,85 @@ pub fn offer(
         .changing
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let result = offer_locked(node, offer, found);
-    node.tidy()?;
+    if let Some(found) = &found
+        && node.store.update(&found.plugin)?.as_ref() != Some(found)
+    {
+        // Found and downloaded outside the change lock: an operator replaced
+        // or removed it meanwhile.
+        return Err(UpdateError::Superseded {
+            plugin: found.plugin.clone(),
+            to: found.to.clone(),
+        });
+    }
+    let mut touched = None;
+    let result = offer_locked(node, offer, found, &mut touched);
+    if result.is_err()
+        && let Some(plugin) = touched
+    {
+        // An operator's offer supersedes a version on probation before it
+        // is checked; refused, it must not leave that version unjudged.
+        resume_orphaned_probation(node, &plugin);
+    }
+    tidy_after_change(node);
     result
+}
+
+/// Drops compiled code and asset folders nothing refers to any more. The
+/// change itself is committed by then: a failure here is logged, not
+/// reported as the change failing.
+fn tidy_after_change(node: &Node) {
+    if let Err(error) = node.tidy() {
+        tracing::warn!("cannot remove code and assets no version uses: {error}");
+    }
+}
+
+/// A version serving with its previous version and kv snapshot kept but no
+/// update record is on probation that nothing judges: an operator's offer
+/// superseded it and was then refused, or a crash fell between the two.
+/// Puts it back on probation (from now).
+pub fn resume_orphaned_probation(node: &Node, plugin: &PluginId) {
+    let resume = || -> Result<(), StoreError> {
+        if node.store.update(plugin)?.is_some() || !node.store.has_kv_snapshot(plugin)? {
+            return Ok(());
+        }
+        let Some(installed) = node.store.plugin(plugin)? else {
+            return Ok(());
+        };
+        let Some(previous) = installed.previous else {
+            return Ok(());
+        };
+        let asked = Manifest::parse(&installed.active.manifest)
+            .map(|m| m.probation)
+            .unwrap_or_default();
+        let now = now_ms();
+        let mut record = UpdateRecord {
+            plugin: plugin.clone(),
+            from: Some(previous.version),
+            to: installed.active.version,
+            source: "resumed".into(),
+            state: UpdateState::Probation,
+            reason: Some("probation resumed: nothing was judging this version".into()),
+            asks: Vec::new(),
+            approved: true,
+            now: true,
+            staged: None,
+            probation: Some(probation::start(&node.config.updates, &asked, now, (0, 0))),
+            interrupted_activations: 0,
+            started_at_ms: now,
+            updated_at_ms: now,
+        };
+        commit_transition(node, &mut record)
+    };
+    if let Err(error) = resume() {
+        tracing::warn!(%plugin, "cannot put the version back on probation: {error}");
+    }
 }
 
 fn offer_locked(
     node: &Node,
     offer: Offer<'_>,
     found: Option<UpdateRecord>,
+    touched: &mut Option<PluginId>,
 ) -> Result<UpdateRecord, UpdateError> {
     let package = match package::read(offer.folder, node.config.policy.max_assets_bytes) {
         Ok(package) => package,
@@ -285,10 +437,12 @@ fn offer_locked(
     let manifest = &package.manifest;
     let digest = sha256_hex(&package.component);
     let id = manifest.id.clone();
+    *touched = Some(id.clone());
     let version = manifest.version.clone();
     let existing = node.store.plugin(&id)?;
     let mut record = match found {
-        Some(record) => {
+        Some(mut record) => {
+            advance(node, &mut record, UpdateState::Downloaded)?;
             if record.plugin != id || record.to != version {
                 let mut record = record;
                 let error = UpdateError::NotTheRelease {
@@ -326,7 +480,7 @@ fn offer_locked(
                 staged.now |= offer.now;
                 return proceed(node, staged);
             }
-            begin(
+            begin_locked(
                 node,
                 &id,
                 &version,
@@ -351,25 +505,27 @@ fn offer_locked(
 
     // Compiled: compiled, linked, its version asked; compared with what is
     // installed (no downgrades, no new code under an old version).
-    let checked = node.check_package(&package, &digest, || {
-        let Some(existing) = &existing else {
-            return Ok(());
-        };
-        let installed = &existing.active;
-        if installed.version == version && installed.component_digest != digest {
-            return Err(InstallError::SameVersionDifferentCode {
-                id: id.clone(),
-                version: version.clone(),
-            });
-        }
-        if installed.version > version {
-            return Err(InstallError::Downgrade {
-                id: id.clone(),
-                installed: installed.version.clone(),
-                offered: version.clone(),
-            });
-        }
-        Ok(())
+    let checked = at_background_priority(|| {
+        node.check_package(&package, &digest, || {
+            let Some(existing) = &existing else {
+                return Ok(());
+            };
+            let installed = &existing.active;
+            if installed.version == version && installed.component_digest != digest {
+                return Err(InstallError::SameVersionDifferentCode {
+                    id: id.clone(),
+                    version: version.clone(),
+                });
+            }
+            if installed.version > version {
+                return Err(InstallError::Downgrade {
+                    id: id.clone(),
+                    installed: installed.version.clone(),
+                    offered: version.clone(),
+                });
+            }
+            Ok(())
+        })
     });
     let plugin = match checked {
         Ok((plugin, _)) => plugin,
@@ -389,12 +545,20 @@ fn offer_locked(
         grants: manifest.grants.clone(),
         installed_at: crate::clock::now_seconds(),
     };
-    let approved_before = existing.as_ref().and_then(|r| {
-        Manifest::parse(&r.active.manifest)
+    // What the operator approved: the active version's grants, and the
+    // limits it runs under (one the policy no longer allows compares as
+    // the new version's own, so only grants are asked about).
+    let approved_before = existing.as_ref().map(|r| {
+        let limits = Manifest::parse(&r.active.manifest)
             .ok()
-            .map(|m| (r.active.grants.clone(), m.limits))
+            .and_then(|m| m.limits_under(&node.config.policy).ok())
+            .unwrap_or(plugin.spec.limits);
+        (r.active.grants.clone(), limits)
     });
-    record.asks = consent::asks(approved_before.as_ref().map(|(g, l)| (g, l)), manifest);
+    record.asks = consent::asks(
+        approved_before.as_ref().map(|(g, l)| (g, l)),
+        (manifest, &plugin.spec.limits),
+    );
     record.approved |= record.asks.is_empty();
     record.staged = Some(staged);
     record.state = UpdateState::Staged;
@@ -495,7 +659,7 @@ pub fn remove(node: &Node, id: &PluginId, purge: bool) -> Result<bool, StoreErro
     // done before this or never started: removal drops it whole.
     let removed = node.store.remove_plugin(id, purge)?;
     node.table.remove(id);
-    node.tidy()?;
+    tidy_after_change(node);
     if removed {
         tracing::info!(plugin = %id, purge, "removed");
     }
@@ -509,8 +673,8 @@ pub fn activation_blocked(node: &Node, record: &UpdateRecord) -> Option<String> 
     }
     if let Some(lock) = node.update_lock.current() {
         return Some(format!(
-            "an app holds the update lock ({}) for {} s more",
-            lock.holder, lock.remaining_seconds
+            "an app holds the update lock ({}); it is swapped in when the lock is released",
+            lock.holder
         ));
     }
     let window = node.config.updates.window()?;
@@ -578,6 +742,40 @@ fn activate(
         },
     };
     advance(node, &mut record, UpdateState::Activating)?;
+    match swap_in(node, &mut record, plugin, staged) {
+        Ok(()) => Ok(record),
+        Err(error) => {
+            // A failure with no refusal committed (a full disk, a lost
+            // transaction) must not leave the update `activating` until a
+            // restart: nothing of the activation was committed.
+            let still_activating = node
+                .store
+                .update(&record.plugin)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.state == UpdateState::Activating);
+            if still_activating
+                && let Err(refusing) = refuse(
+                    node,
+                    &mut record,
+                    &format!("its activation failed: {error}"),
+                )
+            {
+                tracing::warn!(plugin = %record.plugin, "cannot record the failed activation ({refusing}); it is undone at the next start");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Activation's transaction and the swap (see [`activate`]).
+fn swap_in(
+    node: &Node,
+    record: &mut UpdateRecord,
+    plugin: LoadedPlugin,
+    staged: InstalledVersion,
+) -> Result<(), UpdateError> {
+    let id = record.plugin.clone();
     let existing = node.store.plugin(&id)?;
     let previous_loaded = node.table.loaded(&id);
     let from_version = existing.as_ref().map(|r| r.active.version.to_string());
@@ -603,7 +801,7 @@ fn activate(
             });
     if let Err(error) = migrated {
         drop(txn);
-        refuse(node, &mut record, &format!("its migrate failed: {error}"))?;
+        refuse(node, record, &format!("its migrate failed: {error}"))?;
         return Err(InstallError::Call(error).into());
     }
     crate::failpoint::reached("during:migrate");
@@ -627,16 +825,12 @@ fn activate(
                 version: record.to.clone(),
                 detail: health.detail,
             };
-            refuse(node, &mut record, &error)?;
+            refuse(node, record, &error)?;
             return Err(error.into());
         }
         Err(error) => {
             drop(txn);
-            refuse(
-                node,
-                &mut record,
-                &format!("its health check failed: {error}"),
-            )?;
+            refuse(node, record, &format!("its health check failed: {error}"))?;
             return Err(InstallError::Call(error).into());
         }
     };
@@ -680,14 +874,14 @@ fn activate(
     record.reason = Some(describe_health(&health));
     record.staged = None;
     record.updated_at_ms = now;
-    write_transition(&txn, &record)?;
+    write_transition(&txn, record)?;
     // A version replaced on probation is neither active nor the fallback.
     NodeStore::drop_unreferenced_components(&txn)?;
     node.store.commit(txn)?;
     node.table.put(PluginSlot::Loaded(Arc::new(plugin)));
-    announce(node, &record);
+    announce(node, record);
     crate::failpoint::reached(&format!("after:{}", record.state));
-    Ok(record)
+    Ok(())
 }
 
 /// Confirms a version on probation: the previous version's code and the kv
@@ -697,6 +891,10 @@ pub fn confirm(node: &Node, plugin: &PluginId) -> Result<UpdateRecord, UpdateErr
         .changing
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    confirm_locked(node, plugin)
+}
+
+fn confirm_locked(node: &Node, plugin: &PluginId) -> Result<UpdateRecord, UpdateError> {
     let mut record = on_probation(node, plugin, "confirmed")?;
     let txn = node.store.begin_write()?;
     if let Some(mut installed) = node.store.plugin(plugin)? {
@@ -711,7 +909,7 @@ pub fn confirm(node: &Node, plugin: &PluginId) -> Result<UpdateRecord, UpdateErr
     NodeStore::drop_unreferenced_components(&txn)?;
     node.store.commit(txn)?;
     announce(node, &record);
-    node.tidy()?;
+    tidy_after_change(node);
     Ok(record)
 }
 
@@ -747,6 +945,15 @@ pub fn roll_back(
         .changing
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    roll_back_locked(node, plugin, reason, block)
+}
+
+fn roll_back_locked(
+    node: &Node,
+    plugin: &PluginId,
+    reason: &str,
+    block: bool,
+) -> Result<UpdateRecord, UpdateError> {
     let Some(mut record) = node.store.update(plugin)? else {
         let installed = node
             .store
@@ -769,7 +976,7 @@ pub fn roll_back(
         }
         record.now = !block;
         refuse(node, &mut record, &reason)?;
-        node.tidy()?;
+        tidy_after_change(node);
         return Ok(record);
     }
     let installed = node
@@ -811,7 +1018,7 @@ pub fn roll_back(
     node.store.commit(txn)?;
     node.table.put(PluginSlot::Loaded(Arc::new(old)));
     announce(node, &record);
-    node.tidy()?;
+    tidy_after_change(node);
     Ok(record)
 }
 
@@ -840,7 +1047,7 @@ pub fn approve(node: &Node, plugin: &PluginId) -> Result<UpdateRecord, UpdateErr
     record.approved = true;
     record.now = true;
     let result = proceed(node, record);
-    node.tidy()?;
+    tidy_after_change(node);
     result
 }
 
@@ -868,13 +1075,22 @@ pub fn apply(node: &Node, plugin: &PluginId) -> Result<UpdateRecord, UpdateError
     }
     record.now = true;
     let result = proceed(node, record);
-    node.tidy()?;
+    tidy_after_change(node);
     result
 }
 
 /// Activates staged and deferred updates that policy allows now (the agent
 /// calls this as windows open and locks are released).
 pub fn activate_due(node: &Node) -> Vec<Result<UpdateRecord, UpdateError>> {
+    let due = match node.store.updates() {
+        Ok(records) => records
+            .iter()
+            .any(|r| matches!(r.state, UpdateState::Staged | UpdateState::Deferred) && r.approved),
+        Err(error) => return vec![Err(error.into())],
+    };
+    if !due {
+        return Vec::new();
+    }
     let records = match node.store.updates() {
         Ok(records) => records,
         Err(error) => return vec![Err(error.into())],
@@ -898,7 +1114,7 @@ pub fn activate_due(node: &Node) -> Vec<Result<UpdateRecord, UpdateError>> {
             Ok(_) => {}
             Err(error) => results.push(Err(error.into())),
         }
-        let _ = node.tidy();
+        tidy_after_change(node);
     }
     results
 }
@@ -910,6 +1126,13 @@ pub fn judge(
     plugin: &PluginId,
     health: Option<probation::HealthSeen>,
 ) -> Result<Option<UpdateRecord>, UpdateError> {
+    // Under the change lock from the read to the verdict's commit, so an
+    // operator's rollback, install or removal in between is not undone, and
+    // the verdict applies to the version it was made on.
+    let _changing = node
+        .changing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(mut record) = node.store.update(plugin)? else {
         return Ok(None);
     };
@@ -941,8 +1164,8 @@ pub fn judge(
             }
             Ok(None)
         }
-        probation::Verdict::Confirm => confirm(node, plugin).map(Some),
-        probation::Verdict::RollBack(why) => roll_back(node, plugin, &why, true).map(Some),
+        probation::Verdict::Confirm => confirm_locked(node, plugin).map(Some),
+        probation::Verdict::RollBack(why) => roll_back_locked(node, plugin, &why, true).map(Some),
     }
 }
 

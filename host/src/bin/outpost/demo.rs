@@ -346,7 +346,6 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
             .map(|m| m.len() / 1024)
             .unwrap_or(0)
     );
-    registry.stop();
     println!("   and the other reference plugins, from package folders:");
     let tokenizer =
         outpost::manifest::PluginId::parse("outpost/card-tokenizer").map_err(anyhow::Error::msg)?;
@@ -484,6 +483,47 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         );
     }
 
+    step(
+        13,
+        "Updates while trading: the driver follows the registry; a till holds swaps during a sale",
+    );
+    let driver = outpost::manifest::PluginId::parse("outpost/thermal-printer")
+        .map_err(anyhow::Error::msg)?;
+    outpost::control::follow(&node, driver.clone(), Some("^0.1".into())).await?;
+    for checked in outpost::control::check(&node).await? {
+        println!("   follows {}: {}", checked.follows, checked.outcome);
+    }
+    let (status, lock) = client
+        .request(
+            Method::POST,
+            "/v1/updates/lock",
+            Some(r#"{"seconds": 120, "holder": "till 1"}"#),
+        )
+        .await?;
+    println!("   POST /v1/updates/lock -> {status}: {lock}");
+    let (_, health) = client.request(Method::GET, "/v1/health", None).await?;
+    println!(
+        "   /v1/health: update_lock {}; new releases are staged but not swapped in until it is released",
+        health["update_lock"]
+    );
+    let (status, _) = client
+        .request(Method::DELETE, "/v1/updates/lock", None)
+        .await?;
+    println!("   DELETE /v1/updates/lock -> {status}");
+    println!("   every install took the update path (outpost update history):");
+    for line in outpost::control::history(&node, Some(&driver), 20)? {
+        println!(
+            "     {} {} -> {}: {}",
+            line.plugin,
+            line.from
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "(new)".into()),
+            line.to,
+            line.state
+        );
+    }
+    registry.stop();
+
     if serve {
         println!(
             "\nThe node is serving on http://{address} until Ctrl-C. Try:\n  \
@@ -504,6 +544,8 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     println!("   outpost --data-dir {shown} forecast docs/examples/forecast.json");
     println!("   outpost --data-dir {shown} outbox list");
     println!("   outpost --data-dir {shown} trust show");
+    println!("   outpost --data-dir {shown} update status");
+    println!("   outpost --data-dir {shown} update history");
     println!("and, as a node with no network, the bundle from step 1:");
     println!("   outpost --data-dir /tmp/offline-node trust init {shown}/registry/root.json");
     println!(

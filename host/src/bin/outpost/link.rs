@@ -249,7 +249,7 @@ impl AdminLink {
             AdminLink::Running { socket, runtime } => runtime.block_on(async {
                 send_unix(socket, request).await.with_context(|| {
                     format!(
-                        "a node is running on this data directory but its admin socket {}                          does not answer",
+                        "a node is running on this data directory but its admin socket {} does not answer",
                         socket.display()
                     )
                 })

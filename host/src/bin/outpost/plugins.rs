@@ -100,17 +100,22 @@ fn install_from(
             );
         }
         let path = format!("/admin/v1/updates/{id}");
+        let seen = update["to"].clone();
         if !confirm("Grant these capabilities and install?")? {
             link.request(
                 Method::POST,
                 &format!("{path}/reject"),
-                Some(&json!({ "block": false })),
+                Some(&json!({ "block": false, "version": seen })),
             )?
             .ok(&format!("dropping {id}"))?;
             bail!("not installed");
         }
         reply = link
-            .request(Method::POST, &format!("{path}/approve"), None)?
+            .request(
+                Method::POST,
+                &format!("{path}/approve"),
+                Some(&json!({ "version": seen })),
+            )?
             .ok(&format!("approving {id}"))?;
     }
     print_outcome(&reply);
