@@ -94,6 +94,21 @@ pub fn following_node(registry: &TestRegistry, toml: &str) -> SharedNode {
     node
 }
 
+/// A node as [`following_node`] with 1.0.0 of the plugin published,
+/// installed and followed at `^1`.
+pub async fn following_installed(registry: &TestRegistry, toml: &str) -> SharedNode {
+    let shared = following_node(registry, toml);
+    registry
+        .publish(&registry.acme, release("1.0.0", |m| m).path())
+        .await
+        .expect("publish");
+    install(&shared.node, &format!("{PLUGIN}@=1.0.0")).await;
+    control::follow(&shared.node, plugin_id(), Some("^1".into()))
+        .await
+        .expect("follow");
+    shared
+}
+
 /// Installs `spec` from the node's registry, approved, now.
 pub async fn install(node: &Arc<Node>, spec: &str) -> control::InstallOutcome {
     control::install(

@@ -11,8 +11,8 @@ use outpost_e2e_tests::centre::VirtualCentre;
 use outpost_e2e_tests::registry::TestRegistry;
 use outpost_e2e_tests::serving::Serving;
 use outpost_e2e_tests::updates::{
-    Background, PLUGIN, following_node, history, install, plugin_id, reached, release, serving,
-    wait_for, with_own_code,
+    Background, PLUGIN, following_installed, following_node, history, install, plugin_id, reached,
+    release, serving, wait_for, with_own_code,
 };
 use outpost_e2e_tests::{LABEL_JSON, command_label};
 use outpost_registry::server::ServeConfig;
@@ -172,16 +172,8 @@ async fn a_followed_plugin_moves_to_new_releases_and_back_from_a_failing_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_that_asks_for_more_waits_for_the_operator() {
     let registry = TestRegistry::start(ServeConfig::default()).await;
-    let shared = following_node(&registry, QUICK_PROBATION);
+    let shared = following_installed(&registry, QUICK_PROBATION).await;
     let node = shared.node.clone();
-    registry
-        .publish(&registry.acme, release("1.0.0", |m| m).path())
-        .await
-        .expect("publish");
-    install(&node, &format!("{PLUGIN}@=1.0.0")).await;
-    control::follow(&node, plugin_id(), Some("^1".into()))
-        .await
-        .expect("follow");
     let greedy = release("1.1.0", |m| {
         m.replace("quota-bytes = 16384", "quota-bytes = 65536")
     });
@@ -412,16 +404,8 @@ async fn bad_releases_are_refused_before_activation_and_the_old_version_serves()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_registry_leaves_the_node_serving_what_it_has() {
     let mut registry = TestRegistry::start(ServeConfig::default()).await;
-    let shared = following_node(&registry, QUICK_PROBATION);
+    let shared = following_installed(&registry, QUICK_PROBATION).await;
     let node = shared.node.clone();
-    registry
-        .publish(&registry.acme, release("1.0.0", |m| m).path())
-        .await
-        .expect("publish");
-    install(&node, &format!("{PLUGIN}@=1.0.0")).await;
-    control::follow(&node, plugin_id(), Some("^1".into()))
-        .await
-        .expect("follow");
     registry.stop().await;
     let error = control::check(&node).await.expect_err("no registry");
     assert!(
@@ -537,16 +521,8 @@ async fn an_app_holding_the_api_token_cannot_reach_the_control_plane() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_plugin_drops_its_update_in_flight_whole() {
     let registry = TestRegistry::start(ServeConfig::default()).await;
-    let shared = following_node(&registry, QUICK_PROBATION);
+    let shared = following_installed(&registry, QUICK_PROBATION).await;
     let node = shared.node.clone();
-    registry
-        .publish(&registry.acme, release("1.0.0", |m| m).path())
-        .await
-        .expect("publish");
-    install(&node, &format!("{PLUGIN}@=1.0.0")).await;
-    control::follow(&node, plugin_id(), Some("^1".into()))
-        .await
-        .expect("follow");
     let greedy = release("1.1.0", |m| {
         m.replace("quota-bytes = 16384", "quota-bytes = 65536")
     });

@@ -144,7 +144,18 @@ fn print_outcome(reply: &Value) {
         other => println!("{id} {to}: {other} {reason}"),
     }
     let plugin = &reply["plugin"];
-    if let Some(limits) = plugin["limits"].as_object() {
+    print_limits(&plugin["limits"]);
+    if let Some(grants) = plugin["grants"].as_str() {
+        println!("  granted:  {grants}");
+    }
+    if matches!(state, "confirmed" | "probation") && !reason.is_empty() {
+        println!("  health:   {reason}");
+    }
+}
+
+/// "  limits:   500 ms per call, 32 MiB memory, 1000 fuel", if known.
+fn print_limits(limits: &Value) {
+    if let Some(limits) = limits.as_object() {
         println!(
             "  limits:   {} ms per call, {} MiB memory{}",
             limits["deadline_ms"],
@@ -155,12 +166,6 @@ fn print_outcome(reply: &Value) {
                 .map(|fuel| format!(", {fuel} fuel"))
                 .unwrap_or_default()
         );
-    }
-    if let Some(grants) = plugin["grants"].as_str() {
-        println!("  granted:  {grants}");
-    }
-    if matches!(state, "confirmed" | "probation") && !reason.is_empty() {
-        println!("  health:   {reason}");
     }
 }
 
@@ -310,18 +315,7 @@ pub fn info(
         println!("  why:      {reason}");
     }
     println!("  grants:   {}", text(&status["grants"]));
-    if let Some(limits) = status["limits"].as_object() {
-        println!(
-            "  limits:   {} ms per call, {} MiB memory{}",
-            limits["deadline_ms"],
-            limits["memory_mib"],
-            limits
-                .get("fuel")
-                .and_then(Value::as_u64)
-                .map(|f| format!(", {f} fuel"))
-                .unwrap_or_default()
-        );
-    }
+    print_limits(&status["limits"]);
     println!(
         "  stored:   {} keys, {} bytes",
         view["kv"]["keys"], view["kv"]["bytes"]
