@@ -97,6 +97,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// One call a caller made: when, how long, and whether it was the caller's
+/// first on a newly loaded version.
+struct Call {
+    at: Instant,
+    took: Duration,
+    first_on_version: bool,
+}
+
 /// Calls from `callers` threads for `duration`, while `during` runs on this
 /// one.
 fn calls_while(
@@ -104,7 +112,7 @@ fn calls_while(
     callers: usize,
     duration: Duration,
     during: impl FnOnce(),
-) -> (Vec<(Duration, bool)>, u64) {
+) -> (Vec<Call>, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicU64::new(0));
     let callers: Vec<_> = (0..callers)
@@ -114,9 +122,14 @@ fn calls_while(
                 let mut latencies = Vec::new();
                 let mut last_version = 0;
                 while !stop.load(Ordering::Relaxed) {
+                    let at = Instant::now();
                     match echo(&node) {
                         Ok((took, version)) => {
-                            latencies.push((took, version != last_version));
+                            latencies.push(Call {
+                                at,
+                                took,
+                                first_on_version: version != last_version,
+                            });
                             last_version = version;
                         }
                         Err(_) => {
@@ -134,7 +147,7 @@ fn calls_while(
         std::thread::sleep(left);
     }
     stop.store(true, Ordering::Relaxed);
-    let all: Vec<(Duration, bool)> = callers
+    let all: Vec<Call> = callers
         .into_iter()
         .flat_map(|c| c.join().expect("caller"))
         .collect();
@@ -178,39 +191,75 @@ fn swaps(measuring: bool, callers: usize) {
     let (neighbour, _) = calls_while(&node, callers, Duration::ZERO, || {
         lower_priority_work(window.min(Duration::from_secs(2)));
     });
+    // Each update is staged first (while the lock is held: staging is not
+    // the swap), then swapped in with `apply` and rolled back. The calls
+    // that count as "during a swap" started inside one of those two windows
+    // or in the millisecond after it (the first calls on the new version).
     let mut activations = Vec::new();
     let mut rollbacks = Vec::new();
-    let (swapping, swapping_failed) = calls_while(&node, callers, Duration::ZERO, || {
+    let mut windows: Vec<(Instant, Instant)> = Vec::new();
+    let (all, swapping_failed) = calls_while(&node, callers, Duration::ZERO, || {
         for version in &versions {
+            node.update_lock.take(
+                "bench",
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+            );
+            let offer = updates::Offer {
+                folder: version,
+                source: "bench".into(),
+                approved: true,
+                now: false,
+            };
+            let staged = updates::offer(&node, offer, None).expect("stage");
+            assert_eq!(staged.state, outpost::store::UpdateState::Deferred);
+            node.update_lock.release();
+            std::thread::sleep(Duration::from_millis(2));
             let started = Instant::now();
-            let report = updates::install(&node, version).expect("update");
-            activations.push(started.elapsed());
-            assert_eq!(report.state, "probation");
+            let record = updates::apply(&node, &id()).expect("swap in");
+            let ended = Instant::now();
+            activations.push(ended - started);
+            windows.push((started, ended + Duration::from_millis(1)));
+            assert_eq!(record.state, outpost::store::UpdateState::Probation);
+            std::thread::sleep(Duration::from_millis(2));
             let started = Instant::now();
             updates::roll_back(&node, &id(), "bench", true).expect("rollback");
-            rollbacks.push(started.elapsed());
+            let ended = Instant::now();
+            rollbacks.push(ended - started);
+            windows.push((started, ended + Duration::from_millis(1)));
+            std::thread::sleep(Duration::from_millis(2));
         }
     });
+    let swapping: Vec<&Call> = all
+        .iter()
+        .filter(|call| {
+            windows
+                .iter()
+                .any(|(from, to)| call.at >= *from && call.at <= *to)
+        })
+        .collect();
     activations.sort();
     rollbacks.sort();
-    let sorted = |calls: &[(Duration, bool)], keep: &dyn Fn(bool) -> bool| {
+    let sorted = |calls: &[&Call], keep: &dyn Fn(bool) -> bool| {
         let mut kept: Vec<Duration> = calls
             .iter()
-            .filter(|(_, first)| keep(*first))
-            .map(|(took, _)| *took)
+            .filter(|call| keep(call.first_on_version))
+            .map(|call| call.took)
             .collect();
         kept.sort();
         kept
     };
     let first_on_new = sorted(&swapping, &|first| first);
     let later = sorted(&swapping, &|first| !first);
+    let steady: Vec<&Call> = steady.iter().collect();
     let steady = sorted(&steady, &|_| true);
+    let neighbour: Vec<&Call> = neighbour.iter().collect();
     let neighbour = sorted(&neighbour, &|_| true);
     let swapping = sorted(&swapping, &|_| true);
     let ratio = percentile(&swapping, 0.99).as_secs_f64()
         / percentile(&steady, 0.99).as_secs_f64().max(1e-9);
     println!(
-        "swaps under load: {callers} thread(s) calling without pause, {rounds} updates activated and rolled back:"
+        "swaps under load: {callers} thread(s) calling without pause, {rounds} staged updates swapped in and rolled back:"
     );
     println!(
         "  calls steady:        {:>7} calls, p50 {:>8.1?}, p99 {:>8.1?}, failed {steady_failed}",
@@ -240,7 +289,7 @@ fn swaps(measuring: bool, callers: usize) {
         percentile(&later, 0.99).as_secs_f64() / percentile(&steady, 0.99).as_secs_f64().max(1e-9)
     );
     println!(
-        "  an update (stage + activate): p50 {:.1?}, max {:.1?}; a rollback: p50 {:.1?}, max {:.1?}",
+        "  a swap (staged -> serving: the transaction and the pointer): p50 {:.1?}, max {:.1?}; a rollback: p50 {:.1?}, max {:.1?}",
         percentile(&activations, 0.5),
         activations.last().copied().unwrap_or_default(),
         percentile(&rollbacks, 0.5),

@@ -179,6 +179,9 @@ pub struct Node {
     pub update_lock: crate::update_lock::UpdateLock,
     /// One registry check at a time (the agent's and an operator's).
     pub(crate) checking: tokio::sync::Mutex<()>,
+    /// The version to go back to, still loaded, for plugins on probation: a
+    /// rollback is then a pointer store, with no code to map while calls run.
+    pub(crate) fallbacks: Mutex<std::collections::HashMap<PluginId, Arc<LoadedPlugin>>>,
     /// False on the throwaway node of the release checks: its plugins'
     /// outbound HTTP is refused whatever they are granted.
     pub(crate) outbound_http: bool,
@@ -260,6 +263,7 @@ impl Node {
             changing: Mutex::new(()),
             update_lock: Default::default(),
             checking: tokio::sync::Mutex::new(()),
+            fallbacks: Mutex::new(std::collections::HashMap::new()),
             outbound_http: true,
         };
         // Every update cut short by a crash completes or rolls back before

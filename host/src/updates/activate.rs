@@ -217,9 +217,34 @@ fn swap_in(
     NodeStore::drop_unreferenced_components(&txn)?;
     node.store.commit(txn)?;
     node.table.put(PluginSlot::Loaded(Arc::new(plugin)));
+    {
+        let mut fallbacks = lock_fallbacks(node);
+        match (&fallback, previous_loaded) {
+            (Some(fallback), Some(loaded)) if loaded.version == fallback.version => {
+                fallbacks.insert(id.clone(), loaded);
+            }
+            // Replacing a version on probation: the version to go back to
+            // is still the one kept before it.
+            (Some(fallback), _)
+                if fallbacks
+                    .get(&id)
+                    .is_some_and(|kept| kept.version == fallback.version) => {}
+            _ => {
+                fallbacks.remove(&id);
+            }
+        }
+    }
     announce(node, record);
     crate::failpoint::reached(&format!("after:{}", record.state));
     Ok(())
+}
+
+pub(super) fn lock_fallbacks(
+    node: &Node,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<PluginId, Arc<LoadedPlugin>>> {
+    node.fallbacks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Confirms a version on probation: the previous version's code and the kv
@@ -240,6 +265,7 @@ fn confirm_locked(node: &Node, plugin: &PluginId) -> Result<UpdateRecord, Update
         NodeStore::put_plugin(&txn, &installed)?;
     }
     drop_kv_snapshot(&txn, plugin)?;
+    lock_fallbacks(node).remove(plugin);
     record.state = UpdateState::Confirmed;
     record.reason = Some("passed probation".into());
     record.updated_at_ms = now_ms();
@@ -329,12 +355,24 @@ fn roll_back_locked(
     };
     // Loaded before anything is committed: if the old version cannot load,
     // the new one keeps serving and the operator is told.
-    let (old, _) = node
-        .load(plugin, &previous)
-        .map_err(|why| StoreError::Record {
-            what: format!("{plugin} {}", previous.version),
-            detail: format!("the previous version cannot be loaded: {why}"),
-        })?;
+    let kept = lock_fallbacks(node)
+        .get(plugin)
+        .filter(|kept| {
+            kept.version == previous.version && kept.component_digest == previous.component_digest
+        })
+        .cloned();
+    let old = match kept {
+        Some(kept) => kept,
+        // After a restart nothing is kept: load it from the compile cache.
+        None => Arc::new(
+            node.load(plugin, &previous)
+                .map_err(|why| StoreError::Record {
+                    what: format!("{plugin} {}", previous.version),
+                    detail: format!("the previous version cannot be loaded: {why}"),
+                })?
+                .0,
+        ),
+    };
     let txn = node.store.begin_write()?;
     restore_kv(&txn, plugin)?;
     NodeStore::put_plugin(
@@ -354,7 +392,8 @@ fn roll_back_locked(
     write_transition(&txn, &record)?;
     NodeStore::drop_unreferenced_components(&txn)?;
     node.store.commit(txn)?;
-    node.table.put(PluginSlot::Loaded(Arc::new(old)));
+    node.table.put(PluginSlot::Loaded(old));
+    lock_fallbacks(node).remove(plugin);
     announce(node, &record);
     tidy_after_change(node);
     Ok(record)

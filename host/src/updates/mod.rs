@@ -415,6 +415,7 @@ pub fn remove(node: &Node, id: &PluginId, purge: bool) -> Result<bool, StoreErro
     // done before this or never started: removal drops it whole.
     let removed = node.store.remove_plugin(id, purge)?;
     node.table.remove(id);
+    activate::lock_fallbacks(node).remove(id);
     tidy_after_change(node);
     if removed {
         tracing::info!(plugin = %id, purge, "removed");
