@@ -182,6 +182,9 @@ pub struct Node {
     /// The version to go back to, still loaded, for plugins on probation: a
     /// rollback is then a pointer store, with no code to map while calls run.
     pub(crate) fallbacks: Mutex<std::collections::HashMap<PluginId, Arc<LoadedPlugin>>>,
+    /// A staged version waiting (held, deferred), still loaded: activating
+    /// it then maps no code while calls run.
+    pub(crate) staged: Mutex<std::collections::HashMap<PluginId, Arc<LoadedPlugin>>>,
     /// False on the throwaway node of the release checks: its plugins'
     /// outbound HTTP is refused whatever they are granted.
     pub(crate) outbound_http: bool,
@@ -264,6 +267,7 @@ impl Node {
             update_lock: Default::default(),
             checking: tokio::sync::Mutex::new(()),
             fallbacks: Mutex::new(std::collections::HashMap::new()),
+            staged: Mutex::new(std::collections::HashMap::new()),
             outbound_http: true,
         };
         // Every update cut short by a crash completes or rolls back before

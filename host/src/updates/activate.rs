@@ -31,14 +31,21 @@ pub fn proceed(node: &Node, record: UpdateRecord) -> Result<UpdateRecord, Update
 pub(super) fn proceed_with(
     node: &Node,
     mut record: UpdateRecord,
-    plugin: Option<LoadedPlugin>,
+    plugin: Option<Arc<LoadedPlugin>>,
 ) -> Result<UpdateRecord, UpdateError> {
+    // Waiting (held, deferred), a freshly staged version stays loaded.
+    let keep = |plugin: Option<Arc<LoadedPlugin>>| {
+        if let Some(plugin) = plugin {
+            lock_loaded(&node.staged).insert(plugin.id().clone(), plugin);
+        }
+    };
     if !record.approved {
         if record.state != UpdateState::Held {
             record.state = UpdateState::Held;
             record.reason = Some(format!("it asks for more: {}", record.asks.join("; ")));
             commit_transition(node, &mut record)?;
         }
+        keep(plugin);
         return Ok(record);
     }
     if let Some(why) = activation_blocked(node, &record) {
@@ -47,6 +54,7 @@ pub(super) fn proceed_with(
             record.reason = Some(why);
             commit_transition(node, &mut record)?;
         }
+        keep(plugin);
         return Ok(record);
     }
     activate(node, record, plugin)
@@ -57,7 +65,7 @@ pub(super) fn proceed_with(
 fn activate(
     node: &Node,
     mut record: UpdateRecord,
-    plugin: Option<LoadedPlugin>,
+    plugin: Option<Arc<LoadedPlugin>>,
 ) -> Result<UpdateRecord, UpdateError> {
     let id = record.plugin.clone();
     let Some(staged) = record.staged.clone() else {
@@ -68,10 +76,13 @@ fn activate(
             wanted: "activated (nothing is staged)",
         });
     };
-    let plugin = match plugin {
+    let kept = lock_loaded(&node.staged).remove(&id).filter(|kept| {
+        kept.version == staged.version && kept.component_digest == staged.component_digest
+    });
+    let plugin = match plugin.or(kept) {
         Some(plugin) => plugin,
         None => match node.load(&id, &staged) {
-            Ok((plugin, _)) => plugin,
+            Ok((plugin, _)) => Arc::new(plugin),
             Err(why) => {
                 let error = format!("the staged version cannot be loaded: {why}");
                 refuse(node, &mut record, &error)?;
@@ -110,7 +121,7 @@ fn activate(
 fn swap_in(
     node: &Node,
     record: &mut UpdateRecord,
-    plugin: LoadedPlugin,
+    plugin: Arc<LoadedPlugin>,
     staged: InstalledVersion,
 ) -> Result<(), UpdateError> {
     let id = record.plugin.clone();
@@ -216,7 +227,7 @@ fn swap_in(
     // A version replaced on probation is neither active nor the fallback.
     NodeStore::drop_unreferenced_components(&txn)?;
     node.store.commit(txn)?;
-    node.table.put(PluginSlot::Loaded(Arc::new(plugin)));
+    node.table.put(PluginSlot::Loaded(plugin));
     {
         let mut fallbacks = lock_fallbacks(node);
         match (&fallback, previous_loaded) {
@@ -242,8 +253,13 @@ fn swap_in(
 pub(super) fn lock_fallbacks(
     node: &Node,
 ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PluginId, Arc<LoadedPlugin>>> {
-    node.fallbacks
-        .lock()
+    lock_loaded(&node.fallbacks)
+}
+
+pub(super) fn lock_loaded(
+    map: &std::sync::Mutex<std::collections::HashMap<PluginId, Arc<LoadedPlugin>>>,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<PluginId, Arc<LoadedPlugin>>> {
+    map.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

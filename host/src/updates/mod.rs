@@ -217,6 +217,7 @@ fn refuse(
     record: &mut UpdateRecord,
     error: &dyn std::fmt::Display,
 ) -> Result<(), StoreError> {
+    activate::lock_loaded(&node.staged).remove(&record.plugin);
     record.state = UpdateState::Refused;
     record.reason = Some(error.to_string());
     record.updated_at_ms = now_ms();
@@ -416,6 +417,7 @@ pub fn remove(node: &Node, id: &PluginId, purge: bool) -> Result<bool, StoreErro
     let removed = node.store.remove_plugin(id, purge)?;
     node.table.remove(id);
     activate::lock_fallbacks(node).remove(id);
+    activate::lock_loaded(&node.staged).remove(id);
     tidy_after_change(node);
     if removed {
         tracing::info!(plugin = %id, purge, "removed");

@@ -234,7 +234,7 @@ fn offer_locked(
     node.store.commit(txn)?;
     announce(node, &record);
     crate::failpoint::reached("after:staged");
-    activate::proceed_with(node, record, Some(plugin))
+    activate::proceed_with(node, record, Some(Arc::new(plugin)))
 }
 
 fn unchanged_record(existing: &PluginRecord, source: &str) -> UpdateRecord {
