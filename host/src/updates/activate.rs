@@ -550,8 +550,3 @@ pub fn judge(
         probation::Verdict::RollBack(why) => roll_back_locked(node, plugin, &why, true).map(Some),
     }
 }
-
-/// The probation record of a plugin on probation, for status pages.
-pub fn probation_of(record: &UpdateRecord) -> Option<&ProbationRecord> {
-    record.probation.as_ref()
-}

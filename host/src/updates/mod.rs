@@ -41,8 +41,7 @@ pub mod probation;
 mod stage;
 
 pub use activate::{
-    activate_due, activation_blocked, apply, approve, confirm, judge, probation_of, proceed,
-    roll_back,
+    activate_due, activation_blocked, apply, approve, confirm, judge, proceed, roll_back,
 };
 pub use stage::{offer, resume_orphaned_probation};
 
@@ -54,8 +53,8 @@ use crate::node::Node;
 use crate::package;
 use crate::plugins::{LoadedPlugin, PluginSlot};
 use crate::store::{
-    InstalledVersion, NodeStore, PluginRecord, ProbationRecord, StoreError, UpdateRecord,
-    UpdateState, block_version, drop_kv_snapshot, restore_kv, snapshot_kv, write_transition,
+    InstalledVersion, NodeStore, PluginRecord, StoreError, UpdateRecord, UpdateState,
+    block_version, drop_kv_snapshot, restore_kv, snapshot_kv, write_transition,
 };
 use serde_json::json;
 use std::path::Path;
