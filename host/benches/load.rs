@@ -10,11 +10,10 @@
 //! larger share costs the other plugins, `FORECASTER_CONCURRENCY=N` installs
 //! it with `limits.concurrency = N` instead.
 
+mod common;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use common::Target;
 use outpost::api;
 use outpost::manifest::PluginId;
 use outpost::node::{Node, NodeOptions};
@@ -26,30 +25,6 @@ use std::time::{Duration, Instant};
 
 const FORECASTS_IN_FLIGHT: usize = 32;
 const FIVE_YEARS_OF_DAYS: usize = 5 * 365;
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-struct Target {
-    client: HttpClient,
-    base: String,
-    token: String,
-}
-
-impl Target {
-    async fn send(&self, method: &str, path: &str, body: &Bytes) -> hyper::StatusCode {
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {}", self.token))
-            .body(Full::new(body.clone()))
-            .expect("request");
-        let response = self.client.request(request).await.expect("API reachable");
-        let status = response.status();
-        response.into_body().collect().await.expect("body");
-        status
-    }
-}
 
 fn five_year_forecast() -> Bytes {
     let shape = [42.0, 38.0, 40.0, 45.0, 58.0, 75.0, 61.0];
@@ -97,14 +72,18 @@ async fn measure(target: &Target, requests: usize) -> (Vec<Duration>, Vec<Durati
     for _ in 0..requests {
         tick.tick().await;
         let started = Instant::now();
-        let status = target.send("POST", "/v1/payments/tokenize", &card).await;
+        let status = target
+            .exchange("POST", "/v1/payments/tokenize", &card)
+            .await
+            .0;
         assert!(status.is_success(), "tokenize answered {status}");
         tokenize.push(started.elapsed());
         let started = Instant::now();
         assert!(
             target
-                .send("GET", "/v1/health", &Bytes::new())
+                .exchange("GET", "/v1/health", &Bytes::new())
                 .await
+                .0
                 .is_success()
         );
         health.push(started.elapsed());
@@ -191,11 +170,7 @@ fn main() {
     ));
     let target = |runtime: &tokio::runtime::Runtime| {
         let _entered = runtime.enter();
-        Arc::new(Target {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            base: base.clone(),
-            token: token.clone(),
-        })
+        Arc::new(Target::new(&base, &token))
     };
     let probe = target(&probe_runtime);
 
@@ -213,7 +188,7 @@ fn main() {
         let (forecasts, refused) = (forecasts.clone(), refused.clone());
         load.push(load_runtime.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let status = target.send("POST", "/v1/forecasts", &body).await;
+                let status = target.exchange("POST", "/v1/forecasts", &body).await.0;
                 if status.is_success() {
                     forecasts.fetch_add(1, Ordering::Relaxed);
                 } else {

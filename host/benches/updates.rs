@@ -2,12 +2,16 @@
 //!
 //! `cargo bench -p outpost --bench updates` measures, in one run:
 //!
-//! 1. **Swaps under load.** Two threads call the hostile test plugin's
-//!    `echo` without pause (`render-label`, in-process) while a third
-//!    installs a new version and rolls it back, over and over. It prints the
-//!    call p50/p99 steady and during swaps (and their ratio), the failed
-//!    calls (must be 0), and the time of an activation (the transaction:
-//!    kv snapshot, `migrate`, `health`, record) and of a rollback.
+//! 1. **Swaps under load.** One or two callers call the hostile test
+//!    plugin's `echo` without pause, through the app API
+//!    (`POST /v1/print/label` over HTTP, as a till does) and then in-process
+//!    (`Node::render`, the call alone), while this thread stages a new
+//!    version, swaps it in and rolls it back, over and over. It prints the
+//!    call p50/p99 steady and during swaps (and their ratio), a control
+//!    (unrelated work on another thread), each caller's first call on a new
+//!    version, the failed calls (must be 0), and the time of an activation
+//!    (the transaction: kv snapshot, `migrate`, `health`, record) and of a
+//!    rollback.
 //! 2. **A check that finds nothing new.** A registry on 127.0.0.1 behind a
 //!    byte-counting TCP relay; the node follows a plugin that is up to date.
 //!    It prints the bytes both ways and the time of one check.
@@ -19,6 +23,8 @@
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) every part runs
 //! briefly, to check it works.
+
+mod common;
 
 use outpost::control;
 use outpost::manifest::PluginId;
@@ -73,21 +79,80 @@ fn open(dir: &Path, toml: &str) -> Node {
     .expect("node")
 }
 
-/// One call; the time, and the version's address (to tell the first call
-/// on a newly loaded version from the rest).
-fn echo(node: &Node) -> Result<(Duration, usize), String> {
-    let plugin = node.loaded(&id()).ok_or("not loaded")?;
-    let version = Arc::as_ptr(&plugin) as usize;
-    let request: serde_json::Value =
+/// The label the callers print: the hostile plugin echoes its reference.
+fn echo_label() -> serde_json::Value {
+    let mut request: serde_json::Value =
         serde_json::from_str(include_str!("../../docs/examples/label.json")).expect("example");
-    let mut label: outpost::api::schema::Label =
-        serde_json::from_value(request["label"].clone()).expect("example label");
-    label.reference = "echo".into();
-    label.notes = vec!["swap".into()];
-    let started = Instant::now();
-    node.render(&plugin, &Document::Label(label.into()))
-        .map_err(|e| e.to_string())?;
-    Ok((started.elapsed(), version))
+    request["driver"] = serde_json::json!(PLUGIN);
+    request["label"]["reference"] = serde_json::json!("echo");
+    request["label"]["notes"] = serde_json::json!(["swap"]);
+    request
+}
+
+/// How the callers reach the plugin.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// `Node::render` in the caller's thread: the call alone, nothing around it.
+    InProcess,
+    /// `POST /v1/print/label` over HTTP on 127.0.0.1, as a till does.
+    Api,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::InProcess => "in-process render",
+            Via::Api => "POST /v1/print/label",
+        })
+    }
+}
+
+/// One caller's way to make calls: each returns its time and something
+/// that tells versions apart (to find the first call on a new version).
+fn caller(
+    node: &Arc<Node>,
+    api: Option<&(String, String)>,
+) -> Box<dyn FnMut() -> Result<(Duration, u64), String>> {
+    let request = echo_label();
+    match api {
+        None => {
+            let node = node.clone();
+            let label: outpost::api::schema::Label =
+                serde_json::from_value(request["label"].clone()).expect("example label");
+            let document = Document::Label(label.into());
+            Box::new(move || {
+                let plugin = node.loaded(&id()).ok_or("not loaded")?;
+                let started = Instant::now();
+                node.render(&plugin, &document).map_err(|e| e.to_string())?;
+                Ok((started.elapsed(), Arc::as_ptr(&plugin) as u64))
+            })
+        }
+        Some((base, token)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let target = {
+                let _entered = runtime.enter();
+                common::Target::new(base, token)
+            };
+            let body = bytes::Bytes::from(request.to_string());
+            Box::new(move || {
+                let started = Instant::now();
+                let (status, answer) =
+                    runtime.block_on(target.exchange("POST", "/v1/print/label", &body));
+                let took = started.elapsed();
+                let answer: serde_json::Value =
+                    serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
+                if !status.is_success() {
+                    return Err(format!("{status}: {answer}"));
+                }
+                let version = answer["job"]["driver_version"].as_str().unwrap_or_default();
+                let minor = semver::Version::parse(version).map_or(0, |v| v.minor);
+                Ok((took, minor))
+            })
+        }
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -109,6 +174,7 @@ struct Call {
 /// one.
 fn calls_while(
     node: &Arc<Node>,
+    api: Option<&(String, String)>,
     callers: usize,
     duration: Duration,
     during: impl FnOnce(),
@@ -118,26 +184,28 @@ fn calls_while(
     let callers: Vec<_> = (0..callers)
         .map(|_| {
             let (node, stop, failed) = (node.clone(), stop.clone(), failed.clone());
+            let api = api.cloned();
             std::thread::spawn(move || {
-                let mut latencies = Vec::new();
-                let mut last_version = 0;
+                let mut call = caller(&node, api.as_ref());
+                let mut calls = Vec::new();
+                let mut last_version = None;
                 while !stop.load(Ordering::Relaxed) {
                     let at = Instant::now();
-                    match echo(&node) {
+                    match call() {
                         Ok((took, version)) => {
-                            latencies.push(Call {
+                            calls.push(Call {
                                 at,
                                 took,
-                                first_on_version: version != last_version,
+                                first_on_version: last_version.is_some_and(|v| v != version),
                             });
-                            last_version = version;
+                            last_version = Some(version);
                         }
                         Err(_) => {
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
-                latencies
+                calls
             })
         })
         .collect();
@@ -168,14 +236,50 @@ fn lower_priority_work(duration: Duration) {
     });
 }
 
-fn swaps(measuring: bool, callers: usize) {
+/// The node served on 127.0.0.1 as `outpost run` serves it (two workers);
+/// the API's address and token.
+fn serve(node: &Arc<Node>) -> (tokio::runtime::Runtime, (String, String)) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let token = outpost::api::load_or_create_token(node).expect("token");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    runtime.spawn(outpost::api::serve(
+        node.clone(),
+        listener,
+        token.clone(),
+        std::future::pending(),
+    ));
+    (runtime, (base, token))
+}
+
+fn sorted_times<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Vec<Duration> {
+    let mut times: Vec<Duration> = calls.into_iter().map(|call| call.took).collect();
+    times.sort();
+    times
+}
+
+fn swaps(measuring: bool, via: Via, callers: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = Arc::new(open(
         &dir.path().join("node"),
         "[updates]\nprobation-seconds = 3600\n",
     ));
     updates::install(&node, &package(dir.path(), "1.0.0")).expect("install");
-    let rounds = if measuring { 40 } else { 3 };
+    let served = (via == Via::Api).then(|| serve(&node));
+    let api = served.as_ref().map(|(_, api)| api);
+    // An API call takes ~50x an in-process one, so a swap window holds
+    // fewer of them: more rounds for as many calls to rank.
+    let rounds = match (measuring, via) {
+        (false, _) => 3,
+        (true, Via::InProcess) => 40,
+        (true, Via::Api) => 120,
+    };
     let versions: Vec<PathBuf> = (1..=rounds)
         .map(|minor| package(dir.path(), &format!("1.{minor}.0")))
         .collect();
@@ -184,11 +288,11 @@ fn swaps(measuring: bool, callers: usize) {
     } else {
         Duration::from_millis(300)
     };
-    let (steady, steady_failed) = calls_while(&node, callers, window, || {});
+    let (steady, steady_failed) = calls_while(&node, api, callers, window, || {});
     // A control: the same calls while another thread does unrelated CPU and
     // memory work (hashing 4 MiB buffers) at background priority, as the
     // update thread does, for as long as the swaps below take.
-    let (neighbour, _) = calls_while(&node, callers, Duration::ZERO, || {
+    let (neighbour, _) = calls_while(&node, api, callers, Duration::ZERO, || {
         lower_priority_work(window.min(Duration::from_secs(2)));
     });
     // Each update is staged first (while the lock is held: staging is not
@@ -198,7 +302,7 @@ fn swaps(measuring: bool, callers: usize) {
     let mut activations = Vec::new();
     let mut rollbacks = Vec::new();
     let mut windows: Vec<(Instant, Instant)> = Vec::new();
-    let (all, swapping_failed) = calls_while(&node, callers, Duration::ZERO, || {
+    let (all, swapping_failed) = calls_while(&node, api, callers, Duration::ZERO, || {
         for version in &versions {
             node.update_lock.take(
                 "bench",
@@ -230,6 +334,7 @@ fn swaps(measuring: bool, callers: usize) {
             std::thread::sleep(Duration::from_millis(2));
         }
     });
+    drop(served);
     let swapping: Vec<&Call> = all
         .iter()
         .filter(|call| {
@@ -240,26 +345,15 @@ fn swaps(measuring: bool, callers: usize) {
         .collect();
     activations.sort();
     rollbacks.sort();
-    let sorted = |calls: &[&Call], keep: &dyn Fn(bool) -> bool| {
-        let mut kept: Vec<Duration> = calls
-            .iter()
-            .filter(|call| keep(call.first_on_version))
-            .map(|call| call.took)
-            .collect();
-        kept.sort();
-        kept
-    };
-    let first_on_new = sorted(&swapping, &|first| first);
-    let later = sorted(&swapping, &|first| !first);
-    let steady: Vec<&Call> = steady.iter().collect();
-    let steady = sorted(&steady, &|_| true);
-    let neighbour: Vec<&Call> = neighbour.iter().collect();
-    let neighbour = sorted(&neighbour, &|_| true);
-    let swapping = sorted(&swapping, &|_| true);
-    let ratio = percentile(&swapping, 0.99).as_secs_f64()
-        / percentile(&steady, 0.99).as_secs_f64().max(1e-9);
+    let first_on_new = sorted_times(swapping.iter().copied().filter(|c| c.first_on_version));
+    let later = sorted_times(swapping.iter().copied().filter(|c| !c.first_on_version));
+    let steady = sorted_times(&steady);
+    let neighbour = sorted_times(&neighbour);
+    let swapping = sorted_times(swapping);
+    let steady_p99 = percentile(&steady, 0.99).as_secs_f64().max(1e-9);
+    let ratio = |times: &[Duration]| percentile(times, 0.99).as_secs_f64() / steady_p99;
     println!(
-        "swaps under load: {callers} thread(s) calling without pause, {rounds} staged updates swapped in and rolled back:"
+        "swaps under load, {via}: {callers} caller(s) without pause, {rounds} staged updates swapped in and rolled back:"
     );
     println!(
         "  calls steady:        {:>7} calls, p50 {:>8.1?}, p99 {:>8.1?}, failed {steady_failed}",
@@ -273,12 +367,11 @@ fn swaps(measuring: bool, callers: usize) {
         percentile(&swapping, 0.5),
         percentile(&swapping, 0.99)
     );
-    println!("  p99 during / steady: {ratio:.2}");
+    println!("  p99 during / steady: {:.2}", ratio(&swapping));
     println!(
         "  control, unrelated work on another thread: p99 {:.1?} ({:.2}x steady)",
         percentile(&neighbour, 0.99),
-        percentile(&neighbour, 0.99).as_secs_f64()
-            / percentile(&steady, 0.99).as_secs_f64().max(1e-9)
+        ratio(&neighbour)
     );
     println!(
         "  of those, each caller's first call on a newly loaded version: {} calls, p50 {:.1?}; \
@@ -286,7 +379,7 @@ fn swaps(measuring: bool, callers: usize) {
         first_on_new.len(),
         percentile(&first_on_new, 0.5),
         percentile(&later, 0.99),
-        percentile(&later, 0.99).as_secs_f64() / percentile(&steady, 0.99).as_secs_f64().max(1e-9)
+        ratio(&later)
     );
     println!(
         "  a swap (staged -> serving: the transaction and the pointer): p50 {:.1?}, max {:.1?}; a rollback: p50 {:.1?}, max {:.1?}",
@@ -478,8 +571,8 @@ fn restart_after_kill(measuring: bool) {
         let _ = add.kill();
         let _ = add.wait();
         let started = Instant::now();
-        let node = open(&data, &toml);
-        echo(&node).expect("serves");
+        let node = Arc::new(open(&data, &toml));
+        caller(&node, None)().expect("serves");
         times.push(started.elapsed());
         assert_eq!(
             node.loaded(&id()).map(|p| p.version.to_string()).as_deref(),
@@ -497,8 +590,11 @@ fn restart_after_kill(measuring: bool) {
 
 fn main() {
     let measuring = std::env::args().any(|arg| arg == "--bench");
-    swaps(measuring, 1);
-    swaps(measuring, 2);
+    for via in [Via::Api, Via::InProcess] {
+        for callers in [1, 2] {
+            swaps(measuring, via, callers);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

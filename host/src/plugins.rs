@@ -215,6 +215,15 @@ impl PluginSlot {
 #[derive(Debug, Default)]
 pub struct PluginTable {
     slots: ArcSwap<BTreeMap<PluginId, PluginSlot>>,
+    /// Versions taken out of service that a call may still hold.
+    ///
+    /// Why: dropping a version's last reference unmaps its code and clears
+    /// the pool slots kept for it. Left to chance, that is done by whichever
+    /// call finishes last on the old version, after a swap, in the middle of
+    /// trading, and the unmapping stalls every other call's page faults. Kept
+    /// here, the last reference goes in [`PluginTable::bury`], on the thread
+    /// making a change or the update agent's.
+    retired: std::sync::Mutex<Vec<Arc<LoadedPlugin>>>,
 }
 
 impl PluginTable {
@@ -234,18 +243,56 @@ impl PluginTable {
     }
 
     pub fn put(&self, slot: PluginSlot) {
-        self.slots.rcu(|slots| {
+        let before = self.slots.rcu(|slots| {
             let mut next = BTreeMap::clone(slots);
             next.insert(slot.id().clone(), slot.clone());
             next
         });
+        if let (Some(PluginSlot::Loaded(replaced)), PluginSlot::Loaded(now)) =
+            (before.get(slot.id()), &slot)
+            && !Arc::ptr_eq(replaced, now)
+        {
+            self.retire(replaced.clone());
+        }
     }
 
     pub fn remove(&self, id: &PluginId) {
-        self.slots.rcu(|slots| {
+        let before = self.slots.rcu(|slots| {
             let mut next = BTreeMap::clone(slots);
             next.remove(id);
             next
         });
+        if let Some(PluginSlot::Loaded(removed)) = before.get(id) {
+            self.retire(removed.clone());
+        }
+    }
+
+    /// Keeps `plugin` (a version no longer served, staged or kept to fall
+    /// back to) until no call holds it; see `retired`.
+    pub fn retire(&self, plugin: Arc<LoadedPlugin>) {
+        self.bury();
+        let mut retired = self.lock_retired();
+        if !retired.iter().any(|kept| Arc::ptr_eq(kept, &plugin)) {
+            retired.push(plugin);
+        }
+    }
+
+    /// Drops, here, the retired versions no call holds any more.
+    pub fn bury(&self) {
+        let unheld: Vec<Arc<LoadedPlugin>> = {
+            let mut retired = self.lock_retired();
+            let (unheld, held) = retired
+                .drain(..)
+                .partition(|plugin| Arc::strong_count(plugin) == 1);
+            *retired = held;
+            unheld
+        };
+        drop(unheld);
+    }
+
+    fn lock_retired(&self) -> std::sync::MutexGuard<'_, Vec<Arc<LoadedPlugin>>> {
+        self.retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

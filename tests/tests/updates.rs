@@ -596,3 +596,36 @@ async fn a_check_that_finds_nothing_new_asks_only_for_the_timestamp() {
     let found = agent::check_since(&node, &mut last).await.expect("check");
     assert!(found[0].outcome.contains("1.1.0 probation"), "{found:?}");
 }
+
+/// A version taken out of service while a call holds it is dropped by the
+/// node (the update agent), never by the call that finishes last: dropping
+/// it unmaps code, which would stall the calls running beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_version_is_let_go_by_the_node_not_by_the_last_call() {
+    let registry = TestRegistry::start(ServeConfig::default()).await;
+    let shared = following_node(&registry, "[updates]\nprobation-seconds = 3600\n");
+    let node = shared.node.clone();
+    for version in ["1.0.0", "1.1.0"] {
+        let package = release(version, |m| m);
+        tokio::task::block_in_place(|| outpost::updates::install(&node, package.path()))
+            .expect("install");
+    }
+    // A call in flight on 1.1.0 while it is rolled back.
+    let in_flight = node.loaded(&plugin_id()).expect("loaded");
+    assert_eq!(in_flight.version.to_string(), "1.1.0");
+    let rolled_back = Arc::downgrade(&in_flight);
+    control::steer(&node, plugin_id(), Steer::Rollback, None)
+        .await
+        .expect("rollback");
+    assert_eq!(serving(&node).as_deref(), Some("1.0.0"));
+    drop(in_flight);
+    assert!(
+        rolled_back.upgrade().is_some(),
+        "the call's end dropped the rolled-back version"
+    );
+    let _agent = Background::start(&node);
+    wait_for("the agent to let the rolled-back version go", || {
+        rolled_back.upgrade().is_none()
+    })
+    .await;
+}

@@ -36,7 +36,10 @@ pub(super) fn proceed_with(
     // Waiting (held, deferred), a freshly staged version stays loaded.
     let keep = |plugin: Option<Arc<LoadedPlugin>>| {
         if let Some(plugin) = plugin {
-            lock_loaded(&node.staged).insert(plugin.id().clone(), plugin);
+            let replaced = lock_loaded(&node.staged).insert(plugin.id().clone(), plugin);
+            if let Some(replaced) = replaced {
+                node.table.retire(replaced);
+            }
         }
     };
     if !record.approved {
@@ -76,9 +79,20 @@ fn activate(
             wanted: "activated (nothing is staged)",
         });
     };
-    let kept = lock_loaded(&node.staged).remove(&id).filter(|kept| {
-        kept.version == staged.version && kept.component_digest == staged.component_digest
-    });
+    let kept = lock_loaded(&node.staged).remove(&id);
+    let kept = match kept {
+        Some(kept)
+            if kept.version == staged.version
+                && kept.component_digest == staged.component_digest =>
+        {
+            Some(kept)
+        }
+        Some(other) => {
+            node.table.retire(other);
+            None
+        }
+        None => None,
+    };
     let plugin = match plugin.or(kept) {
         Some(plugin) => plugin,
         None => match node.load(&id, &staged) {
@@ -232,7 +246,9 @@ fn swap_in(
         let mut fallbacks = lock_fallbacks(node);
         match (&fallback, previous_loaded) {
             (Some(fallback), Some(loaded)) if loaded.version == fallback.version => {
-                fallbacks.insert(id.clone(), loaded);
+                if let Some(replaced) = fallbacks.insert(id.clone(), loaded) {
+                    node.table.retire(replaced);
+                }
             }
             // Replacing a version on probation: the version to go back to
             // is still the one kept before it.
@@ -241,7 +257,9 @@ fn swap_in(
                     .get(&id)
                     .is_some_and(|kept| kept.version == fallback.version) => {}
             _ => {
-                fallbacks.remove(&id);
+                if let Some(dropped) = fallbacks.remove(&id) {
+                    node.table.retire(dropped);
+                }
             }
         }
     }
@@ -254,6 +272,19 @@ pub(super) fn lock_fallbacks(
     node: &Node,
 ) -> std::sync::MutexGuard<'_, std::collections::HashMap<PluginId, Arc<LoadedPlugin>>> {
     lock_loaded(&node.fallbacks)
+}
+
+/// Takes `id`'s version out of `map` (staged or fallbacks) and retires it,
+/// so no call drops it (see `PluginTable::retire`).
+pub(super) fn let_go(
+    node: &Node,
+    map: &std::sync::Mutex<std::collections::HashMap<PluginId, Arc<LoadedPlugin>>>,
+    id: &PluginId,
+) {
+    let removed = lock_loaded(map).remove(id);
+    if let Some(removed) = removed {
+        node.table.retire(removed);
+    }
 }
 
 pub(super) fn lock_loaded(
@@ -281,7 +312,7 @@ fn confirm_locked(node: &Node, plugin: &PluginId) -> Result<UpdateRecord, Update
         NodeStore::put_plugin(&txn, &installed)?;
     }
     drop_kv_snapshot(&txn, plugin)?;
-    lock_fallbacks(node).remove(plugin);
+    let_go(node, &node.fallbacks, plugin);
     record.state = UpdateState::Confirmed;
     record.reason = Some("passed probation".into());
     record.updated_at_ms = now_ms();
@@ -409,7 +440,7 @@ fn roll_back_locked(
     NodeStore::drop_unreferenced_components(&txn)?;
     node.store.commit(txn)?;
     node.table.put(PluginSlot::Loaded(old));
-    lock_fallbacks(node).remove(plugin);
+    let_go(node, &node.fallbacks, plugin);
     announce(node, &record);
     tidy_after_change(node);
     Ok(record)

@@ -329,6 +329,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) {
         }
         last_health.retain(|plugin, _| due.contains_key(plugin));
         let looked = tokio::task::spawn_blocking(move || {
+            watcher.table.bury();
             for (plugin, health_due) in due {
                 let health = health_due.then(|| health_now(&watcher, &plugin)).flatten();
                 if let Err(error) = judge(&watcher, &plugin, health) {

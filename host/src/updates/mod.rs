@@ -216,7 +216,7 @@ fn refuse(
     record: &mut UpdateRecord,
     error: &dyn std::fmt::Display,
 ) -> Result<(), StoreError> {
-    activate::lock_loaded(&node.staged).remove(&record.plugin);
+    activate::let_go(node, &node.staged, &record.plugin);
     record.state = UpdateState::Refused;
     record.reason = Some(error.to_string());
     record.updated_at_ms = now_ms();
@@ -415,8 +415,8 @@ pub fn remove(node: &Node, id: &PluginId, purge: bool) -> Result<bool, StoreErro
     // done before this or never started: removal drops it whole.
     let removed = node.store.remove_plugin(id, purge)?;
     node.table.remove(id);
-    activate::lock_fallbacks(node).remove(id);
-    activate::lock_loaded(&node.staged).remove(id);
+    activate::let_go(node, &node.fallbacks, id);
+    activate::let_go(node, &node.staged, id);
     tidy_after_change(node);
     if removed {
         tracing::info!(plugin = %id, purge, "removed");
