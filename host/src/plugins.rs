@@ -248,11 +248,11 @@ impl PluginTable {
             next.insert(slot.id().clone(), slot.clone());
             next
         });
-        if let (Some(PluginSlot::Loaded(replaced)), PluginSlot::Loaded(now)) =
-            (before.get(slot.id()), &slot)
-            && !Arc::ptr_eq(replaced, now)
-        {
-            self.retire(replaced.clone());
+        if let Some(PluginSlot::Loaded(replaced)) = before.get(slot.id()) {
+            let same = matches!(&slot, PluginSlot::Loaded(now) if Arc::ptr_eq(replaced, now));
+            if !same {
+                self.retire(replaced.clone());
+            }
         }
     }
 
