@@ -206,6 +206,7 @@ impl Invoker {
             services: &self.services,
             scratch_root: &self.scratch_root,
             kv_batch,
+            version: (&plugin.version, &plugin.component_digest),
         };
         let state = CallState::new(&plugin.spec, setup);
         let mut store = Store::new(engine, state);
@@ -252,11 +253,14 @@ impl Invoker {
         let overran = state.clocks.overran()
             || started.elapsed() > limits.deadline + self.engines.deadline_slack();
         let setup_error = state.setup_error.take();
+        let replaced = state.kv.was_replaced();
         let batch = state.kv.take_batch();
         drop(store);
 
         let result = match (outcome, setup_error) {
             (_, Some(why)) => Err(CallFailure::Start(why)),
+            // Whatever it made of the refused write, its result is stale.
+            (_, None) if replaced => Err(CallFailure::Replaced),
             // It waited, or handed over its result, past its deadline:
             // whatever it returned came too late.
             (_, None) if overran => Err(CallFailure::DeadlineExceeded(limits.deadline)),

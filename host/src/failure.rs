@@ -48,6 +48,14 @@ pub enum CallFailure {
     /// Not run: the plugin's share of the node was taken (see `admission`).
     #[error(transparent)]
     Busy(Refusal),
+    /// An update or a rollback replaced the version while the call ran. Its
+    /// data may have been migrated or restored meanwhile, so the old code's
+    /// writes were refused rather than mixed into the new version's.
+    #[error(
+        "was replaced by an update or a rollback while this call ran; its storage writes were \
+         refused and its result discarded; call again to reach the version serving now"
+    )]
+    Replaced,
 }
 
 /// The `plugin-error` variant, as the node reports it.

@@ -50,7 +50,8 @@ impl PluginStats {
                 }
             }
             Some(failure) => {
-                if let CallFailure::Busy(_) = failure {
+                // Turned away, or cut off by a swap: not the code's fault.
+                if let CallFailure::Busy(_) | CallFailure::Replaced = failure {
                     self.busy.fetch_add(1, Ordering::Relaxed);
                 }
                 self.failed.fetch_add(1, Ordering::Relaxed);

@@ -629,3 +629,54 @@ async fn a_replaced_version_is_let_go_by_the_node_not_by_the_last_call() {
     })
     .await;
 }
+
+/// A call still running on a version that an update or a rollback replaced
+/// cannot write into the data the new version migrated or the rollback
+/// restored: its write is refused and the call fails as replaced; calls on
+/// the version serving now write as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_off_by_a_swap_cannot_write_into_the_other_versions_data() {
+    let registry = TestRegistry::start(ServeConfig::default()).await;
+    let shared = following_node(&registry, "[updates]\nprobation-seconds = 3600\n");
+    let node = shared.node.clone();
+    let slow = |m: String| m.replace("deadline-ms = 300", "deadline-ms = 5000");
+    let first = release("1.0.0", slow);
+    let second = release("1.1.0", slow);
+    tokio::task::block_in_place(|| outpost::updates::install(&node, first.path()))
+        .expect("install 1.0.0");
+    let late_write = |key: &'static str| {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            let plugin = node.loaded(&plugin_id()).expect("loaded");
+            let label = command_label("sleep-then-kv-set", &["1000", key, "late"]);
+            node.render(&plugin, &Document::Label(label))
+                .map_err(|e| e.to_string())
+        })
+    };
+
+    // An update swaps in while a call on 1.0.0 sleeps before its write.
+    let on_old = late_write("from-1.0.0");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| outpost::updates::install(&node, second.path()))
+        .expect("install 1.1.0");
+    let error = on_old.join().expect("caller").expect_err("a refused write");
+    assert!(error.contains("replaced"), "{error}");
+    assert_eq!(kv(&node, "from-1.0.0"), None);
+
+    // A rollback restores the data while a call on 1.1.0 sleeps.
+    let on_new = late_write("from-1.1.0");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    control::steer(&node, plugin_id(), Steer::Rollback, None)
+        .await
+        .expect("rollback");
+    let error = on_new.join().expect("caller").expect_err("a refused write");
+    assert!(error.contains("replaced"), "{error}");
+    assert_eq!(kv(&node, "from-1.1.0"), None);
+
+    assert_eq!(serving(&node).as_deref(), Some("1.0.0"));
+    assert_eq!(
+        call(&node, "kv-set", &["after", "1.0.0"]),
+        Ok("stored".into())
+    );
+    assert_eq!(kv(&node, "after").as_deref(), Some("1.0.0"));
+}

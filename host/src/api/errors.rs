@@ -96,6 +96,7 @@ fn call_status(failure: &CallFailure) -> (StatusCode, &'static str) {
         CallFailure::DeadlineExceeded(_) => (StatusCode::GATEWAY_TIMEOUT, "plugin-deadline"),
         CallFailure::Start(_) => (StatusCode::SERVICE_UNAVAILABLE, "plugin-not-started"),
         CallFailure::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "plugin-busy"),
+        CallFailure::Replaced => (StatusCode::SERVICE_UNAVAILABLE, "plugin-replaced"),
         CallFailure::DiskReserve(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable"),
         CallFailure::MemoryLimit { .. }
         | CallFailure::FuelExhausted(_)
@@ -180,7 +181,7 @@ impl ApiError {
                     .insert(ALLOW, HeaderValue::from_static(allowed));
             }
             ApiError::Call(call) | ApiError::Print(PrintError::Call(call))
-                if matches!(call.failure, CallFailure::Busy(_)) =>
+                if matches!(call.failure, CallFailure::Busy(_) | CallFailure::Replaced) =>
             {
                 response
                     .headers_mut()

@@ -11,6 +11,12 @@
 //!
 //! During a `tokenize` call a write whose key or value carries the call's
 //! card number is refused and nothing is written (see `card_data`).
+//!
+//! A call's writes commit only while its version is the plugin's active one,
+//! checked in the write's own transaction: a call still running on a version
+//! that an update or a rollback replaced would otherwise write old-format
+//! data after the new version's `migrate`, or undo a rollback's restore. The
+//! write is refused and the call fails as `Replaced`.
 
 use crate::bindings::kv::{Host, KvError, Usage};
 use crate::card_data::CardGuard;
@@ -29,6 +35,11 @@ pub struct KvState {
     store: Arc<NodeStore>,
     batch: Option<WriteTransaction>,
     card: Option<Arc<CardGuard>>,
+    /// The version making the call and its component digest: its writes
+    /// commit only while it is the active one.
+    version: Option<(semver::Version, String)>,
+    /// Set once a write was refused because the version was replaced.
+    replaced: bool,
 }
 
 impl std::fmt::Debug for KvState {
@@ -47,14 +58,22 @@ fn unavailable(error: StoreError) -> KvError {
 }
 
 impl KvState {
-    /// Each write commits on its own.
-    pub fn direct(plugin: PluginId, grant: Option<QuotaGrant>, store: Arc<NodeStore>) -> Self {
+    /// Each write commits on its own, while `version` (with its component
+    /// digest) is the plugin's active version; without one, whatever is.
+    pub fn direct(
+        plugin: PluginId,
+        grant: Option<QuotaGrant>,
+        store: Arc<NodeStore>,
+        version: Option<(semver::Version, String)>,
+    ) -> Self {
         KvState {
             plugin,
             grant,
             store,
             batch: None,
             card: None,
+            version,
+            replaced: false,
         }
     }
 
@@ -71,7 +90,14 @@ impl KvState {
             store,
             batch: Some(txn),
             card: None,
+            version: None,
+            replaced: false,
         }
+    }
+
+    /// Whether a write was refused because the calling version was replaced.
+    pub fn was_replaced(&self) -> bool {
+        self.replaced
     }
 
     /// Refuses writes that carry `guard`'s card, for the rest of the call.
@@ -123,18 +149,31 @@ impl KvState {
     }
 
     /// Runs `write` in the batch transaction, or in a fresh one committed
-    /// durably when `write` succeeds.
+    /// durably when `write` succeeds and the calling version is still the
+    /// active one.
     fn write<R>(
         &mut self,
         write: impl FnOnce(&KvWriter<'_>) -> Result<Result<R, KvRefusal>, StoreError>,
-    ) -> Result<Result<R, KvRefusal>, StoreError> {
+    ) -> Result<Result<R, KvRefusal>, KvError> {
         if let Some(txn) = &self.batch {
-            return write(&KvWriter::new(txn));
+            return write(&KvWriter::new(txn)).map_err(unavailable);
         }
-        let txn = self.store.begin_write()?;
-        let outcome = write(&KvWriter::new(&txn))?;
+        let txn = self.store.begin_write().map_err(unavailable)?;
+        let writer = KvWriter::new(&txn);
+        if let Some(version) = &self.version {
+            let active = writer.active_version(&self.plugin).map_err(unavailable)?;
+            if active.as_ref() != Some(version) {
+                self.replaced = true;
+                return Err(KvError::Unavailable(
+                    "refused, not retryable: this version of the plugin was replaced by an \
+                     update or a rollback while the call ran"
+                        .into(),
+                ));
+            }
+        }
+        let outcome = write(&writer).map_err(unavailable)?;
         if outcome.is_ok() {
-            self.store.commit(txn)?;
+            self.store.commit(txn).map_err(unavailable)?;
         }
         Ok(outcome)
     }
@@ -161,8 +200,7 @@ impl Host for KvState {
             return Err(KvError::Unavailable(full.to_string()));
         }
         let plugin = self.plugin.clone();
-        self.write(|writer| writer.set(&plugin, &key, &value, quota))
-            .map_err(unavailable)?
+        self.write(|writer| writer.set(&plugin, &key, &value, quota))?
             .map_err(|refusal| self.refusal(refusal, quota))
     }
 
@@ -170,8 +208,7 @@ impl Host for KvState {
         let quota = self.quota()?;
         check_key(&key).map_err(|r| self.refusal(r, quota))?;
         let plugin = self.plugin.clone();
-        self.write(|writer| writer.delete(&plugin, &key).map(Ok))
-            .map_err(unavailable)?
+        self.write(|writer| writer.delete(&plugin, &key).map(Ok))?
             .map_err(|refusal| self.refusal(refusal, quota))
     }
 
@@ -227,7 +264,7 @@ mod tests {
             Arc::new(NodeStore::open(&dir.path().join(DATABASE_FILE_NAME)).expect("store opens"));
         let id = PluginId::parse(plugin).expect("id");
         let grant = quota.map(|quota_bytes| QuotaGrant { quota_bytes });
-        (KvState::direct(id, grant, store.clone()), store)
+        (KvState::direct(id, grant, store.clone(), None), store)
     }
 
     #[test]

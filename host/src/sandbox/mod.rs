@@ -207,6 +207,9 @@ pub struct CallSetup<'a> {
     pub scratch_root: &'a Path,
     /// A write transaction for `kv` to use instead of committing per write.
     pub kv_batch: Option<WriteTransaction>,
+    /// The version called and its component digest: its `kv` writes commit
+    /// only while it is the active version (see `capabilities::kv`).
+    pub version: (&'a semver::Version, &'a str),
 }
 
 impl CallState {
@@ -225,7 +228,12 @@ impl CallState {
         let batched = setup.kv_batch.is_some();
         let kv = match setup.kv_batch {
             Some(txn) => KvState::batched(spec.id.clone(), spec.grants.kv, setup.store, txn),
-            None => KvState::direct(spec.id.clone(), spec.grants.kv, setup.store),
+            None => KvState::direct(
+                spec.id.clone(),
+                spec.grants.kv,
+                setup.store,
+                Some((setup.version.0.clone(), setup.version.1.to_string())),
+            ),
         };
         let config = ConfigState::new(spec.config_values.clone().filter(|_| spec.grants.config));
         let keystore = KeystoreState::new(

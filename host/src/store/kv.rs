@@ -118,6 +118,20 @@ impl<'txn> KvWriter<'txn> {
             .map(|v| v.value().to_vec()))
     }
 
+    /// `plugin`'s active version and its component digest, as this
+    /// transaction sees them (so a swap committed before it is seen).
+    pub(crate) fn active_version(
+        &self,
+        plugin: &PluginId,
+    ) -> Result<Option<(semver::Version, String)>, StoreError> {
+        let table = self.txn.open_table(super::PLUGINS)?;
+        let record = table.get(plugin.as_str())?;
+        let record: Option<super::PluginRecord> = record
+            .map(|bytes| super::decode(&format!("plugin {plugin}"), bytes.value()))
+            .transpose()?;
+        Ok(record.map(|record| (record.active.version, record.active.component_digest)))
+    }
+
     pub(crate) fn usage(&self, plugin: &PluginId) -> Result<KvUsage, StoreError> {
         let table = self.txn.open_table(KV_USAGE)?;
         Ok(usage_from(table.get(plugin.as_str())?.map(|v| v.value())))

@@ -125,6 +125,11 @@ fn run(command: &str, args: &[String]) -> Result<Vec<u8>, PluginError> {
             Ok(b"stored".to_vec())
         }
         "kv-get" => Ok(kv::get(arg(args, 0)?)?.unwrap_or_else(|| b"<none>".to_vec())),
+        // A write that lands late: while an update or a rollback happens.
+        "sleep-then-kv-set" => {
+            run("sleep", args.get(..1).unwrap_or_default())?;
+            run("kv-set", args.get(1..).unwrap_or_default())
+        }
         "kv-delete" => Ok(kv::delete(arg(args, 0)?)?.to_string().into_bytes()),
         "kv-list" => Ok(kv::list_keys(arg(args, 0)?, 1000)?.join("\n").into_bytes()),
         "kv-roundtrip" => {
