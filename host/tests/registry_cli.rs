@@ -329,3 +329,79 @@ fn vendor_publish_refuses_a_release_no_node_would_install_before_pushing_it() {
         "{published}"
     );
 }
+
+/// Provisioning trust, refreshing it and searching change what the node
+/// stores, so while a node runs they go to it over the admin channel
+/// instead of asking the operator to stop it.
+#[test]
+fn trust_and_search_reach_a_running_node() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let vendor_dir = work.path().join("vendor");
+    std::fs::create_dir_all(&vendor_dir).expect("mkdir");
+    let key = vendor_dir.join("acme.key");
+    succeeds(&vendor_dir, &["vendor", "keygen", &text_of(&key)]);
+    let (registry, token) = serve_registry(&keys::public_path(&key));
+    let release = package(work.path(), "1.2.0");
+    succeeds(
+        &vendor_dir,
+        &[
+            "vendor",
+            "publish",
+            &text_of(&release),
+            "--registry",
+            &registry.url,
+            "--key",
+            &text_of(&key),
+            "--token",
+            &token,
+        ],
+    );
+
+    let data = work.path().join("node");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let address = common::free_port();
+    std::fs::write(
+        data.join("outpost.toml"),
+        format!("[api]\nlisten = \"{address}\"\n"),
+    )
+    .expect("config");
+    let mut node = common::start_node(&data, address, false);
+
+    let untrusted = fails(&data, &["trust", "show"]);
+    assert!(untrusted.contains("outpost trust init"), "{untrusted}");
+    let root = text_of(&registry.root_file);
+    let trusted = succeeds(
+        &data,
+        &["trust", "init", &root, "--registry", &registry.url],
+    );
+    assert!(trusted.contains("trusting root version 1"), "{trusted}");
+    let found = succeeds(&data, &["plugin", "search", "hostile"]);
+    assert!(found.contains("acme/hostile@1.2.0"), "{found}");
+    let nothing = succeeds(&data, &["plugin", "search", "no-such-plugin"]);
+    assert!(nothing.contains("No signed releases"), "{nothing}");
+    let shown = succeeds(&data, &["trust", "show"]);
+    assert!(
+        shown.contains("root:     version 1") && shown.contains("timestamp"),
+        "{shown}"
+    );
+    let updated = succeeds(&data, &["trust", "update", "--clock-was-wrong"]);
+    assert!(
+        updated.contains("forgot the clock reading") && updated.contains("accepted root version 1"),
+        "{updated}"
+    );
+    // A relative output path is the operator's, not the node's.
+    let export = ["bundle", "export", "acme/hostile@^1", "-o", "stall.bundle"];
+    let exported = command(&data, &export)
+        .current_dir(work.path())
+        .output()
+        .expect("runs");
+    let exported = expect_success(&export, &exported);
+    assert!(exported.contains("acme/hostile@1.2.0"), "{exported}");
+    assert!(work.path().join("stall.bundle").is_file(), "{exported}");
+    assert!(
+        node.try_wait().expect("node state").is_none(),
+        "the node stopped"
+    );
+    common::signal(&node, "-TERM");
+    assert!(node.wait().expect("exits").success());
+}

@@ -19,6 +19,11 @@
 //! | GET    | `/admin/v1/keys?plugin=`                      | keys (never their material)   |
 //! | POST   | `/admin/v1/keys`                              | add a key (`KeyRequest`)      |
 //! | DELETE | `/admin/v1/keys/{vendor}/{name}/{key}`        | remove a key                  |
+//! | GET    | `/admin/v1/trust`                             | the root, the accepted metadata |
+//! | PUT    | `/admin/v1/trust`                             | provision (`TrustRequest`)    |
+//! | POST   | `/admin/v1/trust/refresh`                     | fetch and verify the metadata |
+//! | POST   | `/admin/v1/releases/search`                   | signed releases `{"query", "registry"}` |
+//! | POST   | `/admin/v1/bundles`                           | export a bundle (`BundleRequest`) |
 
 use super::errors::ApiError;
 use super::{ApiResponse, RequestBody, json_response, read_json};
@@ -154,6 +159,15 @@ fn query_pairs(request: &Request<impl RequestBody>) -> Vec<(String, String)> {
             None => (pair.to_string(), String::new()),
         })
         .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    registry: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +326,48 @@ async fn route(
                 )));
             }
             ok(json!({ "removed": key }))
+        }
+        (["admin", "v1", "trust"], &Method::GET) => {
+            let worker = node.clone();
+            let view = tokio::task::spawn_blocking(move || control::trust::view(&worker))
+                .await
+                .map_err(|_| ApiError::ShuttingDown)?
+                .map_err(control_error)?;
+            ok(json!(view))
+        }
+        (["admin", "v1", "trust"], &Method::PUT) => {
+            let body: control::trust::TrustRequest = read_json(request, ADMIN_READ_TIMEOUT).await?;
+            let worker = node.clone();
+            let provisioned =
+                tokio::task::spawn_blocking(move || control::trust::provision(&worker, &body))
+                    .await
+                    .map_err(|_| ApiError::ShuttingDown)?
+                    .map_err(control_error)?;
+            ok(json!(provisioned))
+        }
+        (["admin", "v1", "trust", "refresh"], &Method::POST) => {
+            let body: control::trust::RefreshRequest =
+                read_json(request, ADMIN_READ_TIMEOUT).await?;
+            let refreshed = control::trust::refresh(node, &body)
+                .await
+                .map_err(control_error)?;
+            ok(json!(refreshed))
+        }
+        (["admin", "v1", "releases", "search"], &Method::POST) => {
+            let body: SearchBody = read_json(request, ADMIN_READ_TIMEOUT).await?;
+            let releases =
+                control::trust::releases(node, body.query.as_deref(), body.registry.as_deref())
+                    .await
+                    .map_err(control_error)?;
+            ok(json!({ "releases": releases }))
+        }
+        (["admin", "v1", "bundles"], &Method::POST) => {
+            let body: control::trust::BundleRequest =
+                read_json(request, ADMIN_READ_TIMEOUT).await?;
+            let written = control::trust::export_bundle(node, &body)
+                .await
+                .map_err(control_error)?;
+            ok(json!(written))
         }
         _ => Err(ApiError::NotFound(format!(
             "no admin route {method} {path}; see docs/architecture.md (the control plane)"

@@ -1,43 +1,14 @@
 //! The registry commands: install, search, trust, bundles, and publishing
 //! for vendors.
 
-use crate::commands::{open, runtime};
-use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
-use outpost::releases::{self, Wanted};
-use outpost_registry::client::{MetadataSource, Progress};
+use crate::commands::runtime;
+use crate::link::AdminLink;
+use anyhow::Context;
+use hyper::Method;
+use outpost::control::trust;
+use outpost::releases;
 use outpost_registry::keys::KeyPair;
 use std::path::{Path, PathBuf};
-
-/// Runs `work` with a progress callback that drives a byte bar on a
-/// terminal (and nothing when output goes to a file or a script).
-fn with_progress<T>(work: impl FnOnce(&(dyn Fn(Progress) + Send + Sync)) -> T) -> T {
-    let bar = progress_bar("downloading");
-    let on_progress = |p: Progress| {
-        bar.set_length(p.total);
-        bar.set_position(p.done);
-    };
-    let result = work(&on_progress);
-    bar.finish_and_clear();
-    result
-}
-
-/// A byte progress bar on a terminal, nothing otherwise.
-fn progress_bar(what: &str) -> ProgressBar {
-    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_string());
-    bar
-}
 
 fn downloads(data_dir: &Path) -> PathBuf {
     data_dir.join("downloads")
@@ -73,24 +44,15 @@ pub fn search(
     registry: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let index = refreshed_index(data_dir, config, registry)?;
-    let releases: Vec<_> = index
-        .releases
-        .iter()
-        .filter(|r| query.is_none_or(|q| r.plugin.contains(q)))
-        .collect();
+    let link = AdminLink::open(data_dir, config)?;
+    let body = serde_json::json!({ "query": query, "registry": registry });
+    let reply = link
+        .request(Method::POST, "/admin/v1/releases/search", Some(&body))?
+        .ok("listing the signed releases")?;
+    let releases: Vec<trust::ReleaseRow> = serde_json::from_value(reply["releases"].clone())
+        .context("the node's list of releases is not as expected")?;
     if json {
-        let rows: Vec<_> = releases
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "plugin": r.plugin, "version": r.version.to_string(),
-                    "world": r.info.world, "grants": r.info.grants,
-                    "digest": r.digest(), "bytes": r.length,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&releases)?);
         return Ok(());
     }
     if releases.is_empty() {
@@ -104,38 +66,10 @@ pub fn search(
     for r in releases {
         println!(
             "{}@{}\t{}\tasks for: {}",
-            r.plugin, r.version, r.info.world, r.info.grants
+            r.plugin, r.version, r.world, r.grants
         );
     }
     Ok(())
-}
-
-/// Verifies the registry's newest metadata for the node, and what it lists.
-fn refreshed_index(
-    data_dir: &Path,
-    config: Option<&Path>,
-    registry: Option<&str>,
-) -> anyhow::Result<outpost_registry::client::Index> {
-    let node = open(data_dir, config)?;
-    let url = registry_url(&node, registry)?;
-    runtime()?
-        .block_on(releases::refresh(
-            node.store(),
-            &MetadataSource::Registry(url.clone()),
-        ))
-        .with_context(|| format!("cannot verify the signed metadata of {url}"))
-}
-
-fn registry_url(node: &outpost::node::Node, registry: Option<&str>) -> anyhow::Result<url::Url> {
-    let text = match registry {
-        Some(text) => text.to_string(),
-        None => node
-            .store()
-            .trust_settings()?
-            .and_then(|s| s.registry)
-            .ok_or(releases::ReleaseError::NoRegistry)?,
-    };
-    Ok(releases::parse_registry_url(&text)?)
 }
 
 pub fn trust_init(
@@ -144,24 +78,28 @@ pub fn trust_init(
     root: &Path,
     registry: Option<&str>,
 ) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let bytes = std::fs::read(root).with_context(|| format!("cannot read {}", root.display()))?;
-    let registry = registry.map(releases::parse_registry_url).transpose()?;
-    let signed = releases::provision(node.store(), root, &bytes, registry.as_ref())?;
-    let root_keys = signed
-        .signed
-        .roles
-        .get(&outpost_registry::tough::schema::RoleType::Root)
-        .map(|role| (role.threshold.get(), role.keyids.len()))
-        .unwrap_or_default();
+    let text =
+        std::fs::read_to_string(root).with_context(|| format!("cannot read {}", root.display()))?;
+    let link = AdminLink::open(data_dir, config)?;
+    let request = trust::TrustRequest {
+        root: text,
+        root_file: root.display().to_string(),
+        registry: registry.map(str::to_string),
+    };
+    let reply = link
+        .request(
+            Method::PUT,
+            "/admin/v1/trust",
+            Some(&serde_json::to_value(&request)?),
+        )?
+        .ok("provisioning the root of trust")?;
+    let provisioned: trust::Provisioned =
+        serde_json::from_value(reply).context("the node's answer is not as expected")?;
     println!(
         "trusting root version {} (signed by {} of {} root key(s), expires {})",
-        signed.signed.version,
-        root_keys.0,
-        root_keys.1,
-        signed.signed.expires.strftime("%Y-%m-%d")
+        provisioned.root_version, provisioned.threshold, provisioned.root_keys, provisioned.expires
     );
-    match registry {
+    match provisioned.registry {
         Some(url) => println!("installing from {url} by default"),
         None => println!("no default registry; pass --registry to install and search"),
     }
@@ -169,46 +107,31 @@ pub fn trust_init(
 }
 
 pub fn trust_show(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let Some(settings) = node.store().trust_settings()? else {
-        bail!(releases::ReleaseError::NotProvisioned);
-    };
+    let link = AdminLink::open(data_dir, config)?;
+    let reply = link
+        .request(Method::GET, "/admin/v1/trust", None)?
+        .ok("reading what the node trusts")?;
+    let view: trust::TrustView =
+        serde_json::from_value(reply).context("the node's answer is not as expected")?;
     println!(
         "registry: {}",
-        settings
-            .registry
+        view.registry
             .as_deref()
             .unwrap_or("(none; pass --registry)")
     );
-    let seen = node.store().trust_seen()?;
-    let root_text = seen
-        .get("root.json")
-        .map(|b| String::from_utf8_lossy(b).to_string())
-        .unwrap_or(settings.root.clone());
-    let root: outpost_registry::tough::schema::Signed<outpost_registry::tough::schema::Root> =
-        serde_json::from_str(&root_text).context("the stored root metadata is damaged")?;
-    println!(
-        "root:     version {}, expires {}",
-        root.signed.version,
-        root.signed.expires.strftime("%Y-%m-%d")
-    );
-    for role in ["timestamp", "snapshot", "targets"] {
-        let Some(bytes) = seen.get(&format!("{role}.json")) else {
-            continue;
+    for role in &view.roles {
+        let label = if role.role == "root" {
+            "root:    ".to_string()
+        } else {
+            format!("{:9}", role.role)
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
         println!(
-            "{role:9} version {}, expires {}",
-            value
-                .pointer("/signed/version")
-                .unwrap_or(&serde_json::Value::Null),
-            value
-                .pointer("/signed/expires")
-                .and_then(|v| v.as_str())
-                .unwrap_or("?")
+            "{label} version {}, expires {}",
+            role.version,
+            role.expires.get(..10).unwrap_or(&role.expires)
         );
     }
-    if !seen.contains_key("timestamp.json") {
+    if view.roles.len() == 1 {
         println!("no metadata accepted yet; `outpost trust update` fetches it");
     }
     Ok(())
@@ -220,19 +143,26 @@ pub fn trust_update(
     registry: Option<&str>,
     clock_was_wrong: bool,
 ) -> anyhow::Result<()> {
-    if clock_was_wrong {
-        let node = open(data_dir, config)?;
-        if let Some(recorded) = node.store().forget_trust_clock()? {
-            println!("forgot the clock reading of the last refresh ({recorded})");
-        }
+    let link = AdminLink::open(data_dir, config)?;
+    let request = trust::RefreshRequest {
+        registry: registry.map(str::to_string),
+        clock_was_wrong,
+    };
+    let reply = link
+        .request(
+            Method::POST,
+            "/admin/v1/trust/refresh",
+            Some(&serde_json::to_value(&request)?),
+        )?
+        .ok("refreshing the signed metadata")?;
+    let refreshed: trust::Refreshed =
+        serde_json::from_value(reply).context("the node's answer is not as expected")?;
+    if let Some(recorded) = refreshed.forgot_clock {
+        println!("forgot the clock reading of the last refresh ({recorded})");
     }
-    let index = refreshed_index(data_dir, config, registry)?;
     println!(
         "accepted root version {}, timestamp version {}: {} signed release(s), valid until {}",
-        index.root_version,
-        index.timestamp_version,
-        index.releases.len(),
-        index.expires.strftime("%Y-%m-%d %H:%M UTC")
+        refreshed.root_version, refreshed.timestamp_version, refreshed.releases, refreshed.expires
     );
     Ok(())
 }
@@ -244,33 +174,33 @@ pub fn bundle_export(
     output: &Path,
     registry: Option<&str>,
 ) -> anyhow::Result<()> {
-    let node = open(data_dir, config)?;
-    let url = registry_url(&node, registry)?;
-    let wanted = plugins
-        .iter()
-        .map(|p| Wanted::parse(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let runtime = runtime()?;
-    let bundle = with_progress(|progress| {
-        runtime.block_on(releases::export_bundle(
-            node.store(),
-            &downloads(data_dir),
-            &url,
-            &wanted,
-            output,
-            progress,
-        ))
-    })
-    .with_context(|| format!("cannot export a bundle to {}", output.display()))?;
+    // The node writes the file: name it from here, not from its directory.
+    let output = std::path::absolute(output)
+        .with_context(|| format!("cannot make {} an absolute path", output.display()))?;
+    let link = AdminLink::open(data_dir, config)?;
+    let request = trust::BundleRequest {
+        plugins: plugins.to_vec(),
+        output: output.display().to_string(),
+        registry: registry.map(str::to_string),
+    };
+    let reply = link
+        .request(
+            Method::POST,
+            "/admin/v1/bundles",
+            Some(&serde_json::to_value(&request)?),
+        )?
+        .ok(&format!("exporting a bundle to {}", output.display()))?;
+    let written: trust::BundleWritten =
+        serde_json::from_value(reply).context("the node's answer is not as expected")?;
     println!(
         "wrote {} with {} and {} metadata file(s)",
-        output.display(),
-        bundle.releases.join(", "),
-        bundle.metadata.len()
+        written.output,
+        written.releases.join(", "),
+        written.metadata_files
     );
     println!(
         "On the offline node: outpost plugin install {}",
-        output.display()
+        written.output
     );
     Ok(())
 }
