@@ -55,6 +55,29 @@ fn serve_registry(vendor_public: &Path) -> (Served, String) {
     )
 }
 
+/// A vendor with a key of its own in `<work>/vendor`, and a registry
+/// that delegates namespace acme to it.
+struct Vendor {
+    dir: PathBuf,
+    key: PathBuf,
+    registry: Served,
+    token: String,
+}
+
+fn vendor(work: &Path) -> Vendor {
+    let dir = work.join("vendor");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let key = dir.join("acme.key");
+    succeeds(&dir, &["vendor", "keygen", &text_of(&key)]);
+    let (registry, token) = serve_registry(&keys::public_path(&key));
+    Vendor {
+        dir,
+        key,
+        registry,
+        token,
+    }
+}
+
 /// The hostile test plugin packaged as acme/hostile at `version`.
 fn package(dir: &Path, version: &str) -> PathBuf {
     let from = Path::new(outpost_plugin_artifacts::TEST_HOSTILE.package_dir);
@@ -278,11 +301,12 @@ fn registry_commands_explain_themselves() {
 #[test]
 fn vendor_publish_refuses_a_release_no_node_would_install_before_pushing_it() {
     let work = tempfile::tempdir().expect("temp dir");
-    let vendor_dir = work.path().join("vendor");
-    std::fs::create_dir_all(&vendor_dir).expect("mkdir");
-    let key = vendor_dir.join("acme.key");
-    succeeds(&vendor_dir, &["vendor", "keygen", &text_of(&key)]);
-    let (registry, token) = serve_registry(&keys::public_path(&key));
+    let Vendor {
+        dir: vendor_dir,
+        key,
+        registry,
+        token,
+    } = vendor(work.path());
 
     // plugin.toml says 1.2.1; the component's `info` still reports 1.2.0.
     let package_dir = package(work.path(), "1.2.1");
@@ -336,11 +360,12 @@ fn vendor_publish_refuses_a_release_no_node_would_install_before_pushing_it() {
 #[test]
 fn trust_and_search_reach_a_running_node() {
     let work = tempfile::tempdir().expect("temp dir");
-    let vendor_dir = work.path().join("vendor");
-    std::fs::create_dir_all(&vendor_dir).expect("mkdir");
-    let key = vendor_dir.join("acme.key");
-    succeeds(&vendor_dir, &["vendor", "keygen", &text_of(&key)]);
-    let (registry, token) = serve_registry(&keys::public_path(&key));
+    let Vendor {
+        dir: vendor_dir,
+        key,
+        registry,
+        token,
+    } = vendor(work.path());
     let release = package(work.path(), "1.2.0");
     succeeds(
         &vendor_dir,
