@@ -52,8 +52,10 @@ pub enum CallFailure {
     /// data may have been migrated or restored meanwhile, so the old code's
     /// writes were refused rather than mixed into the new version's.
     #[error(
-        "was replaced by an update or a rollback while this call ran; its storage writes were \
-         refused and its result discarded; call again to reach the version serving now"
+        "wrote to storage while it was not the plugin's active version (an update, a rollback \
+         or a removal replaced it during the call, or it was still being checked for install); \
+         the write was refused and the result discarded; call again to reach the version \
+         serving now"
     )]
     Replaced,
 }

@@ -423,6 +423,15 @@ fn trust_and_search_reach_a_running_node() {
     let exported = expect_success(&export, &exported);
     assert!(exported.contains("acme/hostile@1.2.0"), "{exported}");
     assert!(work.path().join("stall.bundle").is_file(), "{exported}");
+    let database = text_of(&data.join("outpost.redb"));
+    let refused = fails(
+        &data,
+        &["bundle", "export", "acme/hostile@^1", "-o", &database],
+    );
+    assert!(
+        refused.contains("inside the node's data directory"),
+        "{refused}"
+    );
     assert!(
         node.try_wait().expect("node state").is_none(),
         "the node stopped"

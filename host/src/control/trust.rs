@@ -1,8 +1,11 @@
 //! What the node trusts and what its registry offers: provisioning the root
 //! of trust, refreshing the signed metadata, listing the signed releases,
-//! and exporting them as a bundle for a node with no network. Refreshing writes the metadata the node accepted (and the
-//! clock reading it was accepted at), so it is a change like any other: a
-//! running node makes it, asked over the admin channel.
+//! and exporting them as a bundle for a node with no network. Refreshing
+//! writes the metadata the node accepted (and the clock reading it was
+//! accepted at), so it is a change like any other: a running node makes it,
+//! asked over the admin channel. Each takes the node's `checking` lock, as
+//! the update agent's checks do: a refresh that started under the old root
+//! must not write its metadata back over a new one.
 
 use super::ControlError;
 use crate::node::Node;
@@ -13,6 +16,7 @@ use std::path::Path;
 
 /// `PUT /admin/v1/trust`: the root of trust to provision.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrustRequest {
     /// The root metadata's text (`root.json`), as the operator's file holds it.
     pub root: String,
@@ -51,6 +55,7 @@ pub struct RoleView {
 
 /// `POST /admin/v1/trust/refresh`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     #[serde(default)]
     pub registry: Option<String>,
@@ -83,6 +88,7 @@ pub struct ReleaseRow {
 
 /// `POST /admin/v1/bundles`: releases to carry to a node with no network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleRequest {
     /// `vendor/name[@requirement]` each.
     pub plugins: Vec<String>,
@@ -101,7 +107,9 @@ pub struct BundleWritten {
     pub metadata_files: usize,
 }
 
+/// Blocks: call it off async tasks.
 pub fn provision(node: &Node, request: &TrustRequest) -> Result<Provisioned, ControlError> {
+    let _checking = node.checking.blocking_lock();
     let registry = request
         .registry
         .as_deref()
@@ -173,6 +181,7 @@ fn role_of(role: &str, bytes: &[u8]) -> Result<RoleView, ControlError> {
 }
 
 pub async fn refresh(node: &Node, request: &RefreshRequest) -> Result<Refreshed, ControlError> {
+    let _checking = node.checking.lock().await;
     let forgot_clock = if request.clock_was_wrong {
         node.store().forget_trust_clock()?
     } else {
@@ -194,6 +203,7 @@ pub async fn releases(
     query: Option<&str>,
     registry: Option<&str>,
 ) -> Result<Vec<ReleaseRow>, ControlError> {
+    let _checking = node.checking.lock().await;
     let index = refreshed(node, registry).await?;
     Ok(index
         .releases
@@ -222,6 +232,29 @@ pub async fn export_bundle(
             request.output
         )));
     }
+    // The node's own files (its database among them) are not a place for a
+    // bundle: writing one there would destroy them.
+    let data_dir = node.data_dir();
+    let data_dirs: Vec<std::path::PathBuf> =
+        [std::path::absolute(data_dir), data_dir.canonicalize()]
+            .into_iter()
+            .flatten()
+            .collect();
+    let inside = |path: &Path| data_dirs.iter().any(|dir| path.starts_with(dir));
+    if inside(output) || output.canonicalize().is_ok_and(|real| inside(&real)) {
+        return Err(ControlError::BadRequest(format!(
+            "output: {} is inside the node's data directory {}; write the bundle elsewhere \
+             (a USB stick, /tmp)",
+            request.output,
+            data_dir.display()
+        )));
+    }
+    if request.plugins.is_empty() {
+        return Err(ControlError::BadRequest(
+            "plugins: name at least one, as vendor/name or vendor/name@^1.2".into(),
+        ));
+    }
+    let _checking = node.checking.lock().await;
     let wanted = request
         .plugins
         .iter()

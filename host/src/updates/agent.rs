@@ -55,6 +55,9 @@ pub fn following(node: &Node) -> Result<BTreeMap<PluginId, String>, UpdateError>
 #[derive(Debug, Clone)]
 pub struct LastCheck {
     registry: url::Url,
+    /// The root of trust it was verified under: a new one (`trust init`)
+    /// means a full refresh.
+    root: String,
     timestamp: serde_json::Value,
     index: Index,
 }
@@ -86,7 +89,11 @@ pub async fn check_since(
         .ok_or_else(|| store_error(&ReleaseError::NoRegistry.to_string()))?;
     let url = releases::parse_registry_url(&registry).map_err(release_error)?;
     let unchanged = match last.as_ref() {
-        Some(last) if last.registry == url && last.index.expires > jiff::Timestamp::now() => {
+        Some(last)
+            if last.registry == url
+                && last.root == settings.root
+                && last.index.expires > jiff::Timestamp::now() =>
+        {
             current_timestamp(node, &url).await? == last.timestamp
         }
         _ => false,
@@ -99,6 +106,7 @@ pub async fn check_since(
                 .map_err(release_error)?;
             *last = accepted_timestamp(node).map(|timestamp| LastCheck {
                 registry: url.clone(),
+                root: settings.root.clone(),
                 timestamp,
                 index: index.clone(),
             });
