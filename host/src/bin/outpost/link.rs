@@ -234,6 +234,21 @@ impl AdminLink {
         }
     }
 
+    /// One admin request whose answer is a `T`; `what` names it in errors
+    /// ("provisioning the root of trust refused (422): ...").
+    pub fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let body = body.map(serde_json::to_value).transpose()?;
+        let reply = self.request(method, path, body.as_ref())?.ok(what)?;
+        serde_json::from_value(reply)
+            .with_context(|| format!("the node's answer to {what} is not as expected"))
+    }
+
     pub fn request(
         &self,
         method: Method,

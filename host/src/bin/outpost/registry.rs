@@ -45,12 +45,17 @@ pub fn search(
     json: bool,
 ) -> anyhow::Result<()> {
     let link = AdminLink::open(data_dir, config)?;
+    #[derive(serde::Deserialize)]
+    struct Found {
+        releases: Vec<trust::ReleaseRow>,
+    }
     let body = serde_json::json!({ "query": query, "registry": registry });
-    let reply = link
-        .request(Method::POST, "/admin/v1/releases/search", Some(&body))?
-        .ok("listing the signed releases")?;
-    let releases: Vec<trust::ReleaseRow> = serde_json::from_value(reply["releases"].clone())
-        .context("the node's list of releases is not as expected")?;
+    let Found { releases } = link.call(
+        Method::POST,
+        "/admin/v1/releases/search",
+        Some(&body),
+        "listing the signed releases",
+    )?;
     if json {
         println!("{}", serde_json::to_string_pretty(&releases)?);
         return Ok(());
@@ -86,15 +91,12 @@ pub fn trust_init(
         root_file: root.display().to_string(),
         registry: registry.map(str::to_string),
     };
-    let reply = link
-        .request(
-            Method::PUT,
-            "/admin/v1/trust",
-            Some(&serde_json::to_value(&request)?),
-        )?
-        .ok("provisioning the root of trust")?;
-    let provisioned: trust::Provisioned =
-        serde_json::from_value(reply).context("the node's answer is not as expected")?;
+    let provisioned: trust::Provisioned = link.call(
+        Method::PUT,
+        "/admin/v1/trust",
+        Some(&request),
+        "provisioning the root of trust",
+    )?;
     println!(
         "trusting root version {} (signed by {} of {} root key(s), expires {})",
         provisioned.root_version, provisioned.threshold, provisioned.root_keys, provisioned.expires
@@ -108,11 +110,12 @@ pub fn trust_init(
 
 pub fn trust_show(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<()> {
     let link = AdminLink::open(data_dir, config)?;
-    let reply = link
-        .request(Method::GET, "/admin/v1/trust", None)?
-        .ok("reading what the node trusts")?;
-    let view: trust::TrustView =
-        serde_json::from_value(reply).context("the node's answer is not as expected")?;
+    let view: trust::TrustView = link.call(
+        Method::GET,
+        "/admin/v1/trust",
+        None::<&()>,
+        "reading what the node trusts",
+    )?;
     println!(
         "registry: {}",
         view.registry
@@ -148,15 +151,12 @@ pub fn trust_update(
         registry: registry.map(str::to_string),
         clock_was_wrong,
     };
-    let reply = link
-        .request(
-            Method::POST,
-            "/admin/v1/trust/refresh",
-            Some(&serde_json::to_value(&request)?),
-        )?
-        .ok("refreshing the signed metadata")?;
-    let refreshed: trust::Refreshed =
-        serde_json::from_value(reply).context("the node's answer is not as expected")?;
+    let refreshed: trust::Refreshed = link.call(
+        Method::POST,
+        "/admin/v1/trust/refresh",
+        Some(&request),
+        "refreshing the signed metadata",
+    )?;
     if let Some(recorded) = refreshed.forgot_clock {
         println!("forgot the clock reading of the last refresh ({recorded})");
     }
@@ -183,15 +183,12 @@ pub fn bundle_export(
         output: output.display().to_string(),
         registry: registry.map(str::to_string),
     };
-    let reply = link
-        .request(
-            Method::POST,
-            "/admin/v1/bundles",
-            Some(&serde_json::to_value(&request)?),
-        )?
-        .ok(&format!("exporting a bundle to {}", output.display()))?;
-    let written: trust::BundleWritten =
-        serde_json::from_value(reply).context("the node's answer is not as expected")?;
+    let written: trust::BundleWritten = link.call(
+        Method::POST,
+        "/admin/v1/bundles",
+        Some(&request),
+        &format!("exporting a bundle to {}", output.display()),
+    )?;
     println!(
         "wrote {} with {} and {} metadata file(s)",
         written.output,
