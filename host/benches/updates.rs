@@ -447,6 +447,7 @@ async fn quiet_check(measuring: bool) {
         outpost::releases::vendor_release(&package(dir.path(), "1.0.0")).expect("release");
     outpost_registry::vendor::publish(
         &url,
+        &outpost_registry::tls::ClientTls::system(),
         &token,
         &[&vendor],
         &release,
@@ -459,8 +460,14 @@ async fn quiet_check(measuring: bool) {
         &dir.path().join("node"),
         "[updates]\nprobation-seconds = 1\n",
     ));
-    outpost::releases::provision(node.store(), Path::new("root.json"), &root_json, Some(&url))
-        .expect("provision");
+    outpost::releases::provision(
+        node.store(),
+        Path::new("root.json"),
+        &root_json,
+        Some(&url),
+        None,
+    )
+    .expect("provision");
     control::install(
         &node,
         control::InstallRequest {

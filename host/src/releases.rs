@@ -18,6 +18,7 @@ use outpost_registry::client::{
     self, BlobSource, ClientError, Fetcher, Index, MetadataSource, Progress, Release, TrustState,
 };
 use outpost_registry::keys::KeyPair;
+use outpost_registry::tls::ClientTls;
 use outpost_registry::tough::schema::{Root, Signed};
 use outpost_registry::vendor::Outcome;
 use std::collections::BTreeMap;
@@ -37,8 +38,12 @@ pub enum ReleaseError {
     NoRegistry,
     #[error("{0:?} is not a plugin to install: {1}")]
     Spec(String, String),
+    #[error("{0:?} is not a registry URL to use: {1}")]
+    RegistryUrl(String, String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] outpost_registry::tls::TlsError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
@@ -171,23 +176,50 @@ pub fn parse_registry_url(text: &str) -> Result<Url, ReleaseError> {
         format!("{text}/")
     };
     let url = Url::parse(&with_slash)
-        .map_err(|e| ReleaseError::Spec(text.into(), format!("not a URL ({e})")))?;
-    if url.scheme() != "http" {
-        return Err(ReleaseError::Spec(
-            text.into(),
-            "only http:// registries are supported by this build (trust comes from the signed metadata, not the channel)".into(),
-        ));
+        .map_err(|e| ReleaseError::RegistryUrl(text.into(), format!("not a URL ({e})")))?;
+    match url.scheme() {
+        "https" => {}
+        // A registry serves plain HTTP only on loopback; elsewhere the
+        // node would talk to something that is not one.
+        "http" if outpost_registry::tls::is_loopback(&url) => {}
+        "http" => {
+            return Err(ReleaseError::RegistryUrl(
+                text.into(),
+                format!(
+                    "a registry on another machine is reached over HTTPS: use https://{}",
+                    text.trim_start_matches("http://")
+                ),
+            ));
+        }
+        other => {
+            return Err(ReleaseError::RegistryUrl(
+                text.into(),
+                format!(
+                    "a registry URL starts with https:// (or http:// on this machine), not {other}://"
+                ),
+            ));
+        }
     }
     Ok(url)
 }
 
+/// The registry's certificate authority, when it is the fleet's own: its
+/// PEM text and the file it came from.
+#[derive(Debug, Clone)]
+pub struct ProvisionedCa {
+    pub pem: String,
+    pub file: String,
+}
+
 /// Checks that `bytes` is root metadata signed by its own threshold, and
-/// provisions the node with it.
+/// provisions the node with it (and with `ca`, which the registry's HTTPS
+/// certificate must chain to if it is not a public one).
 pub fn provision(
     store: &NodeStore,
     path: &Path,
     bytes: &[u8],
     registry: Option<&Url>,
+    ca: Option<&ProvisionedCa>,
 ) -> Result<Signed<Root>, ReleaseError> {
     let bad = |detail: String| ReleaseError::BadRoot {
         path: path.to_path_buf(),
@@ -198,10 +230,14 @@ pub fn provision(
     root.signed
         .verify_role(&root)
         .map_err(|e| bad(format!("it is not signed by its own root keys: {e}")))?;
+    if let Some(ca) = ca {
+        ClientTls::with_ca(ca.pem.as_bytes(), &ca.file)?;
+    }
     store.set_trust_settings(&TrustSettings {
         root: text.to_string(),
         registry: registry.map(Url::to_string),
         provisioned_at: crate::clock::now_seconds(),
+        ca: ca.map(|ca| ca.pem.clone()),
     })?;
     Ok(root)
 }
@@ -210,13 +246,32 @@ fn settings(store: &NodeStore) -> Result<TrustSettings, ReleaseError> {
     store.trust_settings()?.ok_or(ReleaseError::NotProvisioned)
 }
 
+/// The certificate authorities the node believes for its registry's HTTPS:
+/// the system's, and the fleet's own CA if one was provisioned.
+pub fn client_tls(store: &NodeStore) -> Result<ClientTls, ReleaseError> {
+    tls_trusting(
+        store
+            .trust_settings()?
+            .and_then(|settings| settings.ca)
+            .as_deref(),
+    )
+}
+
+fn tls_trusting(ca: Option<&str>) -> Result<ClientTls, ReleaseError> {
+    Ok(ClientTls::with_optional_ca(
+        ca.map(str::as_bytes),
+        "the CA provisioned with `outpost trust init --ca`",
+    )?)
+}
+
 /// Verifies the metadata from `source` and remembers what was accepted.
 pub async fn refresh(store: &NodeStore, source: &MetadataSource) -> Result<Index, ReleaseError> {
     let settings = settings(store)?;
     let state = TrustState {
         files: store.trust_seen()?,
     };
-    let (index, seen) = client::load(settings.root.as_bytes(), &state, source).await?;
+    let tls = tls_trusting(settings.ca.as_deref())?;
+    let (index, seen) = client::load(settings.root.as_bytes(), &state, source, &tls).await?;
     if seen != state {
         store.put_trust_seen(&seen.files)?;
     }
@@ -239,7 +294,7 @@ pub async fn fetch(
     source: &Source,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Fetched, ReleaseError> {
-    let fetcher = Fetcher::new(downloads)?;
+    let fetcher = Fetcher::new(downloads, &client_tls(store)?)?;
     let (index, release, blobs) = match source {
         Source::Registry { url, wanted } => {
             let index = refresh(store, &MetadataSource::Registry(url.clone())).await?;
@@ -381,7 +436,7 @@ pub async fn export_bundle(
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Bundle, ReleaseError> {
     let index = refresh(store, &MetadataSource::Registry(registry.clone())).await?;
-    let fetcher = Fetcher::new(downloads)?;
+    let fetcher = Fetcher::new(downloads, &client_tls(store)?)?;
     let mut bundle = Bundle::default();
     for name in &index.files {
         let bytes = fetcher.metadata_file(registry, name).await?;
@@ -467,6 +522,7 @@ pub enum PublishError {
 pub async fn publish(
     folder: &Path,
     registry: &Url,
+    tls: &ClientTls,
     token: &str,
     keys: &[&KeyPair],
     valid_for: jiff::SignedDuration,
@@ -492,12 +548,13 @@ pub async fn publish(
     .map_err(|e| refused(ReleaseCheckError::Setup(e.to_string())))?
     .map_err(refused)?;
     let release = release_of(package);
-    let outcome = outpost_registry::vendor::publish(registry, token, keys, &release, valid_for)
-        .await
-        .map_err(|source| PublishError::Publish {
-            folder: folder.to_path_buf(),
-            source,
-        })?;
+    let outcome =
+        outpost_registry::vendor::publish(registry, tls, token, keys, &release, valid_for)
+            .await
+            .map_err(|source| PublishError::Publish {
+                folder: folder.to_path_buf(),
+                source,
+            })?;
     Ok((checked, outcome))
 }
 

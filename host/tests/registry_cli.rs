@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::FleetCa;
 use common::{command, expect_failure, expect_success, fails, succeeds};
 use outpost_registry::admin;
 use outpost_registry::keys;
@@ -23,6 +24,11 @@ struct Served {
 /// A registry in this process with namespace acme delegated to the key
 /// in `vendor_public`, and a token for it.
 fn serve_registry(vendor_public: &Path) -> (Served, String) {
+    serve_registry_with(vendor_public, None)
+}
+
+/// Like [`serve_registry`], over HTTPS when given a fleet CA's files.
+fn serve_registry_with(vendor_public: &Path, https: Option<&FleetCa>) -> (Served, String) {
     let store_dir = tempfile::tempdir().expect("temp dir");
     let store = RegistryStore::create(store_dir.path()).expect("registry");
     let root_keys = vec![keys::KeyPair::generate().expect("key")];
@@ -38,9 +44,16 @@ fn serve_registry(vendor_public: &Path) -> (Served, String) {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let scheme = if https.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", listener.local_addr().expect("addr"));
+    let config = ServeConfig {
+        tls: https.map(|ca| {
+            outpost_registry::tls::ServerTls::from_files(&ca.certificate, &ca.key).expect("TLS")
+        }),
+        ..ServeConfig::default()
+    };
     let registry = Arc::new(
-        Registry::new(store, online, ServeConfig::default())
+        Registry::new(store, online, config)
             .with_release_check(Arc::new(outpost::release_check::ReleaseChecker::new())),
     );
     runtime.spawn(registry.serve(listener, std::future::pending()));
@@ -438,4 +451,84 @@ fn trust_and_search_reach_a_running_node() {
     );
     common::signal(&node, "-TERM");
     assert!(node.wait().expect("exits").success());
+}
+
+/// A fleet with its own CA: the vendor and the operator each give the CA
+/// (`--registry-ca`, `trust init --ca`); without it the registry's
+/// certificate is refused with what to do, and a plain-HTTP registry on
+/// another machine is refused before a token is sent.
+#[test]
+fn a_fleet_registry_over_https_with_its_own_ca() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let vendor_dir = work.path().join("vendor");
+    std::fs::create_dir_all(&vendor_dir).expect("mkdir");
+    let key = vendor_dir.join("acme.key");
+    succeeds(&vendor_dir, &["vendor", "keygen", &text_of(&key)]);
+    let ca = FleetCa::new(&work.path().join("ca"));
+    let (registry, token) = serve_registry_with(&keys::public_path(&key), Some(&ca));
+    assert!(registry.url.starts_with("https://"), "{}", registry.url);
+    let release = text_of(&package(work.path(), "1.2.0"));
+    let publish = |registry_url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "vendor",
+            "publish",
+            &release,
+            "--registry",
+            registry_url,
+            "--key",
+            key.to_str().expect("utf-8"),
+            "--token",
+            &token,
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let ca_file = text_of(&ca.ca);
+    let untrusted = publish(&registry.url, &[]);
+    let untrusted: Vec<&str> = untrusted.iter().map(String::as_str).collect();
+    let refused = fails(&vendor_dir, &untrusted);
+    assert!(refused.contains("--registry-ca"), "{refused}");
+    let elsewhere = publish("http://192.0.2.7:7272", &[]);
+    let elsewhere: Vec<&str> = elsewhere.iter().map(String::as_str).collect();
+    let refused = fails(&vendor_dir, &elsewhere);
+    assert!(refused.contains("https://192.0.2.7:7272"), "{refused}");
+    let trusted = publish(&registry.url, &["--registry-ca", &ca_file]);
+    let trusted: Vec<&str> = trusted.iter().map(String::as_str).collect();
+    let published = succeeds(&vendor_dir, &trusted);
+    assert!(
+        published.contains("published acme/hostile@1.2.0"),
+        "{published}"
+    );
+
+    let node = work.path().join("node");
+    let root = text_of(&registry.root_file);
+    succeeds(
+        &node,
+        &["trust", "init", &root, "--registry", &registry.url],
+    );
+    let refused = fails(&node, &["plugin", "search"]);
+    assert!(
+        refused.contains("not signed by a CA this machine trusts"),
+        "{refused}"
+    );
+    let trusted = succeeds(
+        &node,
+        &[
+            "trust",
+            "init",
+            &root,
+            "--registry",
+            &registry.url,
+            "--ca",
+            &ca_file,
+        ],
+    );
+    assert!(trusted.contains("the fleet's CA"), "{trusted}");
+    let installed = succeeds(&node, &["plugin", "install", "acme/hostile@^1", "--yes"]);
+    assert!(
+        installed.contains("acme/hostile installed 1.2.0"),
+        "{installed}"
+    );
+    let not_a_ca = fails(&node, &["trust", "init", &root, "--ca", &root]);
+    assert!(not_a_ca.contains("no PEM certificate"), "{not_a_ca}");
 }

@@ -85,6 +85,7 @@ fn setup() -> Setup {
     let outcome = runtime
         .block_on(vendor::publish(
             &url,
+            &outpost_registry::tls::ClientTls::system(),
             &token,
             &[&vendor_key],
             &release,
@@ -170,6 +171,7 @@ fn fetches(c: &mut Criterion) {
                         &setup.root,
                         &TrustState::default(),
                         &MetadataSource::Registry(setup.url.clone()),
+                        &outpost_registry::tls::ClientTls::system(),
                     )
                     .await
                     .expect("verified")

@@ -13,6 +13,7 @@
 //! refused without being stored; a cut download is resumed with `Range`.
 
 use crate::artifact::{self, Layout};
+use crate::tls::ClientTls;
 use crate::tuf::{self, ReleaseInfo};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -138,6 +139,15 @@ fn metadata_error(error: tough::error::Error) -> ClientError {
         E::SystemTimeSteppedBackward { .. } => {
             "this node's clock reads earlier than when it last accepted metadata: the clock was ahead then, or is behind now. Set the clock right (`date`, NTP); if it is right now, run `outpost trust update --clock-was-wrong` to forget the time recorded then. Installed plugins keep running meanwhile"
         }
+        E::Transport { url, source, .. } if crate::tls::is_untrusted_certificate(&text) => {
+            // Our transport's own words are the innermost cause.
+            let detail =
+                std::error::Error::source(source).map_or_else(|| text.clone(), ToString::to_string);
+            return ClientError::Http {
+                url: url.to_string(),
+                detail,
+            };
+        }
         E::Transport { .. } => "check the registry URL and that the registry is running",
         _ => "the metadata was refused and nothing changed",
     };
@@ -160,26 +170,31 @@ pub enum MetadataSource {
 /// How long a download may go without receiving a byte.
 const STALL: Duration = Duration::from_secs(30);
 
-/// tough's transport over hyper, for `http://` registries.
+/// A hyper client for `https://` registries (and `http://` ones on
+/// loopback).
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
+
+/// tough's transport over hyper.
 #[derive(Debug, Clone)]
 struct HttpTransport {
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    client: HttpsClient,
 }
 
 impl HttpTransport {
-    fn new() -> HttpTransport {
+    fn new(tls: &ClientTls) -> HttpTransport {
         HttpTransport {
-            client: http_client(),
+            client: http_client(tls),
         }
     }
 }
 
-fn http_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>> {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+fn http_client(tls: &ClientTls) -> HttpsClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
+        .build(tls.connector(Duration::from_secs(10)))
 }
 
 #[async_trait::async_trait]
@@ -192,7 +207,11 @@ impl Transport for HttpTransport {
             .await
             .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e))?
             .map_err(|e| {
-                TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e)
+                TransportError::new_with_cause(
+                    TransportErrorKind::Other,
+                    url.clone(),
+                    std::io::Error::other(crate::tls::connect_failure(&e)),
+                )
             })?;
         match response.status() {
             StatusCode::OK => {}
@@ -358,6 +377,7 @@ pub async fn load(
     provisioned_root: &[u8],
     state: &TrustState,
     source: &MetadataSource,
+    tls: &ClientTls,
 ) -> Result<(Index, TrustState), ClientError> {
     let datastore = tempfile::tempdir().map_err(io(Path::new("a temporary folder")))?;
     for (name, bytes) in &state.files {
@@ -395,7 +415,7 @@ pub async fn load(
         });
     let repository = match loader {
         Some(files) => builder.transport(files).load().await,
-        None => builder.transport(HttpTransport::new()).load().await,
+        None => builder.transport(HttpTransport::new(tls)).load().await,
     }
     .map_err(metadata_error)?;
     let mut releases = Vec::new();
@@ -498,7 +518,7 @@ pub enum BlobSource {
 /// Downloads, verifies and unpacks releases into package folders.
 pub struct Fetcher {
     downloads: PathBuf,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    client: HttpsClient,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -512,11 +532,11 @@ impl std::fmt::Debug for Fetcher {
 impl Fetcher {
     /// `downloads` keeps partial downloads between runs, so a cut download
     /// resumes where it stopped.
-    pub fn new(downloads: &Path) -> Result<Fetcher, ClientError> {
+    pub fn new(downloads: &Path, tls: &ClientTls) -> Result<Fetcher, ClientError> {
         std::fs::create_dir_all(downloads).map_err(io(downloads))?;
         Ok(Fetcher {
             downloads: downloads.to_path_buf(),
-            client: http_client(),
+            client: http_client(tls),
         })
     }
 
@@ -794,7 +814,7 @@ impl Fetcher {
             })?
             .map_err(|e| ClientError::Http {
                 url: url.to_string(),
-                detail: format!("cannot connect ({e}); check the address and that it is running"),
+                detail: crate::tls::connect_failure(&e),
             })
     }
 

@@ -11,6 +11,7 @@
 //! - [`bundle`]: metadata and artifacts in one file, for nodes offline.
 //! - [`store`]: redb for metadata, content-addressed blobs through cap-std.
 //! - [`server`]: `outpost-registry serve`, OCI distribution plus `/tuf/`.
+//! - [`tls`]: HTTPS, and plain HTTP only on loopback.
 //! - [`client`]: what a node uses to verify and fetch a release.
 //! - [`vendor`]: what a vendor uses to push and publish.
 //! - [`report`]: how the command-line tools show an error, each cause once.
@@ -25,6 +26,7 @@ pub mod report;
 pub mod repository;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod tuf;
 pub mod vendor;
 

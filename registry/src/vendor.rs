@@ -10,6 +10,7 @@
 use crate::artifact::{self, Parts};
 use crate::keys::KeyPair;
 use crate::repository;
+use crate::tls::ClientTls;
 use crate::tuf::{self, ReleaseInfo};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -40,6 +41,8 @@ pub enum VendorError {
     Metadata(String),
     #[error(transparent)]
     Sign(#[from] tuf::TufError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{0:?} is not a plugin id of the form namespace/name")]
     PluginId(String),
     #[error(
@@ -75,7 +78,7 @@ pub struct Outcome {
     pub bytes: u64,
 }
 
-fn oci_client(registry: &Url) -> oci_client::Client {
+fn oci_client(registry: &Url, tls: &ClientTls) -> oci_client::Client {
     let protocol = if registry.scheme() == "http" {
         ClientProtocol::Http
     } else {
@@ -83,6 +86,7 @@ fn oci_client(registry: &Url) -> oci_client::Client {
     };
     oci_client::Client::new(ClientConfig {
         protocol,
+        extra_root_certificates: tls.oci_certificates(),
         ..Default::default()
     })
 }
@@ -100,11 +104,15 @@ pub fn registry_host(registry: &Url) -> String {
 /// Returns the manifest bytes and digest.
 pub async fn push(
     registry: &Url,
+    tls: &ClientTls,
     auth: &RegistryAuth,
     release: &Release,
 ) -> Result<artifact::Built, VendorError> {
+    if !matches!(auth, RegistryAuth::Anonymous) {
+        crate::tls::require_private(registry, "a registry token")?;
+    }
     let built = artifact::build(&release.parts)?;
-    let client = oci_client(registry);
+    let client = oci_client(registry, tls);
     let host = registry_host(registry);
     let reference = oci_client::Reference::with_tag(
         host.clone(),
@@ -141,20 +149,22 @@ pub async fn push(
     Ok(built)
 }
 
-fn http() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
 async fn request(
     method: hyper::Method,
     url: &Url,
+    tls: &ClientTls,
     token: Option<&str>,
     body: Vec<u8>,
 ) -> Result<(StatusCode, Bytes), VendorError> {
+    if token.is_some() {
+        crate::tls::require_private(url, "a vendor token")?;
+    }
     let failed = |detail: String| VendorError::Http {
         url: url.to_string(),
         detail,
     };
+    let http: Client<_, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(tls.connector(Duration::from_secs(10)));
     let mut builder = hyper::Request::builder().method(method).uri(url.as_str());
     if let Some(token) = token {
         builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -163,10 +173,10 @@ async fn request(
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| failed(e.to_string()))?;
-    let response = tokio::time::timeout(Duration::from_secs(60), http().request(request))
+    let response = tokio::time::timeout(Duration::from_secs(60), http.request(request))
         .await
         .map_err(|_| failed("no answer within 60 s".into()))?
-        .map_err(|e| failed(format!("cannot connect ({e}); is the registry running?")))?;
+        .map_err(|e| failed(crate::tls::connect_failure(&e)))?;
     let status = response.status();
     let bytes = response
         .into_body()
@@ -212,10 +222,11 @@ fn metadata_url(registry: &Url, namespace: &str) -> Result<Url, VendorError> {
 /// The namespace's published metadata, if it has published before.
 pub async fn current_metadata(
     registry: &Url,
+    tls: &ClientTls,
     namespace: &str,
 ) -> Result<Option<Signed<Targets>>, VendorError> {
     let url = metadata_url(registry, namespace)?;
-    let (status, bytes) = request(hyper::Method::GET, &url, None, Vec::new()).await?;
+    let (status, bytes) = request(hyper::Method::GET, &url, tls, None, Vec::new()).await?;
     // The route is anonymous on an outpost-registry, which answers 200
     // with signed metadata, 204 before a first publish, or 404 with
     // NAME_UNKNOWN for a namespace it lacks. Anything else means the route
@@ -253,13 +264,14 @@ pub async fn current_metadata(
 /// Sends signed metadata for `namespace`.
 pub async fn send_metadata(
     registry: &Url,
+    tls: &ClientTls,
     token: &str,
     namespace: &str,
     signed: &Signed<Targets>,
 ) -> Result<u64, VendorError> {
     let url = metadata_url(registry, namespace)?;
     let body = tuf::to_bytes(signed);
-    let (status, bytes) = request(hyper::Method::PUT, &url, Some(token), body).await?;
+    let (status, bytes) = request(hyper::Method::PUT, &url, tls, Some(token), body).await?;
     if status == StatusCode::CREATED {
         Ok(signed.signed.version.get())
     } else {
@@ -282,6 +294,7 @@ fn signed_by_all(metadata: &Signed<Targets>, keys: &[&KeyPair]) -> bool {
 /// Pushes `release` and publishes it signed with `keys`.
 pub async fn publish(
     registry: &Url,
+    tls: &ClientTls,
     token: &str,
     keys: &[&KeyPair],
     release: &Release,
@@ -294,8 +307,15 @@ pub async fn publish(
         .ok_or_else(|| VendorError::PluginId(release.plugin.clone()))?;
     // Ask before pushing: a plain OCI registry, or a namespace the
     // registry lacks, should cost the vendor nothing and say why.
-    current_metadata(registry, &namespace).await?;
-    let built = push(registry, &RegistryAuth::Bearer(token.to_string()), release).await?;
+    crate::tls::require_private(registry, "a vendor token")?;
+    current_metadata(registry, tls, &namespace).await?;
+    let built = push(
+        registry,
+        tls,
+        &RegistryAuth::Bearer(token.to_string()),
+        release,
+    )
+    .await?;
     let info = ReleaseInfo {
         repository: release.plugin.clone(),
         world: release.world.clone(),
@@ -309,7 +329,7 @@ pub async fn publish(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let previous = current_metadata(registry, &namespace).await?;
+        let previous = current_metadata(registry, tls, &namespace).await?;
         if let Some(previous) = &previous
             && let Some(existing) = previous
                 .signed
@@ -332,7 +352,7 @@ pub async fn publish(
                 {
                     let renewed =
                         repository::next_vendor_role(Some(previous), Vec::new(), lifetime, keys)?;
-                    match send_metadata(registry, token, &namespace, &renewed).await {
+                    match send_metadata(registry, tls, token, &namespace, &renewed).await {
                         Ok(version) => metadata_version = version,
                         Err(VendorError::Refused { status: 409, .. }) if attempts < 5 => continue,
                         Err(error) => return Err(error),
@@ -358,7 +378,7 @@ pub async fn publish(
             lifetime,
             keys,
         )?;
-        match send_metadata(registry, token, &namespace, &signed).await {
+        match send_metadata(registry, tls, token, &namespace, &signed).await {
             Ok(version) => {
                 return Ok(Outcome {
                     target: name,

@@ -6,6 +6,7 @@ pub mod centre;
 pub mod external;
 pub mod registry;
 pub mod serving;
+pub mod tls;
 pub mod updates;
 
 use bytes::Bytes;

@@ -2,6 +2,7 @@
 //! publish to it, and a proxy in front of it that can tamper with answers
 //! the way a hostile mirror or network would.
 
+use crate::tls::TestCa;
 use crate::{Artifact, PackageCopy};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -22,6 +23,7 @@ use outpost_registry::keys::KeyPair;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
 use outpost_registry::server::{Registry, ServeConfig};
 use outpost_registry::store::RegistryStore;
+use outpost_registry::tls::ClientTls;
 use outpost_registry::vendor::{self, Outcome, VendorError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,9 @@ pub struct TestRegistry {
     pub registry: Arc<Registry>,
     pub acme: Vendor,
     pub bob: Vendor,
+    /// What a client must trust to reach it: the system's roots for plain
+    /// HTTP, its CA for HTTPS.
+    pub client_tls: ClientTls,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
 }
@@ -66,6 +71,25 @@ impl TestRegistry {
     /// Like [`TestRegistry::start`]; `checked: false` leaves the install
     /// checks out, as a registry built before them (or any OCI registry).
     pub async fn start_with(config: ServeConfig, checked: bool) -> TestRegistry {
+        TestRegistry::start_serving(config, checked, None).await
+    }
+
+    /// Like [`TestRegistry::start`], serving HTTPS with a certificate `ca`
+    /// signed.
+    pub async fn start_https(config: ServeConfig, ca: &TestCa) -> TestRegistry {
+        TestRegistry::start_serving(config, true, Some(ca)).await
+    }
+
+    async fn start_serving(
+        mut config: ServeConfig,
+        checked: bool,
+        ca: Option<&TestCa>,
+    ) -> TestRegistry {
+        config.tls = ca.map(TestCa::server);
+        let (scheme, client_tls) = match ca {
+            Some(ca) => ("https", ca.client()),
+            None => ("http", ClientTls::system()),
+        };
         let dir = tempfile::tempdir().expect("temp dir");
         let store = RegistryStore::create(dir.path()).expect("create registry");
         let root_keys = vec![KeyPair::generate().expect("key")];
@@ -82,8 +106,11 @@ impl TestRegistry {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url =
-            Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
+        let url = Url::parse(&format!(
+            "{scheme}://{}/",
+            listener.local_addr().expect("addr")
+        ))
+        .expect("url");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = registry.clone();
         let served = tokio::spawn(async move {
@@ -102,6 +129,7 @@ impl TestRegistry {
             registry,
             acme,
             bob,
+            client_tls,
             stop: Some(stop),
             served: Some(served),
         }
@@ -123,7 +151,16 @@ impl TestRegistry {
 
     /// Publishes the package at `package` as `vendor`.
     pub async fn publish(&self, vendor: &Vendor, package: &Path) -> Result<Outcome, VendorError> {
-        publish_to(&self.url, vendor, &[&vendor.key], package).await
+        let release = vendor_release(package);
+        vendor::publish(
+            &self.url,
+            &self.client_tls,
+            &vendor.token,
+            &[&vendor.key],
+            &release,
+            jiff::SignedDuration::from_hours(24),
+        )
+        .await
     }
 }
 
@@ -148,6 +185,7 @@ pub async fn publish_to(
     let release = vendor_release(package);
     vendor::publish(
         registry,
+        &ClientTls::system(),
         &vendor.token,
         keys,
         &release,
@@ -179,6 +217,7 @@ pub fn provision(node: &Node, root_json: &[u8], registry: &Url) {
         Path::new("root.json"),
         root_json,
         Some(registry),
+        None,
     )
     .expect("provision");
 }

@@ -24,6 +24,7 @@ async fn a_node_installs_from_any_oci_registry_what_the_signed_metadata_names() 
     // The fleet's bytes go to the OCI registry with a standard client...
     let pushed = outpost_registry::vendor::push(
         &oci.url,
+        &outpost_registry::tls::ClientTls::system(),
         &oci_client::secrets::RegistryAuth::Anonymous,
         &release,
     )
@@ -61,6 +62,7 @@ async fn a_node_installs_from_any_oci_registry_what_the_signed_metadata_names() 
     let unsigned = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "6.6.6");
     outpost_registry::vendor::push(
         &oci.url,
+        &outpost_registry::tls::ClientTls::system(),
         &oci_client::secrets::RegistryAuth::Anonymous,
         &vendor_release(unsigned.path()),
     )

@@ -95,6 +95,7 @@ async fn vendor_publish(
     releases::publish(
         package,
         registry,
+        &outpost_registry::tls::ClientTls::system(),
         &vendor.token,
         &[&vendor.key],
         jiff::SignedDuration::from_hours(24),
@@ -170,6 +171,7 @@ async fn the_registry_refuses_a_release_no_node_would_install_when_pushed_withou
         let release = vendor_release(broken.package.path());
         let error = outpost_registry::vendor::publish(
             &registry.url,
+            &outpost_registry::tls::ClientTls::system(),
             &registry.acme.token,
             &[&registry.acme.key],
             &release,
@@ -203,6 +205,7 @@ async fn the_registry_refuses_a_release_no_node_would_install_when_pushed_withou
         let release = vendor_release(broken.fixed.path());
         let outcome = outpost_registry::vendor::publish(
             &registry.url,
+            &outpost_registry::tls::ClientTls::system(),
             &registry.acme.token,
             &[&registry.acme.key],
             &release,

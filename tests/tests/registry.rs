@@ -655,6 +655,7 @@ async fn a_release_whose_package_claims_another_plugin_is_refused() {
     release.plugin = "acme/evil".into();
     let error = outpost_registry::vendor::publish(
         &registry.url,
+        &outpost_registry::tls::ClientTls::system(),
         &registry.acme.token,
         &[&registry.acme.key],
         &release,

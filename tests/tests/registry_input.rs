@@ -248,6 +248,7 @@ async fn a_published_version_never_changes_even_under_concurrent_publishes() {
     let other = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.0.1");
     let pushed = outpost_registry::vendor::push(
         &registry.url,
+        &outpost_registry::tls::ClientTls::system(),
         &oci_client::secrets::RegistryAuth::Bearer(registry.acme.token.clone()),
         &vendor_release(other.path()),
     )
@@ -531,9 +532,11 @@ async fn publishing_a_release_again_renews_a_signed_list_that_would_lapse() {
     let package = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.0.0");
     let release = vendor_release(package.path());
     let keys = [&registry.acme.key];
+    let tls = outpost_registry::tls::ClientTls::system();
     let publish = |lifetime| {
         outpost_registry::vendor::publish(
             &registry.url,
+            &tls,
             &registry.acme.token,
             &keys,
             &release,

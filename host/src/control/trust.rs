@@ -25,6 +25,12 @@ pub struct TrustRequest {
     /// The registry to install from by default.
     #[serde(default)]
     pub registry: Option<String>,
+    /// The CA (PEM text) the registry's HTTPS certificate chains to, when
+    /// it is the fleet's own, and the file it came from.
+    #[serde(default)]
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// What was provisioned.
@@ -36,12 +42,18 @@ pub struct Provisioned {
     pub root_keys: usize,
     pub expires: String,
     pub registry: Option<String>,
+    /// Whether the registry's certificate is checked against a CA of the
+    /// fleet's own besides the system's.
+    #[serde(default)]
+    pub fleet_ca: bool,
 }
 
 /// `GET /admin/v1/trust`: what the node trusts now.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrustView {
     pub registry: Option<String>,
+    #[serde(default)]
+    pub fleet_ca: bool,
     /// root, then timestamp, snapshot and targets when accepted.
     pub roles: Vec<RoleView>,
 }
@@ -115,11 +127,19 @@ pub fn provision(node: &Node, request: &TrustRequest) -> Result<Provisioned, Con
         .as_deref()
         .map(releases::parse_registry_url)
         .transpose()?;
+    let ca = request.ca.as_ref().map(|pem| releases::ProvisionedCa {
+        pem: pem.clone(),
+        file: request
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| "the CA certificate".into()),
+    });
     let signed = releases::provision(
         node.store(),
         Path::new(&request.root_file),
         request.root.as_bytes(),
         registry.as_ref(),
+        ca.as_ref(),
     )?;
     let (threshold, root_keys) = signed
         .signed
@@ -133,6 +153,7 @@ pub fn provision(node: &Node, request: &TrustRequest) -> Result<Provisioned, Con
         root_keys,
         expires: signed.signed.expires.strftime("%Y-%m-%d").to_string(),
         registry: registry.map(|url| url.to_string()),
+        fleet_ca: ca.is_some(),
     })
 }
 
@@ -153,6 +174,7 @@ pub fn view(node: &Node) -> Result<TrustView, ControlError> {
     }
     Ok(TrustView {
         registry: settings.registry,
+        fleet_ca: settings.ca.is_some(),
         roles,
     })
 }

@@ -24,6 +24,10 @@ pub struct TrustSettings {
     pub registry: Option<String>,
     /// Seconds since the Unix epoch.
     pub provisioned_at: u64,
+    /// The certificate authority (PEM) the registry's HTTPS certificate
+    /// chains to, when it is the fleet's own rather than a public one.
+    #[serde(default)]
+    pub ca: Option<String>,
 }
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {

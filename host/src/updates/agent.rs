@@ -135,7 +135,8 @@ async fn current_timestamp(
     node: &Node,
     registry: &url::Url,
 ) -> Result<serde_json::Value, UpdateError> {
-    let fetcher = outpost_registry::client::Fetcher::new(&node.data_dir().join("downloads"))
+    let tls = releases::client_tls(node.store()).map_err(release_error)?;
+    let fetcher = outpost_registry::client::Fetcher::new(&node.data_dir().join("downloads"), &tls)
         .map_err(|e| store_error(&e.to_string()))?;
     let bytes = fetcher
         .metadata_file(registry, "timestamp.json")

@@ -131,3 +131,36 @@ pub fn signal(node: &Child, signal: &str) {
         .expect("kill runs");
     assert!(sent.success());
 }
+
+/// A fleet's own certificate authority and a server certificate it signed
+/// for `localhost` and `127.0.0.1`, as the PEM files an operator is given.
+pub struct FleetCa {
+    pub ca: std::path::PathBuf,
+    pub certificate: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl FleetCa {
+    pub fn new(dir: &Path) -> FleetCa {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+        let key = KeyPair::generate().expect("key");
+        let server = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("certificate");
+        let files = FleetCa {
+            ca: dir.join("ca.pem"),
+            certificate: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        };
+        std::fs::write(&files.ca, ca.pem()).expect("write");
+        std::fs::write(&files.certificate, server.pem()).expect("write");
+        std::fs::write(&files.key, key.serialize_pem()).expect("write");
+        files
+    }
+}

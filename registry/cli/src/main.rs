@@ -11,6 +11,7 @@ use outpost_registry::keys::{self, KeyPair};
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
 use outpost_registry::server::{Registry, ServeConfig};
 use outpost_registry::store::RegistryStore;
+use outpost_registry::tls::ServerTls;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,8 +27,9 @@ Getting started (the central team):\n  \
 outpost-registry init --data-dir /srv/outpost-registry\n  \
 outpost-registry namespace add acme --key acme.pub.json\n  \
 outpost-registry token create acme\n  \
-outpost-registry serve\n\n\
+outpost-registry serve --listen 0.0.0.0:7272 --tls-cert cert.pem --tls-key key.pem\n\n\
 Then give nodes <DATA_DIR>/root.json (`outpost trust init`), vendors their token.\n\
+Plain HTTP is served only on a loopback address.\n\
 Admin commands need the server stopped: the database has one writer."
 )]
 struct Cli {
@@ -93,6 +95,15 @@ enum Command {
         /// Remove an upload that has received nothing for this long: 24h, 30m
         #[arg(long, default_value = "24h")]
         upload_idle_limit: jiff::SignedDuration,
+        /// Serve HTTPS with this certificate (PEM: the server's, then its intermediates)
+        ///
+        /// Needed to listen on anything but a loopback address: vendor and
+        /// enrolment tokens must not cross the network in clear.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM)
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Create and list vendor namespaces
     #[command(subcommand)]
@@ -248,6 +259,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_refresh,
             max_open_uploads,
             upload_idle_limit,
+            tls_cert,
+            tls_key,
         } => {
             let store = RegistryStore::open(&dir)?;
             let online = online_keys(&dir)?;
@@ -256,6 +269,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 snapshot: snapshot_lifetime,
                 ..Lifetimes::default()
             };
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(ServerTls::from_files(cert, key)?),
+                _ => None,
+            };
+            if tls.is_none() && !listen.ip().is_loopback() {
+                bail!(
+                    "refusing to serve plain HTTP on {listen}: vendor and enrolment tokens would \
+                     cross the network in clear. Give --tls-cert and --tls-key, or listen on \
+                     127.0.0.1 behind a TLS proxy"
+                );
+            }
             if max_open_uploads == 0 {
                 bail!("--max-open-uploads must be at least 1: with 0 no vendor could push");
             }
@@ -268,6 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .ok()
                     .filter(|limit| !limit.is_zero())
                     .context("--upload-idle-limit must be positive, such as 24h or 30m")?,
+                tls,
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
@@ -281,8 +306,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| {
                         format!("cannot listen on {listen}; is another registry running?")
                     })?;
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 println!(
-                    "outpost-registry serving on http://{}",
+                    "outpost-registry serving on {scheme}://{}",
                     listener.local_addr()?
                 );
                 // A release every node would refuse is refused here, while

@@ -172,7 +172,9 @@ struct Server {
 }
 
 impl Server {
-    fn start(data: &Path) -> Server {
+    /// Starts `serve` on a free port of 127.0.0.1 with `extra` arguments,
+    /// without waiting for it.
+    fn spawn(data: &Path, extra: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port")
@@ -181,11 +183,17 @@ impl Server {
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("serve");
-        let server = Server { child, port };
+        Server { child, port }
+    }
+
+    fn start(data: &Path) -> Server {
+        let server = Server::spawn(data, &[]);
+        let port = server.port;
         let mut answer = None;
         for _ in 0..100 {
             answer = get(port, "/v2/");
@@ -244,7 +252,12 @@ fn push(port: u16, token: &str, folder: &Path) -> Result<(), String> {
     let auth = oci_client::secrets::RegistryAuth::Bearer(token.to_string());
     tokio::runtime::Runtime::new()
         .expect("runtime")
-        .block_on(outpost_registry::vendor::push(&url, &auth, &release))
+        .block_on(outpost_registry::vendor::push(
+            &url,
+            &outpost_registry::tls::ClientTls::system(),
+            &auth,
+            &release,
+        ))
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -326,4 +339,68 @@ fn root_rotation_needs_the_current_root_keys() {
         Some(2),
         "old and new keys sign"
     );
+}
+
+/// Off loopback the registry serves HTTPS only; with a certificate a node's
+/// client verifies it (and the signed metadata behind it) through the
+/// fleet's CA, and plain HTTP to that port gets no answer.
+#[test]
+fn serve_speaks_https_with_a_certificate_and_plain_http_only_on_loopback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("registry");
+    succeeds(&data, &["init"]);
+    let ca = outpost_e2e_tests::tls::TestCa::new("Outpost fleet test CA");
+    let cert = ca.certificate_file().display().to_string();
+    let key = ca.key_file().display().to_string();
+
+    let refused = fails(&data, &["serve", "--listen", "0.0.0.0:0"]);
+    assert!(
+        refused.contains("--tls-cert") && refused.contains("in clear"),
+        "{refused}"
+    );
+    let half = registry(&data, &["serve", "--tls-cert", &cert]);
+    assert!(!half.status.success());
+    assert!(String::from_utf8_lossy(&half.stderr).contains("--tls-key"));
+    let swapped = fails(&data, &["serve", "--tls-cert", &key, "--tls-key", &cert]);
+    assert!(swapped.contains("no PEM certificate"), "{swapped}");
+
+    let server = Server::spawn(&data, &["--tls-cert", &cert, "--tls-key", &key]);
+    let port = server.port;
+    let url = url::Url::parse(&format!("https://127.0.0.1:{port}/")).expect("url");
+    let root = std::fs::read(data.join("root.json")).expect("root.json");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let load = |tls: &outpost_registry::tls::ClientTls| {
+        runtime.block_on(outpost_registry::client::load(
+            &root,
+            &outpost_registry::client::TrustState::default(),
+            &outpost_registry::client::MetadataSource::Registry(url.clone()),
+            tls,
+        ))
+    };
+    let mut loaded = load(&ca.client());
+    for _ in 0..100 {
+        if loaded.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        loaded = load(&ca.client());
+    }
+    let (index, _) = loaded.expect("the metadata, over HTTPS");
+    assert_eq!(index.root_version, 1);
+    let untrusted = load(&outpost_registry::tls::ClientTls::system())
+        .expect_err("a certificate from the fleet's CA only");
+    assert!(
+        untrusted
+            .to_string()
+            .contains("not signed by a CA this machine trusts"),
+        "{untrusted}"
+    );
+    let plain = get(port, "/v2/");
+    assert!(
+        plain
+            .as_ref()
+            .is_none_or(|(head, _)| !head.starts_with("HTTP/1.1 401")),
+        "plain HTTP was answered: {plain:?}"
+    );
+    drop(server);
 }

@@ -59,6 +59,9 @@ pub struct ServeConfig {
     pub max_open_uploads_per_namespace: usize,
     /// An upload that receives nothing for this long is removed.
     pub upload_idle_limit: Duration,
+    /// HTTPS. Without it the registry serves plain HTTP, and only on a
+    /// loopback address (`serve` refuses any other).
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for ServeConfig {
@@ -69,6 +72,7 @@ impl Default for ServeConfig {
             refresh_timestamp: true,
             max_open_uploads_per_namespace: 32,
             upload_idle_limit: Duration::from_secs(24 * 3600),
+            tls: None,
         }
     }
 }
@@ -316,12 +320,25 @@ impl Registry {
         &self.store
     }
 
-    /// Serves on `listener` until `shutdown` resolves.
+    /// Serves on `listener` until `shutdown` resolves. Without TLS the
+    /// listener must be on a loopback address: tokens would cross the
+    /// network in clear otherwise.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let address = listener.local_addr()?;
+        if self.config.tls.is_none() && !address.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "refusing to serve plain HTTP on {address}: vendor and enrolment tokens \
+                     would cross the network in clear. Give a certificate and key \
+                     (--tls-cert, --tls-key), or listen on 127.0.0.1 behind a TLS proxy"
+                ),
+            ));
+        }
         let graceful = GracefulShutdown::new();
         // These chores hold the registry (and its open database): they end
         // with `serve`, so a stopped registry can be opened again in-process.
@@ -353,17 +370,27 @@ impl Registry {
             // algorithm each waits for the client's delayed ACK (~40 ms).
             let _ = stream.set_nodelay(true);
             let registry = self.clone();
-            let service = service_fn(move |request| {
-                let registry = registry.clone();
-                async move { Ok::<_, std::convert::Infallible>(registry.handle(request).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
+            let watcher = graceful.watcher();
+            let tls = self.config.tls.clone();
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
+                let outcome = match tls {
+                    None => registry.serve_connection(stream, watcher).await,
+                    Some(tls) => {
+                        let handshake = tls.acceptor().accept(stream);
+                        match tokio::time::timeout(crate::tls::HANDSHAKE_LIMIT, handshake).await {
+                            Ok(Ok(stream)) => registry.serve_connection(stream, watcher).await,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {error}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake took too long");
+                                return;
+                            }
+                        }
+                    }
+                };
+                if let Err(error) = outcome {
                     tracing::debug!(%peer, "connection ended with an error: {error}");
                 }
             });
@@ -376,6 +403,26 @@ impl Registry {
             () = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
         Ok(())
+    }
+
+    /// HTTP/1.1 on one accepted connection, plain or TLS.
+    async fn serve_connection<S>(
+        self: Arc<Self>,
+        stream: S,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) -> hyper::Result<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |request| {
+            let registry = self.clone();
+            async move { Ok::<_, std::convert::Infallible>(registry.handle(request).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), service);
+        watcher.watch(connection).await
     }
 
     /// Metadata signed before expiries had whole seconds: re-signs what the

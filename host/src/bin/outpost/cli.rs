@@ -519,9 +519,14 @@ pub enum TrustCommand {
     /// Trust ROOT (the central team's root.json) for everything installed from now on
     Init {
         root: PathBuf,
-        /// The registry to install from by default
+        /// The registry to install from by default (https://, or http:// on this machine)
         #[arg(long, env = "OUTPOST_REGISTRY")]
         registry: Option<String>,
+        /// The fleet's CA certificate (PEM), when the registry's HTTPS
+        /// certificate is not from a public CA; the system's roots are
+        /// trusted as well
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
     },
     /// Show the root of trust and the newest metadata accepted
     Show,
@@ -591,6 +596,10 @@ pub enum VendorCommand {
         /// Your registry token (better: the OUTPOST_REGISTRY_TOKEN variable)
         #[arg(long, env = "OUTPOST_REGISTRY_TOKEN", hide_env_values = true)]
         token: String,
+        /// The registry's CA certificate (PEM), when its HTTPS certificate
+        /// is not from a public CA
+        #[arg(long, value_name = "FILE", env = "OUTPOST_REGISTRY_CA")]
+        registry_ca: Option<PathBuf>,
         /// How long the signed metadata stays valid: 8760h is a year
         #[arg(long, default_value = "8760h")]
         valid_for: jiff::SignedDuration,

@@ -58,8 +58,8 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             registry.as_deref(),
             json,
         ),
-        Command::Trust(TrustCommand::Init { root, registry }) => {
-            crate::registry::trust_init(data_dir, config, &root, registry.as_deref())
+        Command::Trust(TrustCommand::Init { root, registry, ca }) => {
+            crate::registry::trust_init(data_dir, config, &root, registry.as_deref(), ca.as_deref())
         }
         Command::Trust(TrustCommand::Show) => crate::registry::trust_show(data_dir, config),
         Command::Trust(TrustCommand::Update {
@@ -79,8 +79,16 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             registry,
             keys,
             token,
+            registry_ca,
             valid_for,
-        }) => crate::registry::publish(&package, &registry, &keys, &token, valid_for),
+        }) => crate::registry::publish(
+            &package,
+            &registry,
+            registry_ca.as_deref(),
+            &keys,
+            &token,
+            valid_for,
+        ),
         Command::Plugin(PluginCommand::Info { plugin, json }) => {
             crate::plugins::info(data_dir, config, &plugin, json)
         }

@@ -261,6 +261,7 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     let (_, published) = outpost::releases::publish(
         &package,
         &registry.url,
+        &outpost_registry::tls::ClientTls::system(),
         &registry.token,
         &[&registry.vendor],
         jiff::SignedDuration::from_hours(24),
@@ -280,6 +281,7 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         &dir.join("registry/root.json"),
         &registry.root,
         Some(&registry.url),
+        None,
     )?;
     let started = Instant::now();
     let source = outpost::releases::Source::Registry {

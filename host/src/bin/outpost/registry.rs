@@ -8,6 +8,7 @@ use hyper::Method;
 use outpost::control::trust;
 use outpost::releases;
 use outpost_registry::keys::KeyPair;
+use outpost_registry::tls::ClientTls;
 use std::path::{Path, PathBuf};
 
 fn downloads(data_dir: &Path) -> PathBuf {
@@ -82,14 +83,22 @@ pub fn trust_init(
     config: Option<&Path>,
     root: &Path,
     registry: Option<&str>,
+    ca: Option<&Path>,
 ) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(root).with_context(|| format!("cannot read {}", root.display()))?;
+    let ca_text = ca
+        .map(|ca| {
+            std::fs::read_to_string(ca).with_context(|| format!("cannot read {}", ca.display()))
+        })
+        .transpose()?;
     let link = AdminLink::open(data_dir, config)?;
     let request = trust::TrustRequest {
         root: text,
         root_file: root.display().to_string(),
         registry: registry.map(str::to_string),
+        ca: ca_text,
+        ca_file: ca.map(|ca| ca.display().to_string()),
     };
     let provisioned: trust::Provisioned = link.call(
         Method::PUT,
@@ -104,6 +113,9 @@ pub fn trust_init(
     match provisioned.registry {
         Some(url) => println!("installing from {url} by default"),
         None => println!("no default registry; pass --registry to install and search"),
+    }
+    if provisioned.fleet_ca {
+        println!("its HTTPS certificate may chain to the fleet's CA as well as the system's");
     }
     Ok(())
 }
@@ -220,11 +232,21 @@ pub fn keygen(file: &Path) -> anyhow::Result<()> {
 pub fn publish(
     package_dir: &Path,
     registry: &str,
+    registry_ca: Option<&Path>,
     key_files: &[PathBuf],
     token: &str,
     valid_for: jiff::SignedDuration,
 ) -> anyhow::Result<()> {
     let url = releases::parse_registry_url(registry)?;
+    let ca = registry_ca
+        .map(|file| std::fs::read(file).with_context(|| format!("cannot read {}", file.display())))
+        .transpose()?;
+    let tls = ClientTls::with_optional_ca(
+        ca.as_deref(),
+        &registry_ca
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+    )?;
     let keys = key_files
         .iter()
         .map(|p| KeyPair::load(p))
@@ -235,6 +257,7 @@ pub fn publish(
     let (checked, outcome) = runtime()?.block_on(releases::publish(
         package_dir,
         &url,
+        &tls,
         token,
         &key_refs,
         valid_for,
