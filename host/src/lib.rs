@@ -14,6 +14,7 @@ pub mod engine;
 pub mod events;
 pub mod failpoint;
 pub mod failure;
+pub mod fleet;
 pub mod health;
 pub mod install;
 pub mod keystore;

@@ -223,6 +223,12 @@ impl Node {
             let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700));
         }
         let store = Arc::new(NodeStore::open(&data_dir.join(DATABASE_FILE_NAME))?);
+        // The node's fleet identity is made at first start. Trading does
+        // not need it, so a problem with it is reported, not fatal: joining
+        // a fleet names it again.
+        if let Err(error) = crate::fleet::identity(&data_dir) {
+            tracing::warn!("the node's identity key: {error}");
+        }
         store.set_disk_reserve(config.policy.disk_reserve_mib << 20);
         let engines = Arc::new(Engines::new(&config.engine, &config.policy)?);
         let cache = CompileCache::new(&data_dir.join(COMPILED_DIR))?;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 struct Served {
     _runtime: tokio::runtime::Runtime,
+    registry: Arc<Registry>,
     url: String,
     root_file: PathBuf,
     _store_dir: tempfile::TempDir,
@@ -56,10 +57,11 @@ fn serve_registry_with(vendor_public: &Path, https: Option<&FleetCa>) -> (Served
         Registry::new(store, online, config)
             .with_release_check(Arc::new(outpost::release_check::ReleaseChecker::new())),
     );
-    runtime.spawn(registry.serve(listener, std::future::pending()));
+    runtime.spawn(registry.clone().serve(listener, std::future::pending()));
     (
         Served {
             _runtime: runtime,
+            registry,
             url,
             root_file,
             _store_dir: store_dir,
@@ -531,4 +533,87 @@ fn a_fleet_registry_over_https_with_its_own_ca() {
     );
     let not_a_ca = fails(&node, &["trust", "init", &root, "--ca", &root]);
     assert!(not_a_ca.contains("no PEM certificate"), "{not_a_ca}");
+}
+
+/// A node joins the fleet with a one-time token, and says which fleet it
+/// is in; its identity key is its own, readable only by its user.
+#[test]
+fn a_node_joins_the_fleet_with_a_one_time_token() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let Vendor { registry, .. } = vendor(work.path());
+    let node = work.path().join("node");
+    let before = succeeds(&node, &["fleet", "status"]);
+    assert!(
+        before.contains("identity key: ") && before.contains("fleet: none"),
+        "{before}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(node.join("identity.key"))
+            .expect("identity key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let issued = outpost_registry::fleet::issue_enrolment_token(
+        registry.registry.store(),
+        [("region".to_string(), "north".to_string())].into(),
+        3600,
+    )
+    .expect("token");
+    let bad_label = command(
+        &node,
+        &[
+            "fleet",
+            "join",
+            &registry.url,
+            "--token",
+            &issued.token,
+            "--label",
+            "Site=x",
+        ],
+    )
+    .output()
+    .expect("runs");
+    assert!(!bad_label.status.success());
+    let stderr = String::from_utf8_lossy(&bad_label.stderr);
+    assert!(stderr.contains("is not a label"), "{stderr}");
+    let joined = succeeds(
+        &node,
+        &[
+            "fleet",
+            "join",
+            &registry.url,
+            "--token",
+            &issued.token,
+            "--label",
+            "site=market-hall",
+            "--name",
+            "stall-7",
+        ],
+    );
+    assert!(
+        joined.contains("as node ")
+            && joined.contains("(stall-7); labels: region=north,site=market-hall"),
+        "{joined}"
+    );
+    let status = succeeds(&node, &["fleet", "status"]);
+    assert!(
+        status.contains("as node ") && status.contains("stall-7"),
+        "{status}"
+    );
+    let listed = outpost_registry::fleet::list(
+        registry.registry.store(),
+        &outpost_registry::fleet::Selector::default(),
+        false,
+    )
+    .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(status.contains(&listed[0].id), "{status}");
+    let twice = fails(
+        &node,
+        &["fleet", "join", &registry.url, "--token", &issued.token],
+    );
+    assert!(twice.contains("already in the fleet"), "{twice}");
 }

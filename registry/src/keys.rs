@@ -190,6 +190,24 @@ pub fn parse_public(bytes: &[u8]) -> Result<Key, String> {
     }
 }
 
+/// Whether `signature` is `key`'s ed25519 signature of `message` (strict:
+/// no malleable or small-order forms).
+pub fn verify(key: &Key, message: &[u8], signature: &[u8]) -> bool {
+    let Key::Ed25519 { keyval, .. } = key else {
+        return false;
+    };
+    let Ok(public) = <[u8; 32]>::try_from(keyval.public.as_ref()) else {
+        return false;
+    };
+    let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
+        return false;
+    };
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else {
+        return false;
+    };
+    public.verify_strict(message, &signature).is_ok()
+}
+
 /// The TUF key id of `key`.
 pub fn key_id(key: &Key) -> Decoded<Hex> {
     // An ed25519 key we built or parsed always serialises.

@@ -12,6 +12,7 @@
 //! - [`store`]: redb for metadata, content-addressed blobs through cap-std.
 //! - [`server`]: `outpost-registry serve`, OCI distribution plus `/tuf/`.
 //! - [`tls`]: HTTPS, and plain HTTP only on loopback.
+//! - [`fleet`]: enrolled nodes, their labels, and selectors.
 //! - [`client`]: what a node uses to verify and fetch a release.
 //! - [`vendor`]: what a vendor uses to push and publish.
 //! - [`report`]: how the command-line tools show an error, each cause once.
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod artifact;
 pub mod bundle;
 pub mod client;
+pub mod fleet;
 pub mod keys;
 pub mod release_check;
 pub mod report;

@@ -14,6 +14,7 @@
 //! | `uploads`    | upload id              | (repository, bytes received)        |
 //! | `blob_links` | (repository, digest)   | size: the blobs a repository serves |
 //! | `referrers`  | (repository, subject, digest) | the referrer's descriptor    |
+//! | `enrolment_tokens`, `nodes` | | the fleet ([`fleet`])                  |
 //!
 //! A blob is written to `uploads/<id>` and renamed to `blobs/sha256/<hex>`
 //! only once its digest is checked, so a reader never sees a partial blob
@@ -29,16 +30,18 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use tough::schema::key::Key;
 
+mod fleet;
 mod links;
 mod uploads;
+pub use fleet::{EnrolRefusal, EnrolmentToken, NodeRecord};
 pub use links::named_blobs;
 pub use uploads::PrunedUploads;
 
 pub const DATABASE_FILE_NAME: &str = "registry.redb";
 const FORMAT: &str = "outpost-registry";
-/// 2 added `blob_links` and `referrers` ([`links`]); a schema-1 database is
-/// brought up to 2 when opened.
-const SCHEMA: &str = "2";
+/// 2 added `blob_links` and `referrers` ([`links`]), 3 the fleet's tables
+/// ([`fleet`]); an older database is brought up to 3 when opened.
+const SCHEMA: &str = "3";
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
@@ -195,12 +198,18 @@ impl RegistryStore {
             let schema = meta.get("schema")?.map(|v| v.value().to_string());
             match schema.as_deref() {
                 Some(SCHEMA) => {}
-                Some("1") => {
+                Some(old @ ("1" | "2")) => {
+                    let from_1 = old == "1";
                     drop(meta);
                     drop(txn);
                     let txn = db.begin_write()?;
-                    links::create_tables(&txn)?;
-                    let linked = links::link_existing_manifests(&txn)?;
+                    let mut linked = 0;
+                    if from_1 {
+                        links::create_tables(&txn)?;
+                        linked = links::link_existing_manifests(&txn)?;
+                    }
+                    fleet::create_tables(&txn)?;
+                    txn.open_table(META)?.insert("schema", SCHEMA)?;
                     txn.commit()?;
                     tracing::info!(linked, "registry database upgraded to schema {SCHEMA}");
                 }
@@ -516,6 +525,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(TAGS)?;
     txn.open_table(UPLOADS)?;
     links::create_tables(txn)?;
+    fleet::create_tables(txn)?;
     Ok(())
 }
 

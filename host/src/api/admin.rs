@@ -22,6 +22,8 @@
 //! | GET    | `/admin/v1/trust`                             | the root, the accepted metadata |
 //! | PUT    | `/admin/v1/trust`                             | provision (`TrustRequest`)    |
 //! | POST   | `/admin/v1/trust/refresh`                     | fetch and verify the metadata |
+//! | GET    | `/admin/v1/fleet`                             | the node's identity and fleet |
+//! | POST   | `/admin/v1/fleet/join`                        | enrol with a registry (`JoinRequest`) |
 //! | POST   | `/admin/v1/releases/search`                   | signed releases `{"query", "registry"}` |
 //! | POST   | `/admin/v1/bundles`                           | export a bundle (`BundleRequest`) |
 
@@ -326,6 +328,21 @@ async fn route(
                 )));
             }
             ok(json!({ "removed": key }))
+        }
+        (["admin", "v1", "fleet"], &Method::GET) => {
+            let worker = node.clone();
+            let view = tokio::task::spawn_blocking(move || control::fleet::view(&worker))
+                .await
+                .map_err(|_| ApiError::ShuttingDown)?
+                .map_err(control_error)?;
+            ok(json!(view))
+        }
+        (["admin", "v1", "fleet", "join"], &Method::POST) => {
+            let body: control::fleet::JoinRequest = read_json(request, ADMIN_READ_TIMEOUT).await?;
+            let membership = control::fleet::join(node, &body)
+                .await
+                .map_err(control_error)?;
+            ok(json!(membership))
         }
         (["admin", "v1", "trust"], &Method::GET) => {
             let worker = node.clone();

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod fleet;
 pub mod trust;
 
 #[derive(Debug, thiserror::Error)]

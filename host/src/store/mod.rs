@@ -19,6 +19,7 @@
 
 mod disk;
 mod file;
+mod fleet;
 mod journal;
 mod keys;
 mod kv;
@@ -26,6 +27,7 @@ mod outbox;
 mod trust;
 
 pub use disk::BelowReserve;
+pub use fleet::Membership;
 pub use journal::{ProbationRecord, Transition, UpdateRecord, UpdateState};
 pub(crate) use journal::{
     block_version, drop_kv_snapshot, put_update, restore_kv, snapshot_kv, write_transition,
@@ -50,8 +52,8 @@ pub const DATABASE_FILE_NAME: &str = "outpost.redb";
 const FORMAT: &str = "outpost-node";
 /// Bump when a table's layout changes; a node refuses newer schemas and
 /// upgrades older ones in place (schema 2 added `keys` and the outbox,
-/// schema 3 `trust`, schema 4 the update journal).
-const SCHEMA: u32 = 4;
+/// schema 3 `trust`, schema 4 the update journal, schema 5 `fleet`).
+const SCHEMA: u32 = 5;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
@@ -347,6 +349,7 @@ impl NodeStore {
             outbox::create_tables(&txn)?;
             trust::create_tables(&txn)?;
             journal::create_tables(&txn)?;
+            fleet::create_tables(&txn)?;
         }
         self.db.commit(txn)?;
         Ok(())
@@ -361,6 +364,7 @@ impl NodeStore {
             outbox::create_tables(&txn)?;
             trust::create_tables(&txn)?;
             journal::create_tables(&txn)?;
+            fleet::create_tables(&txn)?;
             txn.open_table(META)?
                 .insert("schema", SCHEMA.to_string().as_str())?;
         }

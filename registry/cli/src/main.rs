@@ -3,13 +3,16 @@
 //! on every pushed release before storing it, which is why this binary is a
 //! package of its own: the registry library cannot depend on the node.
 
+mod admin_link;
+mod nodes;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use outpost::release_check::ReleaseChecker;
 use outpost_registry::admin;
 use outpost_registry::keys::{self, KeyPair};
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
-use outpost_registry::server::{Registry, ServeConfig};
+use outpost_registry::server::{Registry, ServeConfig, control};
 use outpost_registry::store::RegistryStore;
 use outpost_registry::tls::ServerTls;
 use std::net::SocketAddr;
@@ -30,7 +33,7 @@ outpost-registry token create acme\n  \
 outpost-registry serve --listen 0.0.0.0:7272 --tls-cert cert.pem --tls-key key.pem\n\n\
 Then give nodes <DATA_DIR>/root.json (`outpost trust init`), vendors their token.\n\
 Plain HTTP is served only on a loopback address.\n\
-Admin commands need the server stopped: the database has one writer."
+Namespace, token and root commands need the server stopped (the database has one\nwriter); node commands reach a running registry through its admin socket."
 )]
 struct Cli {
     /// Where the registry keeps its database, blobs and online keys
@@ -111,6 +114,9 @@ enum Command {
     /// Create tokens that let a vendor push and publish under its namespace
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Enrol, label, list and retire the fleet's nodes (works while the registry serves)
+    #[command(subcommand)]
+    Node(nodes::NodeCommand),
     /// Rotate the root keys (needs the current root keys)
     #[command(subcommand)]
     Root(RootCommand),
@@ -321,14 +327,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Registry::new(store, online, config)
                         .with_release_check(Arc::new(ReleaseChecker::new())),
                 );
-                registry
+                // The central team's changes (enrolment tokens, labels)
+                // reach the running registry, the database's one writer,
+                // through this socket.
+                let admin_socket = control::socket_path(&dir);
+                let admin = control::bind(&dir).with_context(|| {
+                    format!("cannot make the admin socket {}", admin_socket.display())
+                })?;
+                let admin =
+                    tokio::spawn(registry.clone().serve_admin(admin, std::future::pending()));
+                let served = registry
                     .serve(listener, async {
                         let _ = tokio::signal::ctrl_c().await;
                     })
-                    .await?;
+                    .await;
+                admin.abort();
+                let _ = std::fs::remove_file(&admin_socket);
+                served?;
                 anyhow::Ok(())
             })?;
         }
+        Command::Node(command) => nodes::run(&dir, command)?,
         Command::Namespace(NamespaceCommand::Add {
             name,
             keys: key_files,

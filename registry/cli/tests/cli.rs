@@ -404,3 +404,81 @@ fn serve_speaks_https_with_a_certificate_and_plain_http_only_on_loopback() {
     );
     drop(server);
 }
+
+/// The central team manages the fleet while the registry serves (through
+/// its admin socket) and while it is stopped (in-process), with the same
+/// commands.
+#[test]
+fn node_commands_work_while_the_registry_serves_and_while_it_is_stopped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("registry");
+    succeeds(&data, &["init"]);
+    let server = Server::start(&data);
+    assert!(data.join("admin.sock").exists());
+    let token = succeeds(
+        &data,
+        &[
+            "node",
+            "token",
+            "--label",
+            "region=north",
+            "--valid-for",
+            "1h",
+        ],
+    );
+    let token = token.trim().to_string();
+    assert!(token.starts_with("ope_"), "{token}");
+    let bad = fails(&data, &["node", "token", "--label", "Region=north"]);
+    assert!(bad.contains("is not a label"), "{bad}");
+    let too_long = fails(&data, &["node", "token", "--valid-for", "2400h"]);
+    assert!(too_long.contains("90 days"), "{too_long}");
+
+    // A node enrols over the served API, as `outpost fleet join` does.
+    let key = outpost_registry::keys::KeyPair::generate().expect("key");
+    let url = url::Url::parse(&format!("http://127.0.0.1:{}/", server.port)).expect("url");
+    let request = outpost_registry::fleet::EnrolRequest::new(
+        &key,
+        &token,
+        "stall-1",
+        [("site".to_string(), "market-hall".to_string())].into(),
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let enrolled = runtime
+        .block_on(outpost_registry::fleet::join(
+            &url,
+            &outpost_registry::tls::ClientTls::system(),
+            &request,
+        ))
+        .expect("enrol");
+    let listed = succeeds(&data, &["node", "list"]);
+    assert!(
+        listed.contains(&enrolled.id)
+            && listed.contains("stall-1")
+            && listed.contains("region=north,site=market-hall"),
+        "{listed}"
+    );
+    let prefix = &enrolled.id[..8];
+    let labelled = succeeds(
+        &data,
+        &["node", "label", prefix, "kind=bakery", "--remove", "site"],
+    );
+    assert!(labelled.contains("kind=bakery,region=north"), "{labelled}");
+    let selected = succeeds(&data, &["node", "list", "--select", "kind=bakery"]);
+    assert!(selected.contains(&enrolled.id), "{selected}");
+    let none = succeeds(&data, &["node", "list", "--select", "kind=florist"]);
+    assert!(none.contains("No nodes match kind=florist"), "{none}");
+    let unknown = fails(&data, &["node", "label", "ffffffff", "kind=x"]);
+    assert!(unknown.contains("no node ffffffff"), "{unknown}");
+    let retired = succeeds(&data, &["node", "retire", prefix]);
+    assert!(retired.contains("retired"), "{retired}");
+    drop(server);
+
+    // Killed (so its socket file is left behind), nobody answers there:
+    // the same commands open the database themselves.
+    assert!(data.join("admin.sock").exists());
+    assert!(succeeds(&data, &["node", "list"]).contains("No nodes"));
+    let json = succeeds(&data, &["node", "list", "--retired", "--json"]);
+    let nodes: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(nodes[0]["id"], enrolled.id.as_str());
+    assert!(nodes[0]["retired_at"].is_u64(), "{json}");
+}

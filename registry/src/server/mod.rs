@@ -40,6 +40,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 mod blobs;
+pub mod control;
+mod fleet;
 mod manifests;
 pub mod ranges;
 mod tuf_files;
@@ -532,6 +534,9 @@ impl Registry {
                 return self.tuf_target(&request, target);
             }
             return self.tuf(&request, &file);
+        }
+        if let Some(route) = path.strip_prefix("/fleet/v1/") {
+            return self.fleet(request, route).await;
         }
         if let Some(rest) = path.strip_prefix("/outpost/v1/namespaces/") {
             let namespace = rest.strip_suffix("/metadata").unwrap_or("");

@@ -280,6 +280,13 @@ pub enum Command {
     #[command(subcommand)]
     Bundle(BundleCommand),
 
+    /// Join the central team's fleet, and see which one this node is in
+    ///
+    /// A node enrols once, with a one-time token from the central team;
+    /// from then on the registry knows it by its own key and its labels.
+    #[command(subcommand)]
+    Fleet(crate::fleet::FleetCommand),
+
     /// For vendors: make a signing key, then package, sign and publish a plugin
     #[command(subcommand)]
     Vendor(VendorCommand),

@@ -61,6 +61,7 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
         Command::Trust(TrustCommand::Init { root, registry, ca }) => {
             crate::registry::trust_init(data_dir, config, &root, registry.as_deref(), ca.as_deref())
         }
+        Command::Fleet(command) => crate::fleet::run(data_dir, config, command),
         Command::Trust(TrustCommand::Show) => crate::registry::trust_show(data_dir, config),
         Command::Trust(TrustCommand::Update {
             registry,

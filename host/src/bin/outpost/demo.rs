@@ -54,6 +54,8 @@ struct DemoRegistry {
     url: url::Url,
     root: Vec<u8>,
     token: String,
+    /// A one-time token that enrols the demo node in the fleet.
+    enrolment: String,
     vendor: outpost_registry::keys::KeyPair,
     stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -73,6 +75,12 @@ impl DemoRegistry {
         let vendor = KeyPair::generate()?;
         outpost_registry::admin::add_namespace(&store, "outpost", vec![vendor.public()], 1)?;
         let token = outpost_registry::admin::issue_token(&store, "outpost", "demo")?;
+        let enrolment = outpost_registry::fleet::issue_enrolment_token(
+            &store,
+            [("region".to_string(), "demo".to_string())].into(),
+            3600,
+        )?
+        .token;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .context("cannot start the demo registry")?;
@@ -95,6 +103,7 @@ impl DemoRegistry {
             url,
             root,
             token,
+            enrolment,
             vendor,
             stop,
         })
@@ -283,6 +292,22 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
         Some(&registry.url),
         None,
     )?;
+    let joined = outpost::control::fleet::join(
+        &node,
+        &outpost::control::fleet::JoinRequest {
+            registry: registry.url.to_string(),
+            token: registry.enrolment.clone(),
+            labels: [("site".to_string(), "demo-stall".to_string())].into(),
+            name: None,
+        },
+    )
+    .await
+    .context("joining the demo fleet")?;
+    println!(
+        "   the node joined the fleet as node {} with its own key (labels: {})",
+        joined.node_id,
+        outpost_registry::fleet::labels_text(&joined.labels)
+    );
     let started = Instant::now();
     let source = outpost::releases::Source::Registry {
         url: registry.url.clone(),

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod fleet;
 mod keys;
 mod link;
 mod outbox;

@@ -1,0 +1,103 @@
+//! `outpost fleet …`: the node's place in the central team's fleet.
+
+use crate::link::AdminLink;
+use clap::Subcommand;
+use hyper::Method;
+use outpost::control::fleet::{FleetView, JoinRequest};
+use outpost::store::Membership;
+use std::path::Path;
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Enrol this node with the fleet's registry, with a one-time token
+    ///
+    /// The node proves it holds its own identity key (made at first start,
+    /// <DATA_DIR>/identity.key; it never leaves the node) and the registry
+    /// enrols it under an id derived from that key. The central team gives
+    /// out tokens with `outpost-registry node token`; each enrols one node.
+    Join {
+        /// The registry: https://…, or http:// on this machine
+        registry: String,
+        /// The enrolment token (better: the OUTPOST_ENROLMENT_TOKEN variable)
+        #[arg(long, env = "OUTPOST_ENROLMENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// A label for this node: key=value (site=market-hall); repeat for more
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// What to call this node (default: its host name)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show this node's identity and the fleet it belongs to
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    outpost_registry::fleet::parse_label(text).map_err(|e| e.to_string())
+}
+
+fn labels_text(membership: &Membership) -> String {
+    outpost_registry::fleet::labels_text(&membership.labels)
+}
+
+pub fn run(data_dir: &Path, config: Option<&Path>, command: FleetCommand) -> anyhow::Result<()> {
+    let link = AdminLink::open(data_dir, config)?;
+    match command {
+        FleetCommand::Join {
+            registry,
+            token,
+            labels,
+            name,
+        } => {
+            let request = JoinRequest {
+                registry,
+                token,
+                labels: labels.into_iter().collect(),
+                name,
+            };
+            let membership: Membership = link.call(
+                Method::POST,
+                "/admin/v1/fleet/join",
+                Some(&request),
+                "joining the fleet",
+            )?;
+            println!(
+                "joined the fleet of {} as node {} ({}); labels: {}",
+                membership.registry,
+                membership.node_id,
+                membership.name,
+                labels_text(&membership)
+            );
+        }
+        FleetCommand::Status { json } => {
+            let view: FleetView = link.call(
+                Method::GET,
+                "/admin/v1/fleet",
+                None::<&()>,
+                "reading the node's fleet",
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+                return Ok(());
+            }
+            println!("identity key: {}", view.key_id);
+            match view.membership {
+                Some(membership) => println!(
+                    "fleet: {} as node {} ({}); labels: {}",
+                    membership.registry,
+                    membership.node_id,
+                    membership.name,
+                    labels_text(&membership)
+                ),
+                None => println!(
+                    "fleet: none; join one with `outpost fleet join <registry-url> --token <token>`"
+                ),
+            }
+        }
+    }
+    Ok(())
+}

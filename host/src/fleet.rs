@@ -1,0 +1,47 @@
+//! The node's identity in a fleet: an ed25519 key pair it makes itself at
+//! first start, in `<data>/identity.key` (0600; the public half beside it
+//! as `identity.key.pub.json`). The private half never leaves the box: the
+//! node proves it holds it when it enrols, and will sign its reports with
+//! it, so one node cannot speak for another.
+
+use outpost_registry::keys::{KeyError, KeyPair};
+use std::path::{Path, PathBuf};
+
+pub const IDENTITY_KEY_FILE: &str = "identity.key";
+
+pub fn identity_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(IDENTITY_KEY_FILE)
+}
+
+/// The node's identity key, made on first use.
+pub fn identity(data_dir: &Path) -> Result<KeyPair, KeyError> {
+    let path = identity_path(data_dir);
+    if path.exists() {
+        return KeyPair::load(&path);
+    }
+    let key = KeyPair::generate()?;
+    match key.save(&path) {
+        Ok(_) => {
+            tracing::info!(key = %key.key_id_hex(), "made this node's identity key");
+            Ok(key)
+        }
+        // Another process made it meanwhile: that one is the node's.
+        Err(KeyError::Exists { .. }) => KeyPair::load(&path),
+        Err(error) => Err(error),
+    }
+}
+
+/// What the node calls itself when it enrols: the machine's host name,
+/// kept to the characters a fleet name allows.
+pub fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(63)
+        .collect();
+    if name.is_empty() { "node".into() } else { name }
+}
