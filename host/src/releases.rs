@@ -183,12 +183,12 @@ pub fn parse_registry_url(text: &str) -> Result<Url, ReleaseError> {
         // node would talk to something that is not one.
         "http" if outpost_registry::tls::is_loopback(&url) => {}
         "http" => {
+            let mut https = url.clone();
+            // http → https always succeeds for a URL with a host.
+            let _ = https.set_scheme("https");
             return Err(ReleaseError::RegistryUrl(
                 text.into(),
-                format!(
-                    "a registry on another machine is reached over HTTPS: use https://{}",
-                    text.trim_start_matches("http://")
-                ),
+                format!("a registry on another machine is reached over HTTPS: use {https}"),
             ));
         }
         other => {

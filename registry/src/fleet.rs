@@ -143,18 +143,30 @@ impl std::fmt::Display for Selector {
     }
 }
 
-/// A node's id: the first 16 hex digits of its key's id.
+/// A node's id: the first 16 hex digits of its key's id. `key` must be
+/// canonical ([`keys::canonical_ed25519`]), so one key has one id.
 pub fn node_id(key: &Key) -> String {
-    hex::encode(keys::key_id(key).as_ref())[..16].to_string()
+    let mut id = hex::encode(keys::key_id(key).as_ref());
+    id.truncate(16);
+    id
 }
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// What the node signs to show it holds its key: bound to this token.
-fn proof_message(token: &str) -> Vec<u8> {
-    format!("outpost enrol v1\n{}", token_hash(token)).into_bytes()
+/// What the node signs to show it holds its key: the token, the key, and
+/// what it asks to be called and labelled, so a request seen on the way
+/// cannot be sent first with other names or labels.
+fn proof_message(token: &str, key: &Key, name: &str, labels: &Labels) -> Vec<u8> {
+    let signed = serde_json::json!({
+        "purpose": "outpost enrol v1",
+        "token_sha256": token_hash(token),
+        "key_id": hex::encode(keys::key_id(key).as_ref()),
+        "name": name,
+        "labels": labels,
+    });
+    crate::tuf::canonical(&signed)
 }
 
 /// `POST /fleet/v1/enrol`: a node asks to join.
@@ -174,12 +186,14 @@ pub struct EnrolRequest {
 impl EnrolRequest {
     /// A request to enrol `key`'s node with `token`.
     pub fn new(key: &KeyPair, token: &str, name: &str, labels: Labels) -> EnrolRequest {
+        let public = key.public();
+        let proof = key.sign(&proof_message(token, &public, name, &labels));
         EnrolRequest {
             token: token.to_string(),
-            key: key.public(),
+            key: public,
             name: name.to_string(),
             labels,
-            proof: hex::encode(key.sign(&proof_message(token))),
+            proof: hex::encode(proof),
         }
     }
 }
@@ -216,12 +230,13 @@ fn check_name(name: &str) -> Result<(), FleetError> {
 pub fn enrol(store: &RegistryStore, request: &EnrolRequest) -> Result<NodeView, FleetError> {
     check_name(&request.name)?;
     check_labels(&request.labels)?;
-    let public = keys::parse_public(
-        &serde_json::to_vec(&request.key).map_err(|e| FleetError::BadKey(e.to_string()))?,
-    )
-    .map_err(FleetError::BadKey)?;
+    // Rebuilt from its bytes: another spelling of the same key is the
+    // same node, and only the key itself is stored.
+    let public = keys::canonical_ed25519(&request.key)
+        .ok_or_else(|| FleetError::BadKey("it must be an ed25519 key of 32 bytes".into()))?;
     let proof = hex::decode(&request.proof).map_err(|_| FleetError::BadProof)?;
-    if !keys::verify(&public, &proof_message(&request.token), &proof) {
+    let message = proof_message(&request.token, &public, &request.name, &request.labels);
+    if !keys::verify(&public, &message, &proof) {
         return Err(FleetError::BadProof);
     }
     let id = node_id(&public);
@@ -233,7 +248,7 @@ pub fn enrol(store: &RegistryStore, request: &EnrolRequest) -> Result<NodeView, 
         enrolled_at: now,
         retired_at: None,
     };
-    match store.enrol(&token_hash(&request.token), &id, record, now)? {
+    match store.enrol(&token_hash(&request.token), &id, record, MAX_LABELS, now)? {
         Ok(node) => Ok(view(&id, &node)),
         Err(EnrolRefusal::UnknownToken) => Err(FleetError::UnknownToken),
         Err(EnrolRefusal::TokenUsed { by }) => Err(FleetError::TokenUsed { by }),
@@ -245,6 +260,7 @@ pub fn enrol(store: &RegistryStore, request: &EnrolRequest) -> Result<NodeView, 
         Err(EnrolRefusal::AlreadyEnrolled { retired }) => {
             Err(FleetError::AlreadyEnrolled { id, retired })
         }
+        Err(EnrolRefusal::TooManyLabels(count)) => Err(FleetError::TooManyLabels(count)),
     }
 }
 

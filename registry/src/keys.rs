@@ -73,14 +73,7 @@ impl KeyPair {
 
     /// The key as TUF metadata lists it.
     pub fn public(&self) -> Key {
-        Key::Ed25519 {
-            keyval: Ed25519Key {
-                public: Decoded::from(self.signing.verifying_key().to_bytes().to_vec()),
-                _extra: HashMap::new(),
-            },
-            scheme: Ed25519Scheme::Ed25519,
-            _extra: HashMap::new(),
-        }
+        ed25519_public(self.signing.verifying_key().to_bytes())
     }
 
     /// The TUF key id: sha-256 of the public key's canonical JSON.
@@ -155,17 +148,41 @@ fn write_private(path: &Path, text: &str) -> Result<(), KeyError> {
         path: path.to_path_buf(),
         source,
     };
+    // Written whole beside it, then linked into place: a reader never sees
+    // a half-written key, a crash leaves no empty one, and linking fails
+    // rather than replace a key that appeared meanwhile.
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.partial", std::process::id()));
+    let partial = std::path::PathBuf::from(name);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(error)?;
-    file.write_all(text.as_bytes()).map_err(error)?;
-    file.write_all(b"\n").map_err(error)?;
-    file.sync_all().map_err(error)
+    let written = (|| {
+        let mut file = options.open(&partial)?;
+        file.write_all(text.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        match std::fs::hard_link(&partial, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists && !path.exists() => {
+                // A filesystem without hard links (FAT on a USB stick).
+                std::fs::rename(&partial, path)
+            }
+            linked => linked,
+        }
+    })();
+    let _ = std::fs::remove_file(&partial);
+    match written {
+        Err(source) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(KeyError::Exists {
+                path: path.to_path_buf(),
+            })
+        }
+        other => other.map_err(error),
+    }
 }
 
 /// Reads a public key file (`*.pub.json`).
@@ -206,6 +223,31 @@ pub fn verify(key: &Key, message: &[u8], signature: &[u8]) -> bool {
         return false;
     };
     public.verify_strict(message, &signature).is_ok()
+}
+
+/// The ed25519 public key `bytes` as TUF metadata lists it, with nothing
+/// else: two spellings of one key (extra fields, another hex case) come out
+/// the same, and so have the same key id.
+pub fn ed25519_public(bytes: [u8; 32]) -> Key {
+    Key::Ed25519 {
+        keyval: Ed25519Key {
+            public: Decoded::from(bytes.to_vec()),
+            _extra: HashMap::new(),
+        },
+        scheme: Ed25519Scheme::Ed25519,
+        _extra: HashMap::new(),
+    }
+}
+
+/// `key` rebuilt from its 32 public bytes ([`ed25519_public`]), if it is
+/// an ed25519 key that is a valid curve point.
+pub fn canonical_ed25519(key: &Key) -> Option<Key> {
+    let Key::Ed25519 { keyval, .. } = key else {
+        return None;
+    };
+    let bytes = <[u8; 32]>::try_from(keyval.public.as_ref()).ok()?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()?;
+    Some(ed25519_public(bytes))
 }
 
 /// The TUF key id of `key`.

@@ -13,6 +13,7 @@
 //! - [`server`]: `outpost-registry serve`, OCI distribution plus `/tuf/`.
 //! - [`tls`]: HTTPS, and plain HTTP only on loopback.
 //! - [`fleet`]: enrolled nodes, their labels, and selectors.
+//! - [`rollout`]: a release to selected nodes in waves, braked by abort rules.
 //! - [`client`]: what a node uses to verify and fetch a release.
 //! - [`vendor`]: what a vendor uses to push and publish.
 //! - [`report`]: how the command-line tools show an error, each cause once.
@@ -26,6 +27,7 @@ pub mod keys;
 pub mod release_check;
 pub mod report;
 pub mod repository;
+pub mod rollout;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -15,6 +15,7 @@
 //! | `blob_links` | (repository, digest)   | size: the blobs a repository serves |
 //! | `referrers`  | (repository, subject, digest) | the referrer's descriptor    |
 //! | `enrolment_tokens`, `nodes` | | the fleet ([`fleet`])                  |
+//! | `rollouts`, `rollout_progress` | | rollouts ([`rollouts`])           |
 //!
 //! A blob is written to `uploads/<id>` and renamed to `blobs/sha256/<hex>`
 //! only once its digest is checked, so a reader never sees a partial blob
@@ -32,6 +33,7 @@ use tough::schema::key::Key;
 
 mod fleet;
 mod links;
+mod rollouts;
 mod uploads;
 pub use fleet::{EnrolRefusal, EnrolmentToken, NodeRecord};
 pub use links::named_blobs;
@@ -40,7 +42,8 @@ pub use uploads::PrunedUploads;
 pub const DATABASE_FILE_NAME: &str = "registry.redb";
 const FORMAT: &str = "outpost-registry";
 /// 2 added `blob_links` and `referrers` ([`links`]), 3 the fleet's tables
-/// ([`fleet`]); an older database is brought up to 3 when opened.
+/// ([`fleet`], [`rollouts`]); an older database is brought up to 3 when
+/// opened.
 const SCHEMA: &str = "3";
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -209,6 +212,7 @@ impl RegistryStore {
                         linked = links::link_existing_manifests(&txn)?;
                     }
                     fleet::create_tables(&txn)?;
+                    rollouts::create_tables(&txn)?;
                     txn.open_table(META)?.insert("schema", SCHEMA)?;
                     txn.commit()?;
                     tracing::info!(linked, "registry database upgraded to schema {SCHEMA}");
@@ -526,6 +530,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(UPLOADS)?;
     links::create_tables(txn)?;
     fleet::create_tables(txn)?;
+    rollouts::create_tables(txn)?;
     Ok(())
 }
 

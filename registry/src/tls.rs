@@ -268,10 +268,16 @@ init ... --ca <ca.pem>`; vendors: `outpost vendor publish --registry-ca <ca.pem>
 the registry needs a certificate from a public CA, or someone is in the middle";
 
 /// Whether a connection error's text says the peer's certificate was
-/// refused.
+/// refused (for any reason).
 pub fn is_untrusted_certificate(text: &str) -> bool {
     text.contains("invalid peer certificate")
 }
+
+/// What to check when the certificate was refused for another reason than
+/// its issuer.
+const REFUSED_CERTIFICATE: &str = "the registry's HTTPS certificate was refused. Check that \
+the address is the name in its certificate and that the certificate has not expired; a clock \
+far off makes a good certificate look expired or not yet valid";
 
 /// Why a connection to `url` failed, in words: the chain of `error`'s
 /// causes, and what to do next.
@@ -286,8 +292,10 @@ pub fn connect_failure(error: &(dyn std::error::Error + 'static)) -> String {
         }
         source = cause.source();
     }
-    if is_untrusted_certificate(&text) {
+    if text.contains("UnknownIssuer") {
         format!("{UNTRUSTED_CERTIFICATE} ({text})")
+    } else if is_untrusted_certificate(&text) {
+        format!("{REFUSED_CERTIFICATE} ({text})")
     } else {
         format!("cannot connect ({text}); check the address and that the registry is running")
     }

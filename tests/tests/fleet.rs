@@ -170,6 +170,16 @@ async fn bad_enrolments_are_refused_and_store_nothing() {
     assert_eq!(status, 403, "{message}");
     assert!(message.contains("not signed by the node key"), "{message}");
 
+    // A request seen on the way, sent first with other labels or name.
+    let mut relabelled = EnrolRequest::new(&key, &issued.token, "stall-1", Labels::new());
+    relabelled.labels = labels(&[("region", "elsewhere")]);
+    let (status, _) = status_of(send(relabelled).await.expect_err("labels not signed"));
+    assert_eq!(status, 403);
+    let mut renamed = EnrolRequest::new(&key, &issued.token, "stall-1", Labels::new());
+    renamed.name = "decoy".into();
+    let (status, _) = status_of(send(renamed).await.expect_err("name not signed"));
+    assert_eq!(status, 403);
+
     // Labels and names that could not be selected on.
     for (name, label) in [
         ("stall 1", ("site", "hall")),
@@ -267,5 +277,56 @@ async fn a_node_joins_over_https_trusting_the_fleet_ca() {
     assert!(
         refused.to_string().contains("https://192.0.2.7:7272"),
         "{refused}"
+    );
+}
+
+/// One key is one node however its JSON is spelled, a key the registry
+/// cannot canonicalise is refused (not a crash), and a node whose answer
+/// was lost gets it again with the token it spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_one_node_and_a_lost_answer_can_be_asked_again() {
+    let registry = TestRegistry::start(test_config()).await;
+    let store = registry.store();
+    let key = KeyPair::generate().expect("key");
+    let first = fleet::issue_enrolment_token(store, Labels::new(), 3600).expect("token");
+    let enrolled = fleet::enrol(
+        store,
+        &EnrolRequest::new(&key, &first.token, "stall-1", Labels::new()),
+    )
+    .expect("enrol");
+    let again = fleet::enrol(
+        store,
+        &EnrolRequest::new(&key, &first.token, "stall-1", Labels::new()),
+    )
+    .expect("the same node, the same token: its answer again");
+    assert_eq!(again, enrolled);
+
+    // The same key with extra fields and upper-case hex, properly signed.
+    let second = fleet::issue_enrolment_token(store, Labels::new(), 3600).expect("token");
+    let mut respelled = EnrolRequest::new(&key, &second.token, "stall-1", Labels::new());
+    let mut json = serde_json::to_value(&respelled.key).expect("json");
+    json["keyval"]["extra"] = serde_json::json!(1.5);
+    json["keyval"]["public"] = serde_json::json!(
+        json["keyval"]["public"]
+            .as_str()
+            .expect("hex")
+            .to_uppercase()
+    );
+    json["x"] = serde_json::json!({ "y": [1, 2] });
+    respelled.key = serde_json::from_value(json).expect("a key still");
+    let refused = fleet::enrol(store, &respelled).expect_err("the same key");
+    assert!(
+        refused.to_string().contains("enrolled already"),
+        "{refused}"
+    );
+    assert_eq!(store.nodes().expect("nodes").len(), 1);
+
+    // Through the API too: a refusal, never a dropped connection.
+    let sent = fleet::join(&registry.url, &ClientTls::system(), &respelled)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(sent, JoinError::Refused { status: 409, .. }),
+        "{sent}"
     );
 }

@@ -47,6 +47,8 @@ pub fn view(node: &Node) -> Result<FleetView, ControlError> {
 }
 
 pub async fn join(node: &Node, request: &JoinRequest) -> Result<Membership, ControlError> {
+    // Two joins at once must not enrol the node in two fleets.
+    let _checking = node.checking.lock().await;
     if let Some(membership) = node.store().membership()? {
         return Err(ControlError::Conflict(format!(
             "this node is already in the fleet of {} as node {}; a node belongs to one fleet",

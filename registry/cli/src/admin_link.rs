@@ -23,17 +23,31 @@ pub enum AdminLink {
 impl AdminLink {
     pub fn open(data_dir: &Path) -> anyhow::Result<AdminLink> {
         let socket = control::socket_path(data_dir);
-        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        let connected = std::os::unix::net::UnixStream::connect(&socket);
+        if connected.is_ok() {
             return Ok(AdminLink::Socket(socket));
         }
         match RegistryStore::open(data_dir) {
             Ok(store) => Ok(AdminLink::InProcess(store)),
-            Err(StoreError::InUse { path }) => bail!(
-                "a registry is serving from {} but its admin socket {} does not answer; \
-                 is it an older outpost-registry? Restart it with this one",
-                path.display(),
-                socket.display()
-            ),
+            Err(StoreError::InUse { path }) => match connected {
+                Err(error)
+                    if !matches!(
+                        error.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    bail!(
+                        "a registry is serving from {} but its admin socket {} cannot be reached: {error}; run this as the registry's user",
+                        path.display(),
+                        socket.display()
+                    )
+                }
+                _ => bail!(
+                    "a registry is serving from {} without an admin socket ({}): it could not make one (its log says why), or it is an older outpost-registry. Restart it with this one, or stop it to run this command",
+                    path.display(),
+                    socket.display()
+                ),
+            },
             Err(error) => Err(error.into()),
         }
     }
@@ -96,4 +110,9 @@ async fn over_socket(
     let status = response.status();
     let bytes = response.into_body().collect().await?.to_bytes();
     Ok((status, bytes.to_vec()))
+}
+
+/// An id from the command line, safe as one path segment.
+pub fn segment(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }

@@ -5,6 +5,7 @@
 
 mod admin_link;
 mod nodes;
+mod rollouts;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -117,6 +118,9 @@ enum Command {
     /// Enrol, label, list and retire the fleet's nodes (works while the registry serves)
     #[command(subcommand)]
     Node(nodes::NodeCommand),
+    /// Roll a release out to selected nodes in waves, and watch or steer it (works while the registry serves)
+    #[command(subcommand)]
+    Rollout(rollouts::RolloutCommand),
     /// Rotate the root keys (needs the current root keys)
     #[command(subcommand)]
     Root(RootCommand),
@@ -331,23 +335,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 // reach the running registry, the database's one writer,
                 // through this socket.
                 let admin_socket = control::socket_path(&dir);
-                let admin = control::bind(&dir).with_context(|| {
-                    format!("cannot make the admin socket {}", admin_socket.display())
-                })?;
-                let admin =
-                    tokio::spawn(registry.clone().serve_admin(admin, std::future::pending()));
+                let admin = match control::bind(&dir) {
+                    Ok(listener) => Some(tokio::spawn(
+                        registry
+                            .clone()
+                            .serve_admin(listener, std::future::pending()),
+                    )),
+                    // Serving matters more; node and rollout commands then
+                    // need the registry stopped, and say so.
+                    Err(error) => {
+                        eprintln!(
+                            "warning: cannot make the admin socket {}: {error}; `outpost-registry node` and `rollout` commands will not reach this registry",
+                            admin_socket.display()
+                        );
+                        None
+                    }
+                };
                 let served = registry
                     .serve(listener, async {
                         let _ = tokio::signal::ctrl_c().await;
                     })
                     .await;
-                admin.abort();
-                let _ = std::fs::remove_file(&admin_socket);
+                if let Some(admin) = admin {
+                    admin.abort();
+                    let _ = std::fs::remove_file(&admin_socket);
+                }
                 served?;
                 anyhow::Ok(())
             })?;
         }
         Command::Node(command) => nodes::run(&dir, command)?,
+        Command::Rollout(command) => rollouts::run(&dir, command)?,
         Command::Namespace(NamespaceCommand::Add {
             name,
             keys: key_files,

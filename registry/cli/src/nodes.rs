@@ -1,7 +1,7 @@
 //! `outpost-registry node …`: the fleet's nodes, as the central team
 //! manages them.
 
-use crate::admin_link::AdminLink;
+use crate::admin_link::{AdminLink, segment as encode};
 use clap::Subcommand;
 use hyper::Method;
 use outpost_registry::fleet::{self, IssuedToken, LabelChange, NodeView, labels_text};
@@ -52,7 +52,8 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     fleet::parse_label(text).map_err(|e| e.to_string())
 }
 
-fn when(seconds: u64) -> String {
+/// A time for people: `2026-12-02 14:10 UTC`.
+pub fn when(seconds: u64) -> String {
     jiff::Timestamp::from_second(seconds as i64)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|_| seconds.to_string())
@@ -148,9 +149,4 @@ pub fn run(data_dir: &Path, command: NodeCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A node id from the command line, safe in a path.
-fn encode(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }

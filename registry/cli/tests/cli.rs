@@ -482,3 +482,119 @@ fn node_commands_work_while_the_registry_serves_and_while_it_is_stopped() {
     assert_eq!(nodes[0]["id"], enrolled.id.as_str());
     assert!(nodes[0]["retired_at"].is_u64(), "{json}");
 }
+
+/// A rollout from the command line, with the registry serving: every bad
+/// part refused by name with nothing stored, then created from a file,
+/// shown per wave, paused, resumed and aborted.
+#[test]
+fn rollouts_are_created_checked_shown_and_steered_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("registry");
+    succeeds(&data, &["init"]);
+    let key_file = dir.path().join("acme.key");
+    succeeds(&data, &["keygen", key_file.to_str().expect("utf-8")]);
+    let public = format!("{}.pub.json", key_file.display());
+    succeeds(&data, &["namespace", "add", "acme", "--key", &public]);
+    let token = succeeds(&data, &["token", "create", "acme"]);
+    let server = Server::start(&data);
+    let url = url::Url::parse(&format!("http://127.0.0.1:{}/", server.port)).expect("url");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let vendor = outpost_registry::keys::KeyPair::load(&key_file).expect("key");
+    let release =
+        outpost::releases::vendor_release(&hostile(dir.path(), "1.3.0", "1.3.0")).expect("package");
+    let tls = outpost_registry::tls::ClientTls::system();
+    runtime
+        .block_on(outpost_registry::vendor::publish(
+            &url,
+            &tls,
+            token.trim(),
+            &[&vendor],
+            &release,
+            jiff::SignedDuration::from_hours(24),
+        ))
+        .expect("publish");
+    for region in ["north", "north"] {
+        let node_token = succeeds(
+            &data,
+            &["node", "token", "--label", &format!("region={region}")],
+        );
+        let node_key = outpost_registry::keys::KeyPair::generate().expect("key");
+        let request = outpost_registry::fleet::EnrolRequest::new(
+            &node_key,
+            node_token.trim(),
+            "stall",
+            Default::default(),
+        );
+        runtime
+            .block_on(outpost_registry::fleet::join(&url, &tls, &request))
+            .expect("enrol");
+    }
+
+    for (args, expected) in [
+        (
+            vec!["acme/hostile@9.9.9"],
+            "not a release the registry holds signed",
+        ),
+        (
+            vec!["acme/hostile@1.3.0", "--select", "region=mars"],
+            "matches no active node",
+        ),
+        (vec!["acme/hostile@1.3.0", "--waves", "10,50"], "end at 100"),
+        (
+            vec!["acme/hostile@1.3.0", "--abort-when", "when it feels wrong"],
+            "is not an abort rule",
+        ),
+    ] {
+        let mut command = vec!["rollout", "create"];
+        command.extend(args);
+        let refused = fails(&data, &command);
+        assert!(refused.contains(expected), "{refused}");
+    }
+    assert!(succeeds(&data, &["rollout", "list"]).contains("No rollouts"));
+
+    let file = dir.path().join("rollout.toml");
+    std::fs::write(&file, "release = \"acme/hostile@1.3.0\"\nselect = \"region=north\"\nwaves = [50, 100]\nprobation = \"10m\"\nabort-when = \"failed > 10% after 1\"\nsurprise = 1\n")
+        .expect("write");
+    let unknown = fails(
+        &data,
+        &["rollout", "create", "--file", file.to_str().expect("utf-8")],
+    );
+    assert!(
+        unknown.contains("rollout.toml is not a rollout"),
+        "{unknown}"
+    );
+    std::fs::write(&file, "release = \"acme/hostile@1.3.0\"\nselect = \"region=north\"\nwaves = [50, 100]\nprobation = \"10m\"\nabort-when = \"failed > 10% after 1\"\n")
+        .expect("write");
+    let created = succeeds(
+        &data,
+        &["rollout", "create", "--file", file.to_str().expect("utf-8")],
+    );
+    assert!(
+        created.contains(
+            "r1\tacme/hostile@1.3.0\trunning, wave 1 of 2\t2 node(s), select region=north"
+        ),
+        "{created}"
+    );
+    let status = succeeds(&data, &["rollout", "status", "r1"]);
+    assert!(
+        status.contains("wave 1 (50%, 1 node(s)): 1 pending")
+            && status.contains("wave 2 (100%, 1 node(s), not open yet): 1 pending")
+            && status.contains("probation 10 min, abort when failed > 10% after 1"),
+        "{status}"
+    );
+    succeeds(&data, &["rollout", "pause", "r1"]);
+    let twice = fails(&data, &["rollout", "pause", "r1"]);
+    assert!(
+        twice.contains("rollout r1 is paused; it cannot be paused"),
+        "{twice}"
+    );
+    assert!(succeeds(&data, &["rollout", "resume", "r1"]).contains("running"));
+    let aborted = succeeds(&data, &["rollout", "abort", "r1"]);
+    assert!(
+        aborted.contains("aborted at wave 1 of 2") && aborted.contains("roll back"),
+        "{aborted}"
+    );
+    let missing = fails(&data, &["rollout", "status", "r9"]);
+    assert!(missing.contains("no rollout r9"), "{missing}");
+    drop(server);
+}

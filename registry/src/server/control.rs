@@ -12,11 +12,16 @@
 //! | `GET /admin/v1/nodes?select=k=v,…&retired=true` | the nodes |
 //! | `POST /admin/v1/nodes/<id>/labels` `{set, remove}` | change a node's labels |
 //! | `POST /admin/v1/nodes/<id>/retire` | retire a node |
+//! | `POST /admin/v1/rollouts` `RolloutRequest` | create a rollout |
+//! | `GET /admin/v1/rollouts` | every rollout |
+//! | `GET /admin/v1/rollouts/<id>` | its waves and failure reasons |
+//! | `POST /admin/v1/rollouts/<id>/pause` (`resume`, `abort`) | steer it |
 //!
 //! Answers are JSON; a refusal is `{"error": "<what to do>"}`.
 
 use super::Registry;
 use crate::fleet::{self, FleetError, LabelChange, Labels, Selector};
+use crate::rollout::{self, RolloutError, RolloutRequest, Steer};
 use crate::store::RegistryStore;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -75,6 +80,17 @@ fn fleet_refused(error: FleetError) -> Answer {
     refused(status, error.to_string())
 }
 
+fn rollout_refused(error: RolloutError) -> Answer {
+    let status = match &error {
+        RolloutError::Unknown(_) => StatusCode::NOT_FOUND,
+        RolloutError::Busy { .. } | RolloutError::WrongState { .. } => StatusCode::CONFLICT,
+        RolloutError::Store(_) | RolloutError::Repository(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        RolloutError::Fleet(FleetError::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    refused(status, error.to_string())
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
     serde_json::from_slice(body).map_err(|e| {
         refused(
@@ -128,6 +144,39 @@ pub fn answer(store: &RegistryStore, method: &Method, path_and_query: &str, body
             Ok(match fleet::retire(store, id) {
                 Ok(node) => ok(StatusCode::OK, &node),
                 Err(error) => fleet_refused(error),
+            })
+        }
+        (["admin", "v1", "rollouts"], &Method::POST) => {
+            parse::<RolloutRequest>(body).map(|request| match rollout::create(store, &request) {
+                Ok(created) => ok(StatusCode::CREATED, &created),
+                Err(error) => rollout_refused(error),
+            })
+        }
+        (["admin", "v1", "rollouts"], &Method::GET) => Ok(match rollout::list(store) {
+            Ok(rollouts) => ok(StatusCode::OK, &rollouts),
+            Err(error) => rollout_refused(error),
+        }),
+        (["admin", "v1", "rollouts", id], &Method::GET) => {
+            Ok(match rollout::status_of(store, id) {
+                Ok(status) => ok(StatusCode::OK, &status),
+                Err(error) => rollout_refused(error),
+            })
+        }
+        (["admin", "v1", "rollouts", id, action], &Method::POST) => {
+            let steer = match *action {
+                "pause" => Steer::Pause,
+                "resume" => Steer::Resume,
+                "abort" => Steer::Abort,
+                other => {
+                    return refused(
+                        StatusCode::NOT_FOUND,
+                        format!("no rollout action {other:?}: pause, resume or abort"),
+                    );
+                }
+            };
+            Ok(match rollout::steer(store, id, steer) {
+                Ok(rollout) => ok(StatusCode::OK, &rollout),
+                Err(error) => rollout_refused(error),
             })
         }
         _ => Ok(refused(

@@ -362,7 +362,10 @@ impl Registry {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
+                        // Out of file descriptors, say: wait a little
+                        // rather than spin and flood the log.
                         tracing::warn!("accepting a connection failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },

@@ -50,9 +50,17 @@ pub struct NodeRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnrolRefusal {
     UnknownToken,
-    TokenUsed { by: String },
-    TokenExpired { at: u64 },
-    AlreadyEnrolled { retired: bool },
+    TokenUsed {
+        by: String,
+    },
+    TokenExpired {
+        at: u64,
+    },
+    AlreadyEnrolled {
+        retired: bool,
+    },
+    /// The token's labels and the node's together are too many.
+    TooManyLabels(usize),
 }
 
 impl RegistryStore {
@@ -69,14 +77,26 @@ impl RegistryStore {
     }
 
     /// Spends the token with hash `token_sha256` at `now` and enrols `node`
-    /// as `id` with the token's labels over its own, or says why not.
+    /// as `id` with the token's labels over its own (at most `max_labels`),
+    /// or says why not. The same node enrolling again with the token it
+    /// spent (its answer was lost) gets its record back.
     pub fn enrol(
         &self,
         token_sha256: &str,
         id: &str,
         mut node: NodeRecord,
+        max_labels: usize,
         now: u64,
     ) -> Result<Result<NodeRecord, EnrolRefusal>, StoreError> {
+        // Most refusals need no write: decide them on a snapshot, so a
+        // flood of bad tokens does not queue behind publishes.
+        {
+            let txn = self.db.begin_read()?;
+            let tokens = txn.open_table(ENROLMENT_TOKENS)?;
+            if tokens.get(token_sha256)?.is_none() {
+                return Ok(Err(EnrolRefusal::UnknownToken));
+            }
+        }
         let txn = self.db.begin_write()?;
         {
             let mut tokens = txn.open_table(ENROLMENT_TOKENS)?;
@@ -87,7 +107,16 @@ impl RegistryStore {
             else {
                 return Ok(Err(EnrolRefusal::UnknownToken));
             };
+            let mut nodes = txn.open_table(NODES)?;
             if let Some(by) = token.used_by {
+                if by == id
+                    && let Some(existing) = nodes.get(id)?
+                {
+                    let existing: NodeRecord = decode("node", existing.value())?;
+                    if existing.retired_at.is_none() {
+                        return Ok(Ok(existing));
+                    }
+                }
                 return Ok(Err(EnrolRefusal::TokenUsed { by }));
             }
             if token.expires_at <= now {
@@ -95,7 +124,6 @@ impl RegistryStore {
                     at: token.expires_at,
                 }));
             }
-            let mut nodes = txn.open_table(NODES)?;
             if let Some(existing) = nodes.get(id)? {
                 let existing: NodeRecord = decode("node", existing.value())?;
                 return Ok(Err(EnrolRefusal::AlreadyEnrolled {
@@ -103,6 +131,9 @@ impl RegistryStore {
                 }));
             }
             node.labels.extend(token.labels.clone());
+            if node.labels.len() > max_labels {
+                return Ok(Err(EnrolRefusal::TooManyLabels(node.labels.len())));
+            }
             nodes.insert(id, encode(&node).as_slice())?;
             tokens.insert(
                 token_sha256,

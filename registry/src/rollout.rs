@@ -1,0 +1,757 @@
+//! Rollouts: one signed release to the nodes a selector picks, in waves,
+//! braked by abort criteria (Greengrass-style: at least N nodes done and
+//! more than X% of them failed).
+//!
+//! A rollout is checked whole when it is created (the release exists and
+//! its vendor signed it, the selector picks at least one active node, the
+//! waves rise to 100, the abort rule parses) and stored with its nodes
+//! already in wave order, so what a wave holds never moves. The decision
+//! to advance, halt or finish ([`decide`]) is a function of the nodes'
+//! progress alone; the registry applies it as reports arrive.
+
+use crate::fleet::{self, Selector};
+use crate::repository;
+use crate::store::{RegistryStore, StoreError, now_seconds};
+use crate::tuf;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("{0:?} is not a release: write vendor/plugin@1.3.0 (an exact version)")]
+    BadRelease(String),
+    #[error(
+        "{0} is not a release the registry holds signed by its vendor; `outpost plugin search` on a node lists the signed ones"
+    )]
+    UnknownRelease(String),
+    #[error(
+        "the selector {0:?} matches no active node; `outpost-registry node list` shows their labels"
+    )]
+    NoNodes(String),
+    #[error(
+        "waves {0:?} are not usable: give percentages of the selected nodes that rise strictly and end at 100, such as 1,10,50,100"
+    )]
+    BadWaves(Vec<u32>),
+    #[error(
+        "{0:?} is not an abort rule: write `failed > 5% after 20` (halt once at least 20 nodes are done and more than 5% of them failed)"
+    )]
+    BadAbortRule(String),
+    #[error("probation must be between a minute and 30 days")]
+    BadProbation,
+    #[error("a node is offline when it has not reported for between an hour and 30 days")]
+    BadOffline,
+    #[error(
+        "{plugin} already has rollout {id} in progress ({state}); abort it first (`outpost-registry rollout abort {id}`)"
+    )]
+    Busy {
+        plugin: String,
+        id: String,
+        state: String,
+    },
+    #[error("no rollout {0}; `outpost-registry rollout list` shows them")]
+    Unknown(String),
+    #[error(
+        "node {node} is not part of rollout {id} (not selected, retired or unknown); its report was ignored"
+    )]
+    NotInRollout { id: String, node: String },
+    #[error("rollout {id} is {state}; it cannot be {wanted}")]
+    WrongState {
+        id: String,
+        state: String,
+        wanted: &'static str,
+    },
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
+    #[error(transparent)]
+    Repository(#[from] repository::RepositoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Halt once at least `after` nodes are done (confirmed or failed) and
+/// more than `percent`% of them failed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AbortRule {
+    pub percent: f64,
+    pub after: u32,
+}
+
+impl AbortRule {
+    /// `failed > 5% after 20`, or `failed > 5%` (after 1).
+    pub fn parse(text: &str) -> Result<AbortRule, RolloutError> {
+        let bad = || RolloutError::BadAbortRule(text.to_string());
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let (percent, after) = match words.as_slice() {
+            ["failed", ">", percent] => (*percent, "1"),
+            ["failed", ">", percent, "after", after] => (*percent, *after),
+            _ => return Err(bad()),
+        };
+        let percent: f64 = percent
+            .strip_suffix('%')
+            .ok_or_else(bad)?
+            .parse()
+            .map_err(|_| bad())?;
+        let after: u32 = after.parse().map_err(|_| bad())?;
+        if !(0.0..100.0).contains(&percent) || after == 0 {
+            return Err(bad());
+        }
+        Ok(AbortRule { percent, after })
+    }
+
+    /// Whether `failed` of `done` nodes trips the rule.
+    pub fn tripped(&self, failed: usize, done: usize) -> bool {
+        done >= self.after as usize && (failed as f64) * 100.0 > self.percent * done as f64
+    }
+}
+
+impl std::fmt::Display for AbortRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "failed > {}% after {}", self.percent, self.after)
+    }
+}
+
+/// What the central team asks for (`rollout create`, or a TOML file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RolloutRequest {
+    /// `vendor/plugin@1.3.0`.
+    pub release: String,
+    /// `region=north,kind=bakery`; empty: every active node.
+    #[serde(default)]
+    pub select: String,
+    /// Percentages of the selected nodes, rising to 100.
+    pub waves: Vec<u32>,
+    pub probation_seconds: u64,
+    /// `failed > 5% after 20`.
+    pub abort_when: String,
+    /// Roll the nodes that took it back when the rollout halts.
+    #[serde(default = "yes")]
+    pub rollback: bool,
+    /// A node that has not reported for this long counts as offline and
+    /// no longer holds its wave back.
+    #[serde(default = "day")]
+    pub offline_after_seconds: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn day() -> u64 {
+    24 * 3600
+}
+
+/// Where a rollout is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum RolloutState {
+    /// Waves up to and including `wave` (from 0) are open.
+    Running {
+        wave: usize,
+    },
+    Paused {
+        wave: usize,
+    },
+    /// The abort rule tripped.
+    Halted {
+        wave: usize,
+        reason: String,
+        at: u64,
+    },
+    /// The central team stopped it.
+    Aborted {
+        wave: usize,
+        at: u64,
+    },
+    Completed {
+        at: u64,
+    },
+}
+
+impl RolloutState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RolloutState::Running { .. } => "running",
+            RolloutState::Paused { .. } => "paused",
+            RolloutState::Halted { .. } => "halted",
+            RolloutState::Aborted { .. } => "aborted",
+            RolloutState::Completed { .. } => "completed",
+        }
+    }
+
+    /// Still moving or able to move again.
+    pub fn in_progress(&self) -> bool {
+        matches!(
+            self,
+            RolloutState::Running { .. } | RolloutState::Paused { .. }
+        )
+    }
+}
+
+/// A rollout as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: String,
+    pub plugin: String,
+    pub version: semver::Version,
+    /// The release's OCI manifest digest, as its vendor signed it.
+    pub digest: String,
+    pub selector: Selector,
+    pub waves: Vec<u32>,
+    pub probation_seconds: u64,
+    pub abort: AbortRule,
+    pub rollback: bool,
+    pub offline_after_seconds: u64,
+    pub created_at: u64,
+    pub state: RolloutState,
+    /// The selected nodes, in wave order.
+    pub nodes: Vec<String>,
+    /// How many of `nodes` each wave reaches (cumulative).
+    pub wave_ends: Vec<usize>,
+}
+
+/// How far one node is with a rollout's release, from its reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Pending,
+    Downloading,
+    /// Waiting for the operator's approval or the node's maintenance window.
+    Held,
+    Probation,
+    Confirmed,
+    /// Failed probation (or activation) and went back by itself.
+    RolledBack,
+    /// Refused before activation (verification, install checks, migrate).
+    Failed,
+}
+
+impl Stage {
+    pub fn failed(self) -> bool {
+        matches!(self, Stage::RolledBack | Stage::Failed)
+    }
+
+    pub fn done(self) -> bool {
+        self.failed() || self == Stage::Confirmed
+    }
+}
+
+/// One node's progress on one rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub stage: Stage,
+    /// Why it failed, as the node said.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When the node last reported anything (seconds since the epoch).
+    pub reported_at: u64,
+}
+
+/// Cumulative node counts per wave: `ceil(percent × n / 100)`, the first
+/// wave at least one node, never past `n`.
+pub fn wave_ends(waves: &[u32], n: usize) -> Vec<usize> {
+    let mut ends = Vec::with_capacity(waves.len());
+    for percent in waves {
+        let end = (*percent as usize * n).div_ceil(100).clamp(1, n);
+        ends.push(end.max(ends.last().copied().unwrap_or(0)));
+    }
+    ends
+}
+
+fn check_waves(waves: &[u32]) -> Result<(), RolloutError> {
+    let rising = waves.windows(2).all(|w| w[0] < w[1]);
+    if waves.is_empty()
+        || waves.len() > 20
+        || !rising
+        || waves.first().is_some_and(|w| *w == 0)
+        || waves.last() != Some(&100)
+    {
+        return Err(RolloutError::BadWaves(waves.to_vec()));
+    }
+    Ok(())
+}
+
+/// A stable, spread-out order for the rollout's nodes: by a hash of the
+/// rollout and the node, so each rollout's first wave is a different
+/// sample of the fleet.
+fn wave_order(rollout_id: &str, mut nodes: Vec<String>) -> Vec<String> {
+    nodes.sort_by_cached_key(|node| Sha256::digest(format!("{rollout_id}/{node}").as_bytes()));
+    nodes
+}
+
+/// Checks `request` against the registry and makes the rollout `id`.
+pub fn plan(
+    store: &RegistryStore,
+    id: &str,
+    request: &RolloutRequest,
+) -> Result<Rollout, RolloutError> {
+    let (plugin, version) = tuf::parse_target_name(&request.release)
+        .ok_or_else(|| RolloutError::BadRelease(request.release.clone()))?;
+    let name = tuf::target_name(plugin, &version);
+    let (target, _) = repository::signed_release(store, &name)?
+        .ok_or_else(|| RolloutError::UnknownRelease(name.clone()))?;
+    let selector = Selector::parse(&request.select)?;
+    check_waves(&request.waves)?;
+    let abort = AbortRule::parse(&request.abort_when)?;
+    if !(60..=30 * 24 * 3600).contains(&request.probation_seconds) {
+        return Err(RolloutError::BadProbation);
+    }
+    if !(3600..=30 * 24 * 3600).contains(&request.offline_after_seconds) {
+        return Err(RolloutError::BadOffline);
+    }
+    let selected: Vec<String> = fleet::list(store, &selector, false)?
+        .into_iter()
+        .map(|node| node.id)
+        .collect();
+    if selected.is_empty() {
+        return Err(RolloutError::NoNodes(selector.to_string()));
+    }
+    let nodes = wave_order(id, selected);
+    Ok(Rollout {
+        id: id.to_string(),
+        plugin: plugin.to_string(),
+        version,
+        digest: format!("sha256:{}", tuf::target_sha256(&target)),
+        selector,
+        wave_ends: wave_ends(&request.waves, nodes.len()),
+        waves: request.waves.clone(),
+        probation_seconds: request.probation_seconds,
+        abort,
+        rollback: request.rollback,
+        offline_after_seconds: request.offline_after_seconds,
+        created_at: now_seconds(),
+        state: RolloutState::Running { wave: 0 },
+        nodes,
+    })
+}
+
+/// What the registry should do with a rollout now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Stay,
+    Advance { to_wave: usize },
+    Halt { reason: String },
+    Complete,
+}
+
+/// Whether `node` (from the rollout's own list) counts as offline at `now`.
+fn offline(rollout: &Rollout, progress: Option<&Progress>, now: u64) -> bool {
+    let last = progress.map_or(rollout.created_at, |p| p.reported_at);
+    now.saturating_sub(last) > rollout.offline_after_seconds
+}
+
+/// The next step for a running rollout, from its nodes' progress: halt
+/// when the abort rule trips over every node reached so far; advance when
+/// every node of the open waves is done (or offline); complete after the
+/// last wave.
+pub fn decide(rollout: &Rollout, progress: &BTreeMap<String, Progress>, now: u64) -> Decision {
+    let RolloutState::Running { wave } = rollout.state else {
+        return Decision::Stay;
+    };
+    let reached = &rollout.nodes[..rollout.wave_ends[wave]];
+    let stages = reached
+        .iter()
+        .map(|node| progress.get(node).map_or(Stage::Pending, |p| p.stage));
+    let done = stages.clone().filter(|s| s.done()).count();
+    let failed = stages.filter(|s| s.failed()).count();
+    if rollout.abort.tripped(failed, done) {
+        return Decision::Halt {
+            reason: format!(
+                "{failed} of {done} nodes done failed ({:.1}%), over the rule `{}`",
+                failed as f64 * 100.0 / done as f64,
+                rollout.abort
+            ),
+        };
+    }
+    let settled = reached.iter().all(|node| {
+        let entry = progress.get(node);
+        entry.is_some_and(|p| p.stage.done()) || offline(rollout, entry, now)
+    });
+    if !settled {
+        Decision::Stay
+    } else if wave + 1 < rollout.waves.len() {
+        Decision::Advance { to_wave: wave + 1 }
+    } else {
+        Decision::Complete
+    }
+}
+
+/// Applies `decision` to `rollout` at `now`.
+pub fn apply(rollout: &mut Rollout, decision: &Decision, now: u64) {
+    let wave = match rollout.state {
+        RolloutState::Running { wave } => wave,
+        _ => return,
+    };
+    rollout.state = match decision {
+        Decision::Stay => return,
+        Decision::Advance { to_wave } => RolloutState::Running { wave: *to_wave },
+        Decision::Halt { reason } => RolloutState::Halted {
+            wave,
+            reason: reason.clone(),
+            at: now,
+        },
+        Decision::Complete => RolloutState::Completed { at: now },
+    };
+}
+
+/// One wave of `rollout status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaveStatus {
+    pub percent: u32,
+    pub nodes: usize,
+    /// Whether the wave is open (its nodes were told to install).
+    pub open: bool,
+    /// Nodes by stage name (`pending`, `downloading`, `held`, `probation`,
+    /// `confirmed`, `rolled-back`, `failed`), and `offline`.
+    pub counts: BTreeMap<String, usize>,
+}
+
+/// `rollout status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    pub rollout: Rollout,
+    pub waves: Vec<WaveStatus>,
+    /// Failure reasons as the nodes gave them, with how many said each.
+    pub reasons: BTreeMap<String, usize>,
+}
+
+fn stage_name(stage: Stage) -> String {
+    serde_json::to_value(stage)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The rollout's waves and reasons, from its nodes' progress at `now`.
+pub fn status(rollout: &Rollout, progress: &BTreeMap<String, Progress>, now: u64) -> RolloutStatus {
+    let open_until = match &rollout.state {
+        RolloutState::Running { wave }
+        | RolloutState::Paused { wave }
+        | RolloutState::Halted { wave, .. }
+        | RolloutState::Aborted { wave, .. } => *wave,
+        RolloutState::Completed { .. } => rollout.waves.len().saturating_sub(1),
+    };
+    let mut waves = Vec::new();
+    let mut reasons = BTreeMap::new();
+    let mut start = 0;
+    for (index, (percent, end)) in rollout.waves.iter().zip(&rollout.wave_ends).enumerate() {
+        let mut counts = BTreeMap::new();
+        for node in &rollout.nodes[start..*end] {
+            let entry = progress.get(node);
+            let stage = entry.map_or(Stage::Pending, |p| p.stage);
+            let name = if !stage.done() && index <= open_until && offline(rollout, entry, now) {
+                "offline".to_string()
+            } else {
+                stage_name(stage)
+            };
+            *counts.entry(name).or_insert(0) += 1;
+            if let Some(reason) = entry.and_then(|p| p.reason.as_ref())
+                && stage.failed()
+            {
+                *reasons.entry(reason.clone()).or_insert(0) += 1;
+            }
+        }
+        waves.push(WaveStatus {
+            percent: *percent,
+            nodes: end - start,
+            open: index <= open_until,
+            counts,
+        });
+        start = *end;
+    }
+    RolloutStatus {
+        rollout: rollout.clone(),
+        waves,
+        reasons,
+    }
+}
+
+/// Creates a rollout from `request`: checked whole, stored with its nodes
+/// in wave order, its first wave open.
+pub fn create(store: &RegistryStore, request: &RolloutRequest) -> Result<Rollout, RolloutError> {
+    store.create_rollout(|id, existing| {
+        let rollout = plan(store, id, request)?;
+        if let Some(busy) = existing
+            .iter()
+            .find(|other| other.plugin == rollout.plugin && other.state.in_progress())
+        {
+            return Err(RolloutError::Busy {
+                plugin: rollout.plugin.clone(),
+                id: busy.id.clone(),
+                state: busy.state.name().to_string(),
+            });
+        }
+        Ok(rollout)
+    })?
+}
+
+/// Every rollout, oldest first.
+pub fn list(store: &RegistryStore) -> Result<Vec<Rollout>, RolloutError> {
+    let mut rollouts: Vec<Rollout> = store.rollouts()?.into_values().collect();
+    rollouts.sort_by_key(|r| (r.created_at, number_of(&r.id)));
+    Ok(rollouts)
+}
+
+fn number_of(id: &str) -> u64 {
+    id.trim_start_matches('r').parse().unwrap_or(0)
+}
+
+/// `rollout status`: the rollout, its waves and the failure reasons now.
+pub fn status_of(store: &RegistryStore, id: &str) -> Result<RolloutStatus, RolloutError> {
+    let rollout = store
+        .rollout(id)?
+        .ok_or_else(|| RolloutError::Unknown(id.to_string()))?;
+    let progress = store.rollout_progress(id)?;
+    Ok(status(&rollout, &progress, now_seconds()))
+}
+
+/// What the central team can do to a rollout in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Steer {
+    Pause,
+    Resume,
+    Abort,
+}
+
+/// Pauses, resumes or aborts rollout `id`.
+pub fn steer(store: &RegistryStore, id: &str, steer: Steer) -> Result<Rollout, RolloutError> {
+    let now = now_seconds();
+    store
+        .update_rollout(id, |rollout, _| {
+            let wrong = |wanted| RolloutError::WrongState {
+                id: rollout.id.clone(),
+                state: rollout.state.name().to_string(),
+                wanted,
+            };
+            rollout.state = match (steer, &rollout.state) {
+                (Steer::Pause, RolloutState::Running { wave }) => {
+                    RolloutState::Paused { wave: *wave }
+                }
+                (Steer::Resume, RolloutState::Paused { wave }) => {
+                    RolloutState::Running { wave: *wave }
+                }
+                (Steer::Abort, RolloutState::Running { wave } | RolloutState::Paused { wave }) => {
+                    RolloutState::Aborted {
+                        wave: *wave,
+                        at: now,
+                    }
+                }
+                (Steer::Pause, _) => return Err(wrong("paused")),
+                (Steer::Resume, _) => return Err(wrong("resumed")),
+                (Steer::Abort, _) => return Err(wrong("aborted")),
+            };
+            Ok(())
+        })?
+        .ok_or_else(|| RolloutError::Unknown(id.to_string()))?
+}
+
+/// Records `node`'s progress on rollout `id` and moves the rollout on if
+/// that settles its wave or trips its abort rule. What a node's report
+/// does; returns the rollout as it is now.
+pub fn record(
+    store: &RegistryStore,
+    id: &str,
+    node: &str,
+    progress: &Progress,
+    now: u64,
+) -> Result<Rollout, RolloutError> {
+    let rollout = store
+        .rollout(id)?
+        .ok_or_else(|| RolloutError::Unknown(id.to_string()))?;
+    let not_in = || RolloutError::NotInRollout {
+        id: id.to_string(),
+        node: node.to_string(),
+    };
+    if !rollout.nodes.iter().any(|n| n == node) {
+        return Err(not_in());
+    }
+    if fleet::active_node(store, node)?.is_none() {
+        return Err(not_in());
+    }
+    store.set_progress(id, node, progress)?;
+    advance(store, id, now)
+}
+
+/// Applies [`decide`] to rollout `id` at `now`.
+pub fn advance(store: &RegistryStore, id: &str, now: u64) -> Result<Rollout, RolloutError> {
+    store
+        .update_rollout(id, |rollout, progress| {
+            let decision = decide(rollout, progress, now);
+            if let Decision::Halt { reason } = &decision {
+                tracing::warn!(rollout = %rollout.id, "rollout halted: {reason}");
+            }
+            apply(rollout, &decision, now);
+            Ok::<(), RolloutError>(())
+        })?
+        .ok_or_else(|| RolloutError::Unknown(id.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abort_rules_parse_and_trip_as_written() {
+        let rule = AbortRule::parse("failed > 5% after 20").expect("rule");
+        assert_eq!(
+            rule,
+            AbortRule {
+                percent: 5.0,
+                after: 20
+            }
+        );
+        assert_eq!(rule.to_string(), "failed > 5% after 20");
+        assert!(!rule.tripped(5, 19), "not before 20 are done");
+        assert!(!rule.tripped(1, 20), "5% of 20 is 1: not more than 5%");
+        assert!(rule.tripped(2, 20));
+        assert_eq!(AbortRule::parse("failed > 0%").expect("rule").after, 1);
+        for bad in [
+            "",
+            "failed > 5",
+            "failed >= 5% after 20",
+            "failed > 5% after",
+            "failed > 5% after 0",
+            "failed > 100% after 3",
+            "failed > -1% after 3",
+            "succeeded > 5% after 20",
+            "failed > x% after 20",
+        ] {
+            assert!(AbortRule::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn waves_rise_to_100_and_cover_every_node_once() {
+        for good in [vec![100], vec![1, 10, 50, 100], vec![50, 100]] {
+            check_waves(&good).expect("good waves");
+        }
+        for bad in [
+            vec![],
+            vec![10, 50],
+            vec![50, 10, 100],
+            vec![10, 10, 100],
+            vec![0, 100],
+            vec![10, 100, 100],
+            vec![120],
+        ] {
+            assert!(check_waves(&bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            wave_ends(&[1, 10, 50, 100], 10_000),
+            vec![100, 1000, 5000, 10_000]
+        );
+        // A handful of nodes: the first wave still has one, none repeats.
+        assert_eq!(wave_ends(&[1, 10, 50, 100], 3), vec![1, 1, 2, 3]);
+        assert_eq!(wave_ends(&[1, 10, 50, 100], 1), vec![1, 1, 1, 1]);
+    }
+
+    fn planned(nodes: usize, waves: &[u32], rule: &str) -> Rollout {
+        let ids: Vec<String> = (0..nodes).map(|n| format!("node-{n:05}")).collect();
+        Rollout {
+            id: "r1".into(),
+            plugin: "acme/zpl-printer".into(),
+            version: semver::Version::new(1, 3, 0),
+            digest: "sha256:00".into(),
+            selector: Selector::default(),
+            waves: waves.to_vec(),
+            probation_seconds: 1800,
+            abort: AbortRule::parse(rule).expect("rule"),
+            rollback: true,
+            offline_after_seconds: 24 * 3600,
+            created_at: 1_000,
+            state: RolloutState::Running { wave: 0 },
+            wave_ends: wave_ends(waves, ids.len()),
+            nodes: wave_order("r1", ids),
+        }
+    }
+
+    /// Every node of each open wave reports, a fixed share of them failing;
+    /// returns the waves the rollout opened and where it ended.
+    fn drive(rollout: &mut Rollout, failing_every: Option<usize>) -> (usize, RolloutState) {
+        let mut progress = BTreeMap::new();
+        let now = 2_000;
+        let mut opened = 1;
+        loop {
+            let RolloutState::Running { wave } = rollout.state else {
+                return (opened, rollout.state.clone());
+            };
+            for (index, node) in rollout.nodes[..rollout.wave_ends[wave]].iter().enumerate() {
+                let fails = failing_every.is_some_and(|every| index % every == every - 1);
+                progress.entry(node.clone()).or_insert(Progress {
+                    stage: if fails {
+                        Stage::RolledBack
+                    } else {
+                        Stage::Confirmed
+                    },
+                    reason: fails.then(|| "health: printer not found".into()),
+                    reported_at: now,
+                });
+            }
+            let decision = decide(rollout, &progress, now);
+            if let Decision::Advance { .. } = decision {
+                opened += 1;
+            }
+            apply(rollout, &decision, now);
+        }
+    }
+
+    #[test]
+    fn a_rollout_with_no_failures_completes_every_wave() {
+        let mut rollout = planned(10_000, &[1, 10, 50, 100], "failed > 1% after 20");
+        let (opened, end) = drive(&mut rollout, None);
+        assert_eq!(opened, 4);
+        assert!(matches!(end, RolloutState::Completed { .. }), "{end:?}");
+    }
+
+    #[test]
+    fn two_percent_failing_halts_at_the_first_wave_past_the_rule() {
+        // 1% of 10,000 is 100 nodes, enough for `after 20`; 2% fail.
+        let mut rollout = planned(10_000, &[1, 10, 50, 100], "failed > 1% after 20");
+        let (opened, end) = drive(&mut rollout, Some(50));
+        assert_eq!(opened, 1, "halted in the first wave");
+        let RolloutState::Halted { wave, reason, .. } = end else {
+            panic!("{end:?}");
+        };
+        assert_eq!(wave, 0);
+        assert!(
+            reason.starts_with("2 of 100 nodes done failed (2.0%)"),
+            "{reason}"
+        );
+        // A looser rule lets the same fleet through.
+        let mut rollout = planned(10_000, &[1, 10, 50, 100], "failed > 5% after 20");
+        let (opened, end) = drive(&mut rollout, Some(50));
+        assert_eq!(opened, 4);
+        assert!(matches!(end, RolloutState::Completed { .. }), "{end:?}");
+    }
+
+    #[test]
+    fn a_wave_waits_for_its_nodes_but_not_for_ones_gone_offline() {
+        let mut rollout = planned(4, &[50, 100], "failed > 50% after 2");
+        let first: Vec<String> = rollout.nodes[..2].to_vec();
+        let mut progress = BTreeMap::new();
+        progress.insert(
+            first[0].clone(),
+            Progress {
+                stage: Stage::Confirmed,
+                reason: None,
+                reported_at: 1_500,
+            },
+        );
+        assert_eq!(decide(&rollout, &progress, 2_000), Decision::Stay);
+        // A day and a bit without a word from the other: it no longer holds
+        // the wave, and `status` shows it as offline.
+        let later = 1_000 + 24 * 3600 + 1;
+        assert_eq!(
+            decide(&rollout, &progress, later),
+            Decision::Advance { to_wave: 1 }
+        );
+        let status = status(&rollout, &progress, later);
+        assert_eq!(status.waves[0].counts.get("offline"), Some(&1));
+        assert_eq!(status.waves[0].counts.get("confirmed"), Some(&1));
+        assert!(!status.waves[1].open);
+        apply(&mut rollout, &Decision::Advance { to_wave: 1 }, later);
+        assert_eq!(rollout.state, RolloutState::Running { wave: 1 });
+    }
+}
