@@ -616,4 +616,23 @@ fn a_node_joins_the_fleet_with_a_one_time_token() {
         &["fleet", "join", &registry.url, "--token", &issued.token],
     );
     assert!(twice.contains("already in the fleet"), "{twice}");
+
+    // What the fleet asks of it, verified against the director its root
+    // delegates: nothing yet, and an untrusting node cannot ask at all.
+    let untrusted = fails(&node, &["fleet", "check"]);
+    assert!(untrusted.contains("outpost trust init"), "{untrusted}");
+    let root = text_of(&registry.root_file);
+    succeeds(
+        &node,
+        &["trust", "init", &root, "--registry", &registry.url],
+    );
+    let checked = succeeds(&node, &["fleet", "check"]);
+    assert!(
+        checked.contains("desired state version 0")
+            && checked.contains("signed by the director")
+            && checked.contains("no rollout asks anything of this node"),
+        "{checked}"
+    );
+    let again = succeeds(&node, &["fleet", "check"]);
+    assert!(again.contains("(unchanged)"), "{again}");
 }

@@ -12,8 +12,9 @@
 //! - [`store`]: redb for metadata, content-addressed blobs through cap-std.
 //! - [`server`]: `outpost-registry serve`, OCI distribution plus `/tuf/`.
 //! - [`tls`]: HTTPS, and plain HTTP only on loopback.
-//! - [`fleet`]: enrolled nodes, their labels, and selectors.
+//! - [`fleet`]: enrolled nodes, their labels, and selectors; `fleet::client`, the node's side.
 //! - [`rollout`]: a release to selected nodes in waves, braked by abort rules.
+//! - [`desired`]: each node's desired state, signed by the director role.
 //! - [`client`]: what a node uses to verify and fetch a release.
 //! - [`vendor`]: what a vendor uses to push and publish.
 //! - [`report`]: how the command-line tools show an error, each cause once.
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod artifact;
 pub mod bundle;
 pub mod client;
+pub mod desired;
 pub mod fleet;
 pub mod keys;
 pub mod release_check;

@@ -19,6 +19,9 @@ pub struct OnlineKeys {
     pub targets: KeyPair,
     pub snapshot: KeyPair,
     pub timestamp: KeyPair,
+    /// Signs each node's desired state ([`crate::desired`]). A registry made
+    /// before fleets has none until its root is rotated.
+    pub director: Option<KeyPair>,
 }
 
 pub const ONLINE_KEY_NAMES: [&str; 3] = ["targets", "snapshot", "timestamp"];
@@ -29,6 +32,7 @@ impl OnlineKeys {
             targets: KeyPair::generate()?,
             snapshot: KeyPair::generate()?,
             timestamp: KeyPair::generate()?,
+            director: Some(KeyPair::generate()?),
         })
     }
 
@@ -40,14 +44,22 @@ impl OnlineKeys {
         self.targets.save(&dir.join("targets"))?;
         self.snapshot.save(&dir.join("snapshot"))?;
         self.timestamp.save(&dir.join("timestamp"))?;
+        if let Some(director) = &self.director {
+            director.save(&dir.join("director"))?;
+        }
         Ok(())
     }
 
     pub fn load(dir: &Path) -> Result<OnlineKeys, KeyError> {
+        let director = dir.join("director");
         Ok(OnlineKeys {
             targets: KeyPair::load(&dir.join("targets"))?,
             snapshot: KeyPair::load(&dir.join("snapshot"))?,
             timestamp: KeyPair::load(&dir.join("timestamp"))?,
+            director: director
+                .exists()
+                .then(|| KeyPair::load(&director))
+                .transpose()?,
         })
     }
 }
@@ -163,6 +175,7 @@ pub fn init(
         targets: RoleSpec::one(&online.targets),
         snapshot: RoleSpec::one(&online.snapshot),
         timestamp: RoleSpec::one(&online.timestamp),
+        director: online.director.as_ref().map(RoleSpec::one),
     };
     let root = tuf::root(&spec, 1, expires_in(lifetimes.root));
     let root_refs: Vec<&KeyPair> = root_keys.iter().collect();
@@ -770,6 +783,7 @@ pub fn rotate_root(
             targets: RoleSpec::one(&online.targets),
             snapshot: RoleSpec::one(&online.snapshot),
             timestamp: RoleSpec::one(&online.timestamp),
+            director: online.director.as_ref().map(RoleSpec::one),
         };
         let signed_by_current = current_root_keys
             .iter()

@@ -209,6 +209,10 @@ pub struct Rollout {
     pub nodes: Vec<String>,
     /// How many of `nodes` each wave reaches (cumulative).
     pub wave_ends: Vec<usize>,
+    /// The fleet-wide revision of its last change: the version of the
+    /// desired state of every node it reaches ([`crate::desired`]).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// How far one node is with a rollout's release, from its reports.
@@ -323,6 +327,7 @@ pub fn plan(
         created_at: now_seconds(),
         state: RolloutState::Running { wave: 0 },
         nodes,
+        revision: 0,
     })
 }
 
@@ -661,6 +666,7 @@ mod tests {
             rollback: true,
             offline_after_seconds: 24 * 3600,
             created_at: 1_000,
+            revision: 0,
             state: RolloutState::Running { wave: 0 },
             wave_ends: wave_ends(waves, ids.len()),
             nodes: wave_order("r1", ids),

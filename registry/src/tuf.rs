@@ -109,14 +109,21 @@ impl RoleSpec {
     }
 }
 
-/// The four top-level roles' keys.
+/// The four top-level roles' keys, and the director's.
 #[derive(Debug, Clone)]
 pub struct RootSpec {
     pub root: RoleSpec,
     pub targets: RoleSpec,
     pub snapshot: RoleSpec,
     pub timestamp: RoleSpec,
+    /// Outpost's own role, outside TUF's four: it signs each node's desired
+    /// state. Listed in the root as `"director": {"keyids", "threshold"}`
+    /// (an extra field TUF clients keep and ignore), its keys in `keys`.
+    pub director: Option<RoleSpec>,
 }
+
+/// The root's field naming the director role.
+pub const DIRECTOR_FIELD: &str = "director";
 
 pub fn root(spec: &RootSpec, version_number: u64, expires: jiff::Timestamp) -> Root {
     let mut keys = HashMap::new();
@@ -142,6 +149,19 @@ pub fn root(spec: &RootSpec, version_number: u64, expires: jiff::Timestamp) -> R
             },
         );
     }
+    let mut extra = HashMap::new();
+    if let Some(director) = &spec.director {
+        let mut keyids = Vec::new();
+        for key in &director.keys {
+            let id = key_id(key);
+            keyids.push(serde_json::Value::String(hex::encode(id.as_ref())));
+            keys.insert(id, key.clone());
+        }
+        extra.insert(
+            DIRECTOR_FIELD.to_string(),
+            serde_json::json!({ "keyids": keyids, "threshold": director.threshold }),
+        );
+    }
     Root {
         spec_version: SPEC_VERSION.into(),
         consistent_snapshot: true,
@@ -149,7 +169,7 @@ pub fn root(spec: &RootSpec, version_number: u64, expires: jiff::Timestamp) -> R
         expires,
         keys,
         roles,
-        _extra: HashMap::new(),
+        _extra: extra,
     }
 }
 

@@ -210,6 +210,17 @@ pub fn hostile_as(artifact: Artifact, id: &str, version: &str) -> PackageCopy {
     copy
 }
 
+/// A registry with acme/hostile published at `version`.
+pub async fn registry_with_hostile(version: &str) -> TestRegistry {
+    let registry = TestRegistry::start(test_config()).await;
+    let package = hostile_as(crate::artifacts::TEST_HOSTILE, "acme/hostile", version);
+    registry
+        .publish(&registry.acme, package.path())
+        .await
+        .expect("publish");
+    registry
+}
+
 /// Provisions `node` with the registry's root.
 pub fn provision(node: &Node, root_json: &[u8], registry: &Url) {
     releases::provision(

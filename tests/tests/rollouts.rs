@@ -2,7 +2,6 @@
 //! opened as nodes settle, halted by the abort rule, steered by the
 //! central team; reports from nodes outside the rollout ignored.
 
-use outpost_e2e_tests::artifacts;
 use outpost_e2e_tests::registry::*;
 use outpost_registry::fleet::{self, EnrolRequest, Labels};
 use outpost_registry::keys::KeyPair;
@@ -36,19 +35,9 @@ fn request(release: &str, select: &str, waves: &[u32], rule: &str) -> RolloutReq
     }
 }
 
-async fn registry_with_release() -> TestRegistry {
-    let registry = TestRegistry::start(test_config()).await;
-    let package = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.3.0");
-    registry
-        .publish(&registry.acme, package.path())
-        .await
-        .expect("publish");
-    registry
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_is_refused_whole_when_any_part_is_wrong() {
-    let registry = registry_with_release().await;
+    let registry = registry_with_hostile("1.3.0").await;
     let store = registry.store();
     enrol(store, 3, "north");
     // A namespace's pushed but never published bytes are not a release.
@@ -129,7 +118,7 @@ async fn a_rollout_is_refused_whole_when_any_part_is_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waves_open_as_nodes_confirm_and_the_abort_rule_halts_the_rollout() {
-    let registry = registry_with_release().await;
+    let registry = registry_with_hostile("1.3.0").await;
     let store = registry.store();
     let north = enrol(store, 10, "north");
     let south = enrol(store, 2, "south");
@@ -216,7 +205,7 @@ async fn waves_open_as_nodes_confirm_and_the_abort_rule_halts_the_rollout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_central_team_pauses_resumes_and_aborts() {
-    let registry = registry_with_release().await;
+    let registry = registry_with_hostile("1.3.0").await;
     let store = registry.store();
     enrol(store, 2, "north");
     let created = rollout::create(

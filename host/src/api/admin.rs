@@ -24,6 +24,7 @@
 //! | POST   | `/admin/v1/trust/refresh`                     | fetch and verify the metadata |
 //! | GET    | `/admin/v1/fleet`                             | the node's identity and fleet |
 //! | POST   | `/admin/v1/fleet/join`                        | enrol with a registry (`JoinRequest`) |
+//! | POST   | `/admin/v1/fleet/check`                       | fetch and verify the desired state |
 //! | POST   | `/admin/v1/releases/search`                   | signed releases `{"query", "registry"}` |
 //! | POST   | `/admin/v1/bundles`                           | export a bundle (`BundleRequest`) |
 
@@ -336,6 +337,10 @@ async fn route(
                 .map_err(|_| ApiError::ShuttingDown)?
                 .map_err(control_error)?;
             ok(json!(view))
+        }
+        (["admin", "v1", "fleet", "check"], &Method::POST) => {
+            let checked = control::fleet::check(node).await.map_err(control_error)?;
+            ok(json!(checked))
         }
         (["admin", "v1", "fleet", "join"], &Method::POST) => {
             let body: control::fleet::JoinRequest = read_json(request, ADMIN_READ_TIMEOUT).await?;

@@ -6,7 +6,9 @@ use super::ControlError;
 use crate::node::Node;
 use crate::releases;
 use crate::store::Membership;
+use outpost_registry::desired::{self, DesiredState};
 use outpost_registry::fleet::{self as registry_fleet, EnrolRequest, Labels};
+use outpost_registry::tough::schema::{Root, Signed};
 use serde::{Deserialize, Serialize};
 
 /// `POST /admin/v1/fleet/join`.
@@ -75,4 +77,88 @@ pub async fn join(node: &Node, request: &JoinRequest) -> Result<Membership, Cont
     node.store().set_membership(&membership)?;
     tracing::info!(registry = %membership.registry, node = %membership.node_id, "joined the fleet");
     Ok(membership)
+}
+
+/// `POST /admin/v1/fleet/check`: what the fleet's director asks of this
+/// node now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checked {
+    pub registry: String,
+    pub node_id: String,
+    /// The desired state accepted (this check's, or the one held when
+    /// nothing changed).
+    pub desired: Option<DesiredState>,
+    /// Whether the registry had nothing newer.
+    pub unchanged: bool,
+}
+
+/// The root the node trusts now: the newest it accepted from the
+/// registry, or the one it was provisioned with.
+fn trusted_root(node: &Node) -> Result<Signed<Root>, ControlError> {
+    let settings = node
+        .store()
+        .trust_settings()?
+        .ok_or(releases::ReleaseError::NotProvisioned)?;
+    let seen = node.store().trust_seen()?;
+    let bytes = seen
+        .get("root.json")
+        .cloned()
+        .unwrap_or_else(|| settings.root.into_bytes());
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ControlError::Store(crate::store::StoreError::Record {
+            what: "the trusted root".into(),
+            detail: e.to_string(),
+        })
+    })
+}
+
+/// Fetches this node's desired state from its fleet's registry, verifies
+/// it against the director its root delegates (for this node, newer than
+/// the last accepted, unexpired) and keeps it.
+pub async fn check(node: &Node) -> Result<Checked, ControlError> {
+    let _checking = node.checking.lock().await;
+    let membership = node.store().membership()?.ok_or_else(|| {
+        ControlError::NotFound(
+            "this node is in no fleet; join one with `outpost fleet join <registry-url> --token <token>`"
+                .into(),
+        )
+    })?;
+    let registry = releases::parse_registry_url(&membership.registry)?;
+    let key = identity(node)?;
+    // Without a root there is no director to believe: say so before asking.
+    let root = trusted_root(node)?;
+    let held = node.store().desired_state()?;
+    let tls = releases::client_tls(node.store())?;
+    let fetched = registry_fleet::fetch_desired_state(
+        &registry,
+        &tls,
+        &key,
+        &membership.node_id,
+        held.as_ref().map(|state| state.version),
+    )
+    .await
+    .map_err(|e| ControlError::BadRequest(e.to_string()))?;
+    let Some(bytes) = fetched else {
+        return Ok(Checked {
+            registry: membership.registry,
+            node_id: membership.node_id,
+            desired: held,
+            unchanged: true,
+        });
+    };
+    let state = desired::verify(
+        &bytes,
+        &root.signed,
+        &membership.node_id,
+        held.as_ref().map(|state| state.version),
+        crate::clock::now_seconds(),
+    )
+    .map_err(|e| ControlError::BadRequest(e.to_string()))?;
+    node.store().set_desired_state(&state)?;
+    Ok(Checked {
+        registry: membership.registry,
+        node_id: membership.node_id,
+        desired: Some(state),
+        unchanged: false,
+    })
 }

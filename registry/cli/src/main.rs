@@ -508,7 +508,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let store = RegistryStore::open(&dir)?;
-            let online = online_keys(&dir)?;
+            let mut online = online_keys(&dir)?;
+            // A registry made before fleets gains its director with the
+            // new root: the root is what delegates it.
+            if online.director.is_none() {
+                let director = KeyPair::generate()?;
+                director.save(&dir.join("keys/director"))?;
+                println!(
+                    "made the director key {} (signs each node's desired state)",
+                    dir.join("keys/director").display()
+                );
+                online.director = Some(director);
+            }
             let version = repository::rotate_root(
                 &store,
                 &current,

@@ -1,9 +1,13 @@
-//! The fleet's routes for nodes: `POST /fleet/v1/enrol`.
+//! The fleet's routes for nodes: `POST /fleet/v1/enrol`, and
+//! `GET /fleet/v1/nodes/<id>/desired-state` (signed by the node; answered
+//! 304 when the node already has the newest version).
 
 use super::{Handled, Registry, method_not_allowed, read_body, refuse, respond, with_header};
+use crate::desired;
 use crate::fleet::{self, EnrolRequest, FleetError};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
+use std::sync::Arc;
 
 /// An enrolment request is a key, a name and a few labels.
 const MAX_ENROL_BYTES: u64 = 16 << 10;
@@ -34,8 +38,89 @@ impl Registry {
                     "application/json",
                 ))
             }
+            _ if route.starts_with("nodes/") && route.ends_with("/desired-state") => {
+                let id = &route["nodes/".len()..route.len() - "/desired-state".len()];
+                self.desired_state(&request, id)
+            }
             other => Err(super::not_found(&format!("/fleet/v1/{other}"))),
         }
+    }
+}
+
+impl Registry {
+    /// Which rollouts reach which node, rebuilt when the fleet moved on.
+    fn desired_index(&self) -> Result<Arc<desired::Index>, super::Refusal> {
+        let revision = self.store.fleet_revision()?;
+        let current = self
+            .desired
+            .lock()
+            .map(|index| index.clone())
+            .unwrap_or_default();
+        if current.revision == revision && revision != 0 {
+            return Ok(current);
+        }
+        let rollouts = self.store.rollouts()?.into_values().collect();
+        let index = Arc::new(desired::Index::new(revision, rollouts));
+        if let Ok(mut slot) = self.desired.lock() {
+            *slot = index.clone();
+        }
+        Ok(index)
+    }
+
+    /// `GET /fleet/v1/nodes/<id>/desired-state`.
+    fn desired_state(&self, request: &Request<Incoming>, id: &str) -> Handled {
+        if request.method() != Method::GET {
+            return Err(method_not_allowed("GET"));
+        }
+        let now = crate::store::now_seconds();
+        let authorization = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let (signer, _) =
+            fleet::check_request(&self.store, authorization, "GET", request.uri().path(), now)
+                .map_err(fleet_refusal)?;
+        if signer != id {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                format!("node {signer} cannot read node {id}'s desired state"),
+            ));
+        }
+        let (version, releases) = self.desired_index()?.for_node(id);
+        let etag = format!("\"{version}\"");
+        let unchanged = request
+            .headers()
+            .get(hyper::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == etag);
+        if unchanged {
+            return Ok(with_header(
+                respond(StatusCode::NOT_MODIFIED, bytes::Bytes::new()),
+                "etag",
+                &etag,
+            ));
+        }
+        let Some(director) = &self.online.director else {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "this registry has no director key (it was made before fleets); the central team rotates its root to add one",
+            ));
+        };
+        let state = desired::DesiredState {
+            kind: desired::DESIRED_STATE_TYPE.into(),
+            node: id.to_string(),
+            version,
+            expires: now + desired::LIFETIME_SECONDS,
+            releases,
+        };
+        let body = crate::tuf::canonical(&desired::sign(state, &[director]));
+        Ok(with_header(
+            with_header(respond(StatusCode::OK, body), "etag", &etag),
+            "content-type",
+            "application/json",
+        ))
     }
 }
 
@@ -43,19 +128,21 @@ fn fleet_refusal(error: FleetError) -> super::Refusal {
     let status = match &error {
         FleetError::UnknownToken
         | FleetError::TokenUsed { .. }
-        | FleetError::TokenExpired { .. } => StatusCode::UNAUTHORIZED,
-        FleetError::BadProof => StatusCode::FORBIDDEN,
+        | FleetError::TokenExpired { .. }
+        | FleetError::Unauthenticated(_)
+        | FleetError::ClockSkew { .. } => StatusCode::UNAUTHORIZED,
+        FleetError::BadProof | FleetError::NotActive(_) => StatusCode::FORBIDDEN,
         FleetError::AlreadyEnrolled { .. } => StatusCode::CONFLICT,
         FleetError::Store(_) | FleetError::Random(_) => {
-            tracing::error!("enrolment failed: {error}");
+            tracing::error!("a fleet request failed: {error}");
             StatusCode::INTERNAL_SERVER_ERROR
         }
         _ => StatusCode::BAD_REQUEST,
     };
-    let code = if status == StatusCode::UNAUTHORIZED {
-        "UNAUTHORIZED"
-    } else {
-        "ENROL_REFUSED"
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::FORBIDDEN => "DENIED",
+        _ => "FLEET_REFUSED",
     };
     refuse(status, code, error.to_string())
 }

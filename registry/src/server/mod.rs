@@ -93,6 +93,8 @@ pub struct Registry {
     check_slots: Arc<tokio::sync::Semaphore>,
     /// Pushes waiting for a check slot.
     checks_waiting: std::sync::atomic::AtomicUsize,
+    /// Which rollouts reach which node, as of a fleet revision.
+    desired: std::sync::Mutex<Arc<crate::desired::Index>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -307,6 +309,7 @@ impl Registry {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
             checks_waiting: Default::default(),
+            desired: Default::default(),
         }
     }
 

@@ -12,11 +12,23 @@ use std::collections::BTreeMap;
 
 const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
 const PROGRESS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("rollout_progress");
+/// `revision` → the fleet's newest revision: every change to a rollout
+/// takes the next one, so each node's desired state only ever rises.
+const REVISION: TableDefinition<&str, u64> = TableDefinition::new("fleet_revision");
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ROLLOUTS)?;
     txn.open_table(PROGRESS)?;
+    txn.open_table(REVISION)?;
     Ok(())
+}
+
+/// Takes the next fleet revision inside `txn`.
+fn next_revision(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(REVISION)?;
+    let next = table.get("revision")?.map_or(0, |v| v.value()) + 1;
+    table.insert("revision", next)?;
+    Ok(next)
 }
 
 fn number(id: &str) -> u64 {
@@ -64,7 +76,8 @@ impl RegistryStore {
             let next = existing.iter().map(|r| number(&r.id)).max().unwrap_or(0) + 1;
             let id = format!("r{next}");
             match make(&id, &existing) {
-                Ok(rollout) => {
+                Ok(mut rollout) => {
+                    rollout.revision = next_revision(&txn)?;
                     table.insert(id.as_str(), encode(&rollout).as_slice())?;
                     Ok(rollout)
                 }
@@ -93,14 +106,26 @@ impl RegistryStore {
                 return Ok(None);
             };
             let progress = progress_in(&txn.open_table(PROGRESS)?, id)?;
+            let before = rollout.clone();
             if let Err(refusal) = change(&mut rollout, &progress) {
                 return Ok(Some(Err(refusal)));
             }
+            if rollout == before {
+                return Ok(Some(Ok(rollout)));
+            }
+            rollout.revision = next_revision(&txn)?;
             table.insert(id, encode(&rollout).as_slice())?;
             rollout
         };
         txn.commit()?;
         Ok(Some(Ok(updated)))
+    }
+
+    /// The fleet's newest revision (0 before any rollout).
+    pub fn fleet_revision(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REVISION)?;
+        Ok(table.get("revision")?.map_or(0, |v| v.value()))
     }
 
     /// Every node's progress on rollout `id`.

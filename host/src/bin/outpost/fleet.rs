@@ -3,8 +3,9 @@
 use crate::link::AdminLink;
 use clap::Subcommand;
 use hyper::Method;
-use outpost::control::fleet::{FleetView, JoinRequest};
+use outpost::control::fleet::{Checked, FleetView, JoinRequest};
 use outpost::store::Membership;
+use outpost_registry::desired::Action;
 use std::path::Path;
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +29,13 @@ pub enum FleetCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Ask the fleet's registry what its rollouts want of this node
+    ///
+    /// The answer is signed by the director the node's root of trust
+    /// delegates; the node refuses one signed by any other key, for another
+    /// node, older than the last it accepted, or expired. (Acting on it, and
+    /// reporting back, comes with the next release.)
+    Check,
     /// Show this node's identity and the fleet it belongs to
     Status {
         /// Print JSON
@@ -72,6 +80,49 @@ pub fn run(data_dir: &Path, config: Option<&Path>, command: FleetCommand) -> any
                 membership.name,
                 labels_text(&membership)
             );
+        }
+        FleetCommand::Check => {
+            let checked: Checked = link.call(
+                Method::POST,
+                "/admin/v1/fleet/check",
+                None::<&()>,
+                "checking the fleet's desired state",
+            )?;
+            let Some(desired) = checked.desired else {
+                println!(
+                    "the registry has no desired state for node {}",
+                    checked.node_id
+                );
+                return Ok(());
+            };
+            println!(
+                "desired state version {} for node {} from {}{}, signed by the director",
+                desired.version,
+                checked.node_id,
+                checked.registry,
+                if checked.unchanged {
+                    " (unchanged)"
+                } else {
+                    ""
+                }
+            );
+            if desired.releases.is_empty() {
+                println!("  no rollout asks anything of this node");
+            }
+            for release in &desired.releases {
+                let action = match release.action {
+                    Action::Install => "install",
+                    Action::RollBack => "roll back from",
+                };
+                println!(
+                    "  {action} {}@{} ({}, rollout {}, probation {} min)",
+                    release.plugin,
+                    release.version,
+                    release.digest,
+                    release.rollout,
+                    release.probation_seconds / 60
+                );
+            }
         }
         FleetCommand::Status { json } => {
             let view: FleetView = link.call(

@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use tough::schema::key::Key;
 
+mod client;
+pub use client::{JoinError, fetch_desired_state, join};
+
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     #[error(
@@ -54,6 +57,17 @@ pub enum FleetError {
     Ambiguous { prefix: String, count: usize },
     #[error("an enrolment token must be valid for between a minute and 90 days")]
     Validity,
+    #[error("the request is not signed by a node: {0}")]
+    Unauthenticated(String),
+    #[error(
+        "the node's clock reads {node_time} and the registry's {registry_time}: more than 5 minutes apart, so the request was refused. Set the node's clock (NTP)"
+    )]
+    ClockSkew {
+        node_time: String,
+        registry_time: String,
+    },
+    #[error("node {0} is not an active node of this fleet (unknown or retired); it gets nothing")]
+    NotActive(String),
     #[error("the system random number generator failed: {0}")]
     Random(String),
     #[error(transparent)]
@@ -393,69 +407,66 @@ pub fn active_node(store: &RegistryStore, id: &str) -> Result<Option<NodeRecord>
     Ok(store.node(id)?.filter(|node| node.retired_at.is_none()))
 }
 
-/// Why a node could not join.
-#[derive(Debug, thiserror::Error)]
-pub enum JoinError {
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    #[error("{url}: {detail}")]
-    Http { url: String, detail: String },
-    #[error("the registry refused to enrol this node ({status}): {message}")]
-    Refused { status: u16, message: String },
+/// How a node signs its requests: `Authorization: Outpost-Node <id> <unix
+/// seconds> <hex signature>`, over the method, the path and the time.
+pub const NODE_AUTH_SCHEME: &str = "Outpost-Node";
+
+/// How far a node's clock may be from the registry's.
+pub const CLOCK_SKEW_SECONDS: u64 = 300;
+
+fn request_message(method: &str, path: &str, at: u64) -> Vec<u8> {
+    format!("outpost node request v1\n{method}\n{path}\n{at}").into_bytes()
 }
 
-/// The largest answer to an enrolment: one node's view.
-const MAX_ANSWER_BYTES: usize = 64 << 10;
+/// The `Authorization` value for node `node`'s request `method path` at `at`.
+pub fn sign_request(key: &KeyPair, node: &str, method: &str, path: &str, at: u64) -> String {
+    let signature = key.sign(&request_message(method, path, at));
+    format!("{NODE_AUTH_SCHEME} {node} {at} {}", hex::encode(signature))
+}
 
-/// Sends `request` to the registry at `registry`: the node's side of
-/// [`enrol`]. The token goes over HTTPS only (or to this machine).
-pub async fn join(
-    registry: &url::Url,
-    tls: &crate::tls::ClientTls,
-    request: &EnrolRequest,
-) -> Result<NodeView, JoinError> {
-    use http_body_util::{BodyExt, Full, Limited};
-    crate::tls::require_private(registry, "an enrolment token")?;
-    let url = registry
-        .join("fleet/v1/enrol")
-        .map_err(|e| JoinError::Http {
-            url: registry.to_string(),
-            detail: e.to_string(),
-        })?;
-    let failed = |detail: String| JoinError::Http {
-        url: url.to_string(),
-        detail,
+fn clock_text(seconds: u64) -> String {
+    jiff::Timestamp::from_second(seconds as i64)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| seconds.to_string())
+}
+
+/// The active node that signed `authorization` for `method path`, at a
+/// time within [`CLOCK_SKEW_SECONDS`] of `now`.
+pub fn check_request(
+    store: &RegistryStore,
+    authorization: Option<&str>,
+    method: &str,
+    path: &str,
+    now: u64,
+) -> Result<(String, NodeRecord), FleetError> {
+    let unauthenticated = |why: &str| FleetError::Unauthenticated(why.to_string());
+    let value = authorization.ok_or_else(|| unauthenticated("no Authorization header"))?;
+    let mut parts = value.split(' ');
+    let (Some(NODE_AUTH_SCHEME), Some(id), Some(at), Some(signature), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(unauthenticated(
+            "expected `Outpost-Node <node id> <unix seconds> <signature>`",
+        ));
     };
-    let body = serde_json::to_vec(request).map_err(|e| failed(e.to_string()))?;
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(tls.connector(std::time::Duration::from_secs(10)));
-    let request = hyper::Request::post(url.as_str())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(bytes::Bytes::from(body)))
-        .map_err(|e| failed(e.to_string()))?;
-    let response = tokio::time::timeout(std::time::Duration::from_secs(30), http.request(request))
-        .await
-        .map_err(|_| failed("no answer within 30 s".into()))?
-        .map_err(|e| failed(crate::tls::connect_failure(&e)))?;
-    let status = response.status();
-    let answer = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| failed(e.to_string()))?
-        .to_bytes();
-    if !status.is_success() {
-        let message = serde_json::from_slice::<serde_json::Value>(&answer)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/errors/0/message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&answer).chars().take(300).collect());
-        return Err(JoinError::Refused {
-            status: status.as_u16(),
-            message,
+    let at: u64 = at
+        .parse()
+        .map_err(|_| unauthenticated("the time is not a number of seconds"))?;
+    if at.abs_diff(now) > CLOCK_SKEW_SECONDS {
+        return Err(FleetError::ClockSkew {
+            node_time: clock_text(at),
+            registry_time: clock_text(now),
         });
     }
-    serde_json::from_slice(&answer).map_err(|e| failed(format!("the answer is not a node: {e}")))
+    let node = active_node(store, id)?.ok_or_else(|| FleetError::NotActive(id.to_string()))?;
+    let signature =
+        hex::decode(signature).map_err(|_| unauthenticated("the signature is not hex"))?;
+    if !keys::verify(&node.key, &request_message(method, path, at), &signature) {
+        return Err(unauthenticated("the signature is not this node's"));
+    }
+    Ok((id.to_string(), node))
 }
