@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p outpost-registry --bench fetch`.
 
+mod common;
+
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Empty};
@@ -11,14 +13,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use outpost_registry::admin;
-use outpost_registry::artifact::Parts;
 use outpost_registry::client::{self, MetadataSource, TrustState};
 use outpost_registry::keys::KeyPair;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
 use outpost_registry::server::{Registry, ServeConfig};
 use outpost_registry::store::RegistryStore;
 use outpost_registry::vendor;
-use std::path::Path;
 use std::sync::Arc;
 
 struct Setup {
@@ -54,34 +54,8 @@ fn setup() -> Setup {
     let registry = Arc::new(Registry::new(store, online, ServeConfig::default()));
     runtime.spawn(registry.serve(listener, std::future::pending()));
 
-    let package = Path::new(outpost_plugin_artifacts::THERMAL_PRINTER.package_dir);
-    let plugin_manifest = std::fs::read(package.join("plugin.toml")).expect("plugin.toml");
-    let component_path = Path::new(outpost_plugin_artifacts::THERMAL_PRINTER.component);
-    let component = std::fs::read(component_path).expect("component");
-    let mut assets = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(package.join("assets")) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            assets.push((name, std::fs::read(entry.path()).expect("asset")));
-        }
-    }
-    let release = vendor::Release {
-        plugin: "outpost/thermal-printer".into(),
-        version: semver::Version::new(0, 1, 0),
-        world: "printer-driver".into(),
-        grants: "kv, config, assets".into(),
-        parts: Parts {
-            component_name: component_path
-                .file_name()
-                .expect("name")
-                .to_string_lossy()
-                .into_owned(),
-            component: component.clone(),
-            plugin_manifest,
-            assets,
-            version: "0.1.0".into(),
-        },
-    };
+    let release = common::thermal_printer_release();
+    let component = release.parts.component.clone();
     let outcome = runtime
         .block_on(vendor::publish(
             &url,

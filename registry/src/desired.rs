@@ -102,37 +102,53 @@ pub struct SignedDesiredState {
 /// (a frozen feed) is noticed within this.
 pub const LIFETIME_SECONDS: u64 = 7 * 24 * 3600;
 
-/// What `rollouts` ask of `node`, and the document's version: the newest
-/// revision among the rollouts that reach it (0 when none does).
+/// What `rollouts` ask of `node`, and the document's version.
+///
+/// The version is the newest revision of every rollout that lists the
+/// node, whatever it asks now: revisions only rise and a rollout never
+/// drops a node, so the version never goes back, and any change to what
+/// the node is asked moves it. Per plugin only the newest rollout that
+/// has reached the node speaks: install its release, roll back from it,
+/// or (halted without rollback) nothing, leaving the node as it is.
 pub fn for_node<'a>(
     node: &str,
     rollouts: impl IntoIterator<Item = &'a Rollout>,
 ) -> (u64, Vec<DesiredRelease>) {
     let mut version = 0;
-    let mut releases = Vec::new();
+    let mut reached: Vec<(&Rollout, u64)> = Vec::new();
     for rollout in rollouts {
         let Some(position) = rollout.nodes.iter().position(|n| n == node) else {
             continue;
         };
+        version = version.max(rollout.revision);
         let open_until = match &rollout.state {
             RolloutState::Running { wave }
             | RolloutState::Paused { wave }
             | RolloutState::Halted { wave, .. }
-            | RolloutState::Aborted { wave, .. } => rollout.wave_ends[*wave],
+            | RolloutState::Aborted { wave, .. } => {
+                rollout.wave_ends.get(*wave).copied().unwrap_or(0)
+            }
             RolloutState::Completed { .. } => rollout.nodes.len(),
         };
-        if position >= open_until {
+        if position < open_until {
+            reached.push((rollout, rollout.sequence()));
+        }
+    }
+    // Newest first; the first rollout per plugin decides.
+    reached.sort_by_key(|(_, sequence)| std::cmp::Reverse(*sequence));
+    let mut decided = HashSet::new();
+    let mut releases = Vec::new();
+    for (rollout, _) in reached {
+        if !decided.insert(rollout.plugin.clone()) {
             continue;
         }
         let action = match &rollout.state {
             RolloutState::Halted { .. } | RolloutState::Aborted { .. } if rollout.rollback => {
                 Action::RollBack
             }
-            // Without rollback a halted rollout leaves its nodes as they are.
             RolloutState::Halted { .. } | RolloutState::Aborted { .. } => continue,
             _ => Action::Install,
         };
-        version = version.max(rollout.revision);
         releases.push(DesiredRelease {
             plugin: rollout.plugin.clone(),
             version: rollout.version.clone(),
@@ -142,10 +158,10 @@ pub fn for_node<'a>(
             probation_seconds: rollout.probation_seconds,
         });
     }
+    releases.sort_by(|a, b| a.plugin.cmp(&b.plugin));
     (version, releases)
 }
 
-/// Signs `state` with the director's `keys`.
 /// Every rollout, and which of them list each node: rebuilt when the
 /// fleet's revision moves, so a node's check reads no rollout it is not in.
 #[derive(Debug, Default)]
@@ -286,4 +302,76 @@ pub fn verify(
         });
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Selector;
+    use crate::rollout::AbortRule;
+
+    fn rollout(
+        id: &str,
+        version: &str,
+        revision: u64,
+        state: RolloutState,
+        rollback: bool,
+    ) -> Rollout {
+        Rollout {
+            id: id.into(),
+            plugin: "acme/zpl-printer".into(),
+            version: semver::Version::parse(version).expect("version"),
+            digest: format!("sha256:{id}"),
+            selector: Selector::default(),
+            waves: vec![100],
+            probation_seconds: 600,
+            abort: AbortRule {
+                percent: 5.0,
+                after: 1,
+            },
+            rollback,
+            offline_after_seconds: 24 * 3600,
+            created_at: 1,
+            state,
+            nodes: vec!["n1".into()],
+            wave_ends: vec![1],
+            revision,
+            wave_opened_at: vec![1],
+        }
+    }
+
+    #[test]
+    fn the_newest_rollout_per_plugin_speaks_and_the_version_never_goes_back() {
+        let done = rollout("r1", "1.2.0", 3, RolloutState::Completed { at: 2 }, true);
+        let halted = |rollback| {
+            rollout(
+                "r2",
+                "1.3.0",
+                5,
+                RolloutState::Halted {
+                    wave: 0,
+                    reason: "bad".into(),
+                    at: 3,
+                },
+                rollback,
+            )
+        };
+        let (version, releases) = for_node("n1", [&done]);
+        assert_eq!((version, releases.len()), (3, 1));
+        assert_eq!(releases[0].action, Action::Install);
+        // Halted without rollback: nothing asked of the plugin (not the
+        // older rollout's version), and the version still rises.
+        let (version, releases) = for_node("n1", [&done, &halted(false)]);
+        assert_eq!(version, 5);
+        assert!(releases.is_empty(), "{releases:?}");
+        let (version, releases) = for_node("n1", [&halted(true), &done]);
+        assert_eq!(version, 5);
+        assert_eq!(releases.len(), 1);
+        assert_eq!(
+            (releases[0].action.clone(), releases[0].version.to_string()),
+            (Action::RollBack, "1.3.0".to_string())
+        );
+        // A node a rollout does not list: version 0, nothing asked.
+        assert_eq!(for_node("n2", [&done, &halted(true)]), (0, Vec::new()));
+    }
 }

@@ -39,7 +39,9 @@ pub enum RolloutError {
     BadAbortRule(String),
     #[error("probation must be between a minute and 30 days")]
     BadProbation,
-    #[error("a node is offline when it has not reported for between an hour and 30 days")]
+    #[error(
+        "a node is offline when it has not reported for between an hour and 30 days, and longer than the probation"
+    )]
     BadOffline,
     #[error(
         "{plugin} already has rollout {id} in progress ({state}); abort it first (`outpost-registry rollout abort {id}`)"
@@ -52,7 +54,7 @@ pub enum RolloutError {
     #[error("no rollout {0}; `outpost-registry rollout list` shows them")]
     Unknown(String),
     #[error(
-        "node {node} is not part of rollout {id} (not selected, retired or unknown); its report was ignored"
+        "node {node} is not in an open wave of rollout {id} (not selected or not reached yet, retired or unknown, or the rollout is over); its report was ignored"
     )]
     NotInRollout { id: String, node: String },
     #[error("rollout {id} is {state}; it cannot be {wanted}")]
@@ -213,6 +215,34 @@ pub struct Rollout {
     /// desired state of every node it reaches ([`crate::desired`]).
     #[serde(default)]
     pub revision: u64,
+    /// When each wave opened so far (seconds since the epoch): a node is
+    /// offline only when silent that long after its own wave opened.
+    #[serde(default)]
+    pub wave_opened_at: Vec<u64>,
+}
+
+impl Rollout {
+    /// Its number: `r12` → 12, the order rollouts were created in.
+    pub fn sequence(&self) -> u64 {
+        number_of(&self.id)
+    }
+
+    /// The wave `node_index` (in `nodes`) belongs to.
+    fn wave_of(&self, node_index: usize) -> usize {
+        self.wave_ends
+            .iter()
+            .position(|end| node_index < *end)
+            .unwrap_or(self.wave_ends.len())
+    }
+
+    /// When the wave of `node_index` opened (the rollout's creation before
+    /// anything was recorded).
+    fn opened_at(&self, node_index: usize) -> u64 {
+        self.wave_opened_at
+            .get(self.wave_of(node_index))
+            .copied()
+            .unwrap_or(self.created_at)
+    }
 }
 
 /// How far one node is with a rollout's release, from its reports.
@@ -255,6 +285,9 @@ pub struct Progress {
 /// Cumulative node counts per wave: `ceil(percent × n / 100)`, the first
 /// wave at least one node, never past `n`.
 pub fn wave_ends(waves: &[u32], n: usize) -> Vec<usize> {
+    if n == 0 {
+        return vec![0; waves.len()];
+    }
     let mut ends = Vec::with_capacity(waves.len());
     for percent in waves {
         let end = (*percent as usize * n).div_ceil(100).clamp(1, n);
@@ -301,7 +334,9 @@ pub fn plan(
     if !(60..=30 * 24 * 3600).contains(&request.probation_seconds) {
         return Err(RolloutError::BadProbation);
     }
-    if !(3600..=30 * 24 * 3600).contains(&request.offline_after_seconds) {
+    if !(3600..=30 * 24 * 3600).contains(&request.offline_after_seconds)
+        || request.offline_after_seconds <= request.probation_seconds
+    {
         return Err(RolloutError::BadOffline);
     }
     let selected: Vec<String> = fleet::list(store, &selector, false)?
@@ -328,6 +363,7 @@ pub fn plan(
         state: RolloutState::Running { wave: 0 },
         nodes,
         revision: 0,
+        wave_opened_at: vec![now_seconds()],
     })
 }
 
@@ -340,9 +376,11 @@ pub enum Decision {
     Complete,
 }
 
-/// Whether `node` (from the rollout's own list) counts as offline at `now`.
-fn offline(rollout: &Rollout, progress: Option<&Progress>, now: u64) -> bool {
-    let last = progress.map_or(rollout.created_at, |p| p.reported_at);
+/// Whether the node at `node_index` counts as offline at `now`: silent
+/// for `offline_after` since its wave opened or it last reported.
+fn offline(rollout: &Rollout, node_index: usize, progress: Option<&Progress>, now: u64) -> bool {
+    let opened = rollout.opened_at(node_index);
+    let last = progress.map_or(opened, |p| p.reported_at.max(opened));
     now.saturating_sub(last) > rollout.offline_after_seconds
 }
 
@@ -369,11 +407,18 @@ pub fn decide(rollout: &Rollout, progress: &BTreeMap<String, Progress>, now: u64
             ),
         };
     }
-    let settled = reached.iter().all(|node| {
+    let settled = reached.iter().enumerate().all(|(index, node)| {
         let entry = progress.get(node);
-        entry.is_some_and(|p| p.stage.done()) || offline(rollout, entry, now)
+        entry.is_some_and(|p| p.stage.done()) || offline(rollout, index, entry, now)
     });
-    if !settled {
+    // A wave whose nodes all went silent tells nothing about the release:
+    // it holds until at least one of them is done.
+    let wave_start = wave.checked_sub(1).map_or(0, |w| rollout.wave_ends[w]);
+    let heard_from = rollout.nodes[wave_start..rollout.wave_ends[wave]]
+        .iter()
+        .any(|node| progress.get(node).is_some_and(|p| p.stage.done()));
+    let empty_wave = wave_start == rollout.wave_ends[wave];
+    if !settled || !(heard_from || empty_wave) {
         Decision::Stay
     } else if wave + 1 < rollout.waves.len() {
         Decision::Advance { to_wave: wave + 1 }
@@ -390,7 +435,11 @@ pub fn apply(rollout: &mut Rollout, decision: &Decision, now: u64) {
     };
     rollout.state = match decision {
         Decision::Stay => return,
-        Decision::Advance { to_wave } => RolloutState::Running { wave: *to_wave },
+        Decision::Advance { to_wave } => {
+            rollout.wave_opened_at.resize(*to_wave, now);
+            rollout.wave_opened_at.push(now);
+            RolloutState::Running { wave: *to_wave }
+        }
         Decision::Halt { reason } => RolloutState::Halted {
             wave,
             reason: reason.clone(),
@@ -442,10 +491,11 @@ pub fn status(rollout: &Rollout, progress: &BTreeMap<String, Progress>, now: u64
     let mut start = 0;
     for (index, (percent, end)) in rollout.waves.iter().zip(&rollout.wave_ends).enumerate() {
         let mut counts = BTreeMap::new();
-        for node in &rollout.nodes[start..*end] {
+        for (offset, node) in rollout.nodes[start..*end].iter().enumerate() {
             let entry = progress.get(node);
             let stage = entry.map_or(Stage::Pending, |p| p.stage);
-            let name = if !stage.done() && index <= open_until && offline(rollout, entry, now) {
+            let offline = index <= open_until && offline(rollout, start + offset, entry, now);
+            let name = if !stage.done() && offline {
                 "offline".to_string()
             } else {
                 stage_name(stage)
@@ -569,25 +619,49 @@ pub fn record(
         id: id.to_string(),
         node: node.to_string(),
     };
-    if !rollout.nodes.iter().any(|n| n == node) {
+    let Some(position) = rollout.nodes.iter().position(|n| n == node) else {
+        return Err(not_in());
+    };
+    // Only a node its open waves reached, of a rollout still moving.
+    let open_until = match rollout.state {
+        RolloutState::Running { wave } | RolloutState::Paused { wave } => rollout.wave_ends[wave],
+        _ => 0,
+    };
+    if position >= open_until || fleet::active_node(store, node)?.is_none() {
         return Err(not_in());
     }
-    if fleet::active_node(store, node)?.is_none() {
-        return Err(not_in());
-    }
-    store.set_progress(id, node, progress)?;
+    // The registry's clock, not the node's; a reason of bounded length.
+    let progress = Progress {
+        stage: progress.stage,
+        reason: progress
+            .reason
+            .as_ref()
+            .map(|reason| reason.chars().take(MAX_REASON_CHARS).collect()),
+        reported_at: now,
+    };
+    store.set_progress(id, node, &progress)?;
     advance(store, id, now)
 }
+
+/// The longest failure reason kept from a node.
+pub const MAX_REASON_CHARS: usize = 300;
 
 /// Applies [`decide`] to rollout `id` at `now`.
 pub fn advance(store: &RegistryStore, id: &str, now: u64) -> Result<Rollout, RolloutError> {
     store
         .update_rollout(id, |rollout, progress| {
-            let decision = decide(rollout, progress, now);
-            if let Decision::Halt { reason } = &decision {
-                tracing::warn!(rollout = %rollout.id, "rollout halted: {reason}");
+            // Several steps at once when waves are empty or already settled
+            // (a handful of nodes in waves 1,10,50,100).
+            for _ in 0..=rollout.waves.len() {
+                let decision = decide(rollout, progress, now);
+                if let Decision::Halt { reason } = &decision {
+                    tracing::warn!(rollout = %rollout.id, "rollout halted: {reason}");
+                }
+                if decision == Decision::Stay {
+                    break;
+                }
+                apply(rollout, &decision, now);
             }
-            apply(rollout, &decision, now);
             Ok::<(), RolloutError>(())
         })?
         .ok_or_else(|| RolloutError::Unknown(id.to_string()))?
@@ -667,6 +741,7 @@ mod tests {
             offline_after_seconds: 24 * 3600,
             created_at: 1_000,
             revision: 0,
+            wave_opened_at: vec![1_000],
             state: RolloutState::Running { wave: 0 },
             wave_ends: wave_ends(waves, ids.len()),
             nodes: wave_order("r1", ids),
@@ -759,5 +834,10 @@ mod tests {
         assert!(!status.waves[1].open);
         apply(&mut rollout, &Decision::Advance { to_wave: 1 }, later);
         assert_eq!(rollout.state, RolloutState::Running { wave: 1 });
+        // Its nodes count from when their wave opened, not from the
+        // rollout's creation: just opened, they are not offline.
+        let opened = super::status(&rollout, &progress, later + 10);
+        assert_eq!(opened.waves[1].counts.get("offline"), None);
+        assert_eq!(decide(&rollout, &progress, later + 10), Decision::Stay);
     }
 }

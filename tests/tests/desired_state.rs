@@ -199,11 +199,21 @@ async fn only_an_active_node_signing_for_itself_gets_its_desired_state() {
         status(fleet::fetch_desired_state(&registry.url, &tls, &other_key, &other_id, None).await);
     assert_eq!(code, 403, "{message}");
 
+    // Paths that only look like the route.
+    let http = Http::new(&registry.url);
+    for path in [
+        "/fleet/v1/nodes/desired-state",
+        "/fleet/v1/nodes//desired-state",
+        "/fleet/v1/nodes/a/b/desired-state",
+    ] {
+        let (code, _, _) = http.get(path).await;
+        assert_eq!(code.as_u16(), 404, "{path}");
+    }
+
     // A node whose clock is an hour off is told so.
     let path = format!("/fleet/v1/nodes/{id}/desired-state");
     let an_hour_ago = outpost_registry::store::now_seconds() - 3600;
     let authorization = fleet::sign_request(&key, &id, "GET", &path, an_hour_ago);
-    let http = Http::new(&registry.url);
     let (code, _, body) = http
         .send(
             hyper::Method::GET,

@@ -237,3 +237,41 @@ async fn the_central_team_pauses_resumes_and_aborts() {
     ));
     assert!(rollout::steer(store, "r99", Steer::Abort).is_err());
 }
+
+/// A handful of nodes in waves 1,10,50,100: empty waves are skipped, not
+/// waited on; a node whose wave has not opened is not heard yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_waves_are_stepped_over_and_unreached_nodes_are_not_heard() {
+    let registry = registry_with_hostile("1.3.0").await;
+    let store = registry.store();
+    enrol(store, 3, "north");
+    let created = rollout::create(
+        store,
+        &request(
+            "acme/hostile@1.3.0",
+            "",
+            &[1, 10, 50, 100],
+            "failed > 50% after 3",
+        ),
+    )
+    .expect("rollout");
+    assert_eq!(created.wave_ends, vec![1, 1, 2, 3]);
+    let now = created.created_at + 60;
+    let confirmed = Progress {
+        stage: Stage::Confirmed,
+        reason: None,
+        reported_at: 0,
+    };
+    let early = rollout::record(store, &created.id, &created.nodes[2], &confirmed, now)
+        .expect_err("its wave is not open");
+    assert!(early.to_string().contains("not in an open wave"), "{early}");
+    let after =
+        rollout::record(store, &created.id, &created.nodes[0], &confirmed, now).expect("report");
+    // Wave 2 is empty: the rollout goes straight on to wave 3.
+    assert_eq!(after.state, RolloutState::Running { wave: 2 });
+    let progress = store.rollout_progress(&created.id).expect("progress");
+    assert_eq!(
+        progress[&created.nodes[0]].reported_at, now,
+        "the registry's clock, not the node's"
+    );
+}

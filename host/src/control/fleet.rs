@@ -6,6 +6,7 @@ use super::ControlError;
 use crate::node::Node;
 use crate::releases;
 use crate::store::Membership;
+use outpost_registry::client::MetadataSource;
 use outpost_registry::desired::{self, DesiredState};
 use outpost_registry::fleet::{self as registry_fleet, EnrolRequest, Labels};
 use outpost_registry::tough::schema::{Root, Signed};
@@ -67,6 +68,13 @@ pub async fn join(node: &Node, request: &JoinRequest) -> Result<Membership, Cont
     let enrolled = registry_fleet::join(&registry, &tls, &enrol)
         .await
         .map_err(|e| ControlError::BadRequest(e.to_string()))?;
+    let own = registry_fleet::node_id(&key.public());
+    if enrolled.id != own {
+        return Err(ControlError::BadRequest(format!(
+            "the registry enrolled node {}, but this node's key is node {own}; not joined",
+            enrolled.id
+        )));
+    }
     let membership = Membership {
         registry: registry.to_string(),
         node_id: enrolled.id,
@@ -126,18 +134,24 @@ pub async fn check(node: &Node) -> Result<Checked, ControlError> {
     let registry = releases::parse_registry_url(&membership.registry)?;
     let key = identity(node)?;
     // Without a root there is no director to believe: say so before asking.
+    trusted_root(node)?;
+    // The newest root first: a director key the central team replaced is
+    // not believed a moment longer than it takes to hear of it.
+    releases::refresh(node.store(), &MetadataSource::Registry(registry.clone())).await?;
     let root = trusted_root(node)?;
+    let now = crate::clock::now_seconds();
     let held = node.store().desired_state()?;
+    // Asked "anything newer?" only while the held one has half its life
+    // left, so an unchanged fleet still gets a freshly signed state.
+    let known = held
+        .as_ref()
+        .filter(|state| state.expires > now + desired::LIFETIME_SECONDS / 2)
+        .map(|state| state.version);
     let tls = releases::client_tls(node.store())?;
-    let fetched = registry_fleet::fetch_desired_state(
-        &registry,
-        &tls,
-        &key,
-        &membership.node_id,
-        held.as_ref().map(|state| state.version),
-    )
-    .await
-    .map_err(|e| ControlError::BadRequest(e.to_string()))?;
+    let fetched =
+        registry_fleet::fetch_desired_state(&registry, &tls, &key, &membership.node_id, known)
+            .await
+            .map_err(|e| ControlError::BadRequest(e.to_string()))?;
     let Some(bytes) = fetched else {
         return Ok(Checked {
             registry: membership.registry,
@@ -151,7 +165,7 @@ pub async fn check(node: &Node) -> Result<Checked, ControlError> {
         &root.signed,
         &membership.node_id,
         held.as_ref().map(|state| state.version),
-        crate::clock::now_seconds(),
+        now,
     )
     .map_err(|e| ControlError::BadRequest(e.to_string()))?;
     node.store().set_desired_state(&state)?;

@@ -38,9 +38,16 @@ impl Registry {
                     "application/json",
                 ))
             }
-            _ if route.starts_with("nodes/") && route.ends_with("/desired-state") => {
-                let id = &route["nodes/".len()..route.len() - "/desired-state".len()];
-                self.desired_state(&request, id)
+            _ if route.starts_with("nodes/") => {
+                match route
+                    .strip_prefix("nodes/")
+                    .and_then(|rest| rest.strip_suffix("/desired-state"))
+                {
+                    Some(id) if !id.is_empty() && !id.contains('/') => {
+                        self.desired_state(&request, id)
+                    }
+                    _ => Err(super::not_found(&format!("/fleet/v1/{route}"))),
+                }
             }
             other => Err(super::not_found(&format!("/fleet/v1/{other}"))),
         }
@@ -51,19 +58,20 @@ impl Registry {
     /// Which rollouts reach which node, rebuilt when the fleet moved on.
     fn desired_index(&self) -> Result<Arc<desired::Index>, super::Refusal> {
         let revision = self.store.fleet_revision()?;
-        let current = self
+        let mut slot = self
             .desired
             .lock()
-            .map(|index| index.clone())
-            .unwrap_or_default();
-        if current.revision == revision && revision != 0 {
-            return Ok(current);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(index) = slot.as_ref()
+            && index.revision == revision
+        {
+            return Ok(index.clone());
         }
+        // Rebuilt under the lock: one rebuild per revision, not one per
+        // request that saw it move.
         let rollouts = self.store.rollouts()?.into_values().collect();
         let index = Arc::new(desired::Index::new(revision, rollouts));
-        if let Ok(mut slot) = self.desired.lock() {
-            *slot = index.clone();
-        }
+        *slot = Some(index.clone());
         Ok(index)
     }
 

@@ -94,7 +94,7 @@ pub struct Registry {
     /// Pushes waiting for a check slot.
     checks_waiting: std::sync::atomic::AtomicUsize,
     /// Which rollouts reach which node, as of a fleet revision.
-    desired: std::sync::Mutex<Arc<crate::desired::Index>>,
+    desired: std::sync::Mutex<Option<Arc<crate::desired::Index>>>,
 }
 
 impl std::fmt::Debug for Registry {
