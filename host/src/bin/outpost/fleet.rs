@@ -33,8 +33,8 @@ pub enum FleetCommand {
     ///
     /// The answer is signed by the director the node's root of trust
     /// delegates; the node refuses one signed by any other key, for another
-    /// node, older than the last it accepted, or expired. (Acting on it, and
-    /// reporting back, comes with the next release.)
+    /// node, older than the last it accepted, or expired. It does not act
+    /// on it by itself yet, nor report back to the rollout.
     Check,
     /// Show this node's identity and the fleet it belongs to
     Status {
