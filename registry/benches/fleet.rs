@@ -168,8 +168,11 @@ fn drive(store: &RegistryStore, id: &str, failing_every: Option<usize>) -> (usiz
                 },
                 reason: fails.then(|| "health: printer not found".to_string()),
                 reported_at: now,
+                sequence: 1,
             };
-            let after = rollout::record(store, id, node, &progress, now).expect("report");
+            let after = rollout::record(store, id, node, &progress, now)
+                .expect("report")
+                .into_rollout();
             if after.state != current.state {
                 if let RolloutState::Running { .. } = after.state {
                     opened += 1;

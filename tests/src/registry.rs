@@ -19,6 +19,7 @@ use outpost::node::Node;
 use outpost::release_check::ReleaseChecker;
 use outpost::releases::{self, Fetched, ReleaseError, Source, Wanted};
 use outpost_registry::admin;
+use outpost_registry::fleet::{self, Labels};
 use outpost_registry::keys::KeyPair;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
 use outpost_registry::server::{Registry, ServeConfig};
@@ -673,4 +674,32 @@ impl Http {
             .await;
         (status, Http::message(&body))
     }
+}
+
+/// Enrols a node made of a fresh key (a node only the registry knows),
+/// labelled `labels`: its key and id.
+pub fn enrol_key(store: &RegistryStore, name: &str, labels: Labels) -> (KeyPair, String) {
+    let token = fleet::issue_enrolment_token(store, Labels::new(), 3600).expect("token");
+    let key = KeyPair::generate().expect("key");
+    let request = fleet::EnrolRequest::new(&key, &token.token, name, labels);
+    let id = fleet::enrol(store, &request).expect("enrol").id;
+    (key, id)
+}
+
+/// Joins `node` (provisioned with the registry's root) to the registry's
+/// fleet as "stall-1", as `outpost fleet join` does: its node id.
+pub async fn join_fleet(registry: &TestRegistry, node: &Arc<Node>) -> String {
+    let token = fleet::issue_enrolment_token(registry.store(), Labels::new(), 3600).expect("token");
+    outpost::control::fleet::join(
+        node,
+        &outpost::control::fleet::JoinRequest {
+            registry: registry.url.to_string(),
+            token: token.token,
+            labels: Labels::new(),
+            name: Some("stall-1".into()),
+        },
+    )
+    .await
+    .expect("join")
+    .node_id
 }

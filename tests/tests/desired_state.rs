@@ -2,9 +2,9 @@
 //! the root delegates, for that node, newer than the last, unexpired; and
 //! nothing at all for a node that is unknown, retired or not itself.
 
-use outpost::control::fleet::{self as node_fleet, JoinRequest};
-use outpost_e2e_tests::TestNode;
+use outpost::control::fleet as node_fleet;
 use outpost_e2e_tests::registry::*;
+use outpost_e2e_tests::{SharedNode, TestNode};
 use outpost_registry::desired::{self, Action, DESIRED_STATE_TYPE, DesiredError, DesiredState};
 use outpost_registry::fleet::{self, EnrolRequest, JoinError, Labels};
 use outpost_registry::keys::KeyPair;
@@ -12,22 +12,11 @@ use outpost_registry::rollout::{self, RolloutRequest, Steer};
 use outpost_registry::tls::ClientTls;
 use outpost_registry::tough::schema::{Root, Signed};
 
-async fn joined_node(registry: &TestRegistry) -> (TestNode, String) {
-    let node = TestNode::new();
+async fn joined_node(registry: &TestRegistry) -> (SharedNode, String) {
+    let node = TestNode::new().shared();
     provision(&node.node, &registry.root_json, &registry.url);
-    let token = fleet::issue_enrolment_token(registry.store(), Labels::new(), 3600).expect("token");
-    let joined = node_fleet::join(
-        &node.node,
-        &JoinRequest {
-            registry: registry.url.to_string(),
-            token: token.token,
-            labels: Labels::new(),
-            name: Some("stall-1".into()),
-        },
-    )
-    .await
-    .expect("join");
-    (node, joined.node_id)
+    let id = join_fleet(registry, &node.node).await;
+    (node, id)
 }
 
 fn everyone(release: &str) -> RolloutRequest {

@@ -3,8 +3,7 @@
 //! central team; reports from nodes outside the rollout ignored.
 
 use outpost_e2e_tests::registry::*;
-use outpost_registry::fleet::{self, EnrolRequest, Labels};
-use outpost_registry::keys::KeyPair;
+use outpost_registry::fleet::Labels;
 use outpost_registry::rollout::{
     self, Progress, RolloutError, RolloutRequest, RolloutState, Stage, Steer,
 };
@@ -12,14 +11,9 @@ use outpost_registry::store::RegistryStore;
 
 /// Enrols `count` nodes labelled `region`, returning their ids.
 fn enrol(store: &RegistryStore, count: usize, region: &str) -> Vec<String> {
+    let labels: Labels = [("region".to_string(), region.to_string())].into();
     (0..count)
-        .map(|n| {
-            let key = KeyPair::generate().expect("key");
-            let token = fleet::issue_enrolment_token(store, Labels::new(), 3600).expect("token");
-            let labels: Labels = [("region".to_string(), region.to_string())].into();
-            let request = EnrolRequest::new(&key, &token.token, &format!("stall-{n}"), labels);
-            fleet::enrol(store, &request).expect("enrol").id
-        })
+        .map(|n| enrol_key(store, &format!("stall-{n}"), labels.clone()).1)
         .collect()
 }
 
@@ -134,7 +128,10 @@ async fn waves_open_as_nodes_confirm_and_the_abort_rule_halts_the_rollout() {
     .expect("rollout");
     assert_eq!(created.wave_ends, vec![2, 5, 10]);
     let now = created.created_at + 60;
+    // Numbered as a node numbers its reports: each higher than the last.
+    let sequence = std::cell::Cell::new(0);
     let report = |node: &str, stage: Stage, reason: Option<&str>| {
+        sequence.set(sequence.get() + 1);
         rollout::record(
             store,
             &created.id,
@@ -143,9 +140,11 @@ async fn waves_open_as_nodes_confirm_and_the_abort_rule_halts_the_rollout() {
                 stage,
                 reason: reason.map(str::to_string),
                 reported_at: now,
+                sequence: sequence.get(),
             },
             now,
         )
+        .map(rollout::Recorded::into_rollout)
     };
     // A node the rollout did not select is not heard.
     let outsider = report(&south[0], Stage::Confirmed, None).expect_err("not selected");
@@ -221,9 +220,11 @@ async fn the_central_team_pauses_resumes_and_aborts() {
         stage: Stage::Confirmed,
         reason: None,
         reported_at: now,
+        sequence: 1,
     };
-    let after =
-        rollout::record(store, &created.id, &created.nodes[0], &confirmed, now).expect("report");
+    let after = rollout::record(store, &created.id, &created.nodes[0], &confirmed, now)
+        .expect("report")
+        .into_rollout();
     assert_eq!(after.state, RolloutState::Paused { wave: 0 });
     let twice = rollout::steer(store, &created.id, Steer::Pause).expect_err("paused already");
     assert!(twice.to_string().contains("cannot be paused"), "{twice}");
@@ -261,12 +262,14 @@ async fn empty_waves_are_stepped_over_and_unreached_nodes_are_not_heard() {
         stage: Stage::Confirmed,
         reason: None,
         reported_at: 0,
+        sequence: 1,
     };
     let early = rollout::record(store, &created.id, &created.nodes[2], &confirmed, now)
         .expect_err("its wave is not open");
     assert!(early.to_string().contains("not in an open wave"), "{early}");
-    let after =
-        rollout::record(store, &created.id, &created.nodes[0], &confirmed, now).expect("report");
+    let after = rollout::record(store, &created.id, &created.nodes[0], &confirmed, now)
+        .expect("report")
+        .into_rollout();
     // Wave 2 is empty: the rollout goes straight on to wave 3.
     assert_eq!(after.state, RolloutState::Running { wave: 2 });
     let progress = store.rollout_progress(&created.id).expect("progress");
@@ -274,4 +277,35 @@ async fn empty_waves_are_stepped_over_and_unreached_nodes_are_not_heard() {
         progress[&created.nodes[0]].reported_at, now,
         "the registry's clock, not the node's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_waiting_only_for_silent_nodes_moves_on_when_they_count_as_offline() {
+    let registry = registry_with_hostile("1.3.0").await;
+    let store = registry.store();
+    enrol(store, 4, "north");
+    let created = rollout::create(
+        store,
+        &request("acme/hostile@1.3.0", "", &[50, 100], "failed > 50% after 2"),
+    )
+    .expect("create");
+    let now = created.created_at + 60;
+    let confirmed = Progress {
+        stage: Stage::Confirmed,
+        reason: None,
+        reported_at: now,
+        sequence: 1,
+    };
+    rollout::record(store, &created.id, &created.nodes[0], &confirmed, now).expect("report");
+    // The other node of wave 1 is silent: nothing moves while it may yet
+    // report, whoever looks.
+    assert!(
+        rollout::advance_running(store, now + 3600)
+            .expect("tick")
+            .is_empty()
+    );
+    let later = now + 24 * 3600 + 61;
+    let moved = rollout::advance_running(store, later).expect("tick");
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].state, RolloutState::Running { wave: 1 });
 }

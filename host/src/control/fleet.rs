@@ -1,16 +1,19 @@
-//! Joining a fleet: `outpost fleet join <registry> --token T`. The node
-//! enrols its own identity key with the registry, spending the one-time
-//! token, and remembers which fleet it belongs to.
+//! The node in a fleet: joining (`outpost fleet join <registry> --token
+//! T` enrols the node's own identity key, spending the one-time token),
+//! checking the desired state the fleet's director signs for it and acting
+//! on it, by hand (`outpost fleet check`) or in the background ([`run`]).
 
 use super::ControlError;
 use crate::node::Node;
 use crate::releases;
 use crate::store::Membership;
+use crate::updates::directed::{self, Acted};
 use outpost_registry::client::MetadataSource;
 use outpost_registry::desired::{self, DesiredState};
 use outpost_registry::fleet::{self as registry_fleet, EnrolRequest, Labels};
 use outpost_registry::tough::schema::{Root, Signed};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// `POST /admin/v1/fleet/join`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +101,9 @@ pub struct Checked {
     pub desired: Option<DesiredState>,
     /// Whether the registry had nothing newer.
     pub unchanged: bool,
+    /// What the node did about each release it names.
+    #[serde(default)]
+    pub acted: Vec<Acted>,
 }
 
 /// The root the node trusts now: the newest it accepted from the
@@ -122,8 +128,10 @@ fn trusted_root(node: &Node) -> Result<Signed<Root>, ControlError> {
 
 /// Fetches this node's desired state from its fleet's registry, verifies
 /// it against the director its root delegates (for this node, newer than
-/// the last accepted, unexpired) and keeps it.
-pub async fn check(node: &Node) -> Result<Checked, ControlError> {
+/// the last accepted, unexpired), keeps it and acts on it
+/// ([`crate::updates::directed`]). An unchanged state is acted on again:
+/// a download that failed is tried again, a report not yet made is made.
+pub async fn check(node: &Arc<Node>) -> Result<Checked, ControlError> {
     let _checking = node.checking.lock().await;
     let membership = node.store().membership()?.ok_or_else(|| {
         ControlError::NotFound(
@@ -153,11 +161,16 @@ pub async fn check(node: &Node) -> Result<Checked, ControlError> {
             .await
             .map_err(|e| ControlError::BadRequest(e.to_string()))?;
     let Some(bytes) = fetched else {
+        let acted = match &held {
+            Some(state) if state.expires > now => directed::act(node, &registry, state).await,
+            _ => Vec::new(),
+        };
         return Ok(Checked {
             registry: membership.registry,
             node_id: membership.node_id,
             desired: held,
             unchanged: true,
+            acted,
         });
     };
     let state = desired::verify(
@@ -169,10 +182,66 @@ pub async fn check(node: &Node) -> Result<Checked, ControlError> {
     )
     .map_err(|e| ControlError::BadRequest(e.to_string()))?;
     node.store().set_desired_state(&state)?;
+    let acted = directed::act(node, &registry, &state).await;
     Ok(Checked {
         registry: membership.registry,
         node_id: membership.node_id,
         desired: Some(state),
         unchanged: false,
+        acted,
     })
+}
+
+/// The fleet agent: while the node is in a fleet, checks its desired state
+/// every `updates.check-interval-minutes` (give or take a tenth, so a fleet
+/// spreads its checks), backing off while the registry cannot be reached
+/// and checking at once when the network answers again. Runs until
+/// `shutdown` resolves.
+pub async fn run(node: Arc<Node>, shutdown: impl std::future::Future<Output = ()>) {
+    use crate::updates::agent::{FIRST_RETRY, jittered};
+    use std::time::Duration;
+    tokio::pin!(shutdown);
+    let interval = Duration::from_secs(node.config().updates.check_interval_minutes * 60);
+    let mut wait = jittered(Duration::from_secs(5));
+    let mut failures: u32 = 0;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = node.outbox().network_answered.notified(), if failures > 0 => {}
+            () = &mut shutdown => return,
+        }
+        let member = {
+            let node = node.clone();
+            tokio::task::spawn_blocking(move || node.store().membership())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+                .is_some()
+        };
+        if !member {
+            wait = jittered(interval);
+            continue;
+        }
+        match check(&node).await {
+            Ok(checked) => {
+                failures = 0;
+                for acted in &checked.acted {
+                    tracing::debug!(rollout = %acted.rollout, release = %acted.release, "fleet check: {}", acted.outcome);
+                }
+                wait = jittered(interval);
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let backoff =
+                    (FIRST_RETRY * 2u32.saturating_pow(failures.min(16) - 1)).min(interval);
+                tracing::warn!(
+                    "cannot check the fleet's desired state: {error}; trying again in {} s (the \
+                     plugins installed keep serving)",
+                    backoff.as_secs()
+                );
+                wait = jittered(backoff);
+            }
+        }
+    }
 }

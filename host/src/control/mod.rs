@@ -449,8 +449,9 @@ pub fn keys(node: &Node, plugin: Option<&PluginId>) -> Result<Vec<KeySummary>, C
     Ok(node.keystore().list(plugin)?)
 }
 
-/// Starts the node's background work: outbox delivery and the update
-/// agent. `outpost run` binds sockets and calls this; nothing else.
+/// Starts the node's background work: outbox delivery, the update agent
+/// and the fleet agent. `outpost run` binds sockets and calls this;
+/// nothing else.
 pub fn start_background<F>(
     node: &Arc<Node>,
     shutdown: impl Fn() -> F,
@@ -465,5 +466,6 @@ where
             shutdown(),
         )),
         tokio::spawn(agent::run(node.clone(), shutdown())),
+        tokio::spawn(fleet::run(node.clone(), shutdown())),
     ]
 }

@@ -318,7 +318,8 @@ async fn deliver(
     let id = entry.id;
     let timeout = Duration::from_millis(settings.attempt_timeout_ms);
     let started = Instant::now();
-    let answer = match tokio::time::timeout(timeout, send(&entry, payload, timeout)).await {
+    let answer = match tokio::time::timeout(timeout, send(&outbox, &entry, payload, timeout)).await
+    {
         Ok(answer) => answer,
         Err(_) => Err(format!(
             "no answer within {}ms",
@@ -359,13 +360,42 @@ async fn deliver(
     Finished { id, unrecorded }
 }
 
+/// A fleet report goes to the fleet's registry over the node's own TLS
+/// trust (the system's roots, or the CA provisioned with `trust init`),
+/// which a plugin's messages do not get.
+async fn send_report(
+    outbox: &Outbox,
+    entry: &OutboxEntry,
+    payload: Vec<u8>,
+) -> Result<Answer, String> {
+    let url = url::Url::parse(&entry.destination).map_err(|e| format!("bad destination: {e}"))?;
+    let tls = crate::releases::client_tls(outbox.store()).map_err(|e| e.to_string())?;
+    let (status, body) =
+        outpost_registry::fleet::post_report(&url, &tls, payload, &entry.idempotency_key)
+            .await
+            .map_err(|e| e.to_string())?;
+    Ok(Answer {
+        status,
+        body,
+        retry_after: None,
+    })
+}
+
 struct Answer {
     status: u16,
     body: Vec<u8>,
     retry_after: Option<Duration>,
 }
 
-async fn send(entry: &OutboxEntry, payload: Vec<u8>, timeout: Duration) -> Result<Answer, String> {
+async fn send(
+    outbox: &Outbox,
+    entry: &OutboxEntry,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    if entry.owner == crate::fleet::report::FLEET_OWNER {
+        return send_report(outbox, entry, payload).await;
+    }
     let uri: hyper::Uri = entry
         .destination
         .parse()

@@ -3,17 +3,33 @@
 //! - `membership`: the registry it enrolled with, the id the registry gave
 //!   it, and the labels it was enrolled with;
 //! - `desired`: the newest desired state it accepted from the director
-//!   (a replay of an older one is refused against its version).
+//!   (a replay of an older one is refused against its version);
+//! - `report-sequence`: the number of the last report it made;
+//! - `reported/<rollout>`: what it last reported on that rollout, so a
+//!   state already reported is not reported again.
 
 use super::{NodeStore, StoreError, decode, encode};
 use outpost_registry::desired::DesiredState;
-use redb::{TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const FLEET: TableDefinition<&str, &[u8]> = TableDefinition::new("fleet");
 const MEMBERSHIP: &str = "membership";
 const DESIRED: &str = "desired";
+const REPORT_SEQUENCE: &str = "report-sequence";
+
+fn reported_key(rollout: &str) -> String {
+    format!("reported/{rollout}")
+}
+
+/// What the node last reported on one rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reported {
+    pub stage: outpost_registry::rollout::Stage,
+    pub reason: Option<String>,
+    pub sequence: u64,
+}
 
 /// The node's place in a fleet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +81,42 @@ impl NodeStore {
         let txn = self.db.begin_write()?;
         txn.open_table(FLEET)?
             .insert(DESIRED, encode(state).as_slice())?;
+        self.db.commit(txn)?;
+        Ok(())
+    }
+
+    /// Takes the next report number (numbers only rise, gaps are allowed).
+    pub fn next_report_sequence(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let next = {
+            let mut table = txn.open_table(FLEET)?;
+            let last: u64 = table
+                .get(REPORT_SEQUENCE)?
+                .map(|v| decode("report sequence", v.value()))
+                .transpose()?
+                .unwrap_or(0);
+            let next = last + 1;
+            table.insert(REPORT_SEQUENCE, encode(&next).as_slice())?;
+            next
+        };
+        self.db.commit(txn)?;
+        Ok(next)
+    }
+
+    /// What the node last reported on `rollout`.
+    pub fn reported(&self, rollout: &str) -> Result<Option<Reported>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(FLEET)?;
+        table
+            .get(reported_key(rollout).as_str())?
+            .map(|v| decode("last report", v.value()))
+            .transpose()
+    }
+
+    pub fn set_reported(&self, rollout: &str, reported: &Reported) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(FLEET)?
+            .insert(reported_key(rollout).as_str(), encode(reported).as_slice())?;
         self.db.commit(txn)?;
         Ok(())
     }

@@ -164,6 +164,23 @@ pub struct UpdateRecord {
     pub interrupted_activations: u32,
     pub started_at_ms: u64,
     pub updated_at_ms: u64,
+    /// The fleet rollout that asked for it, if one did: its transitions
+    /// are reported to the fleet's registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directed: Option<Directed>,
+}
+
+/// A rollout's part in an update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directed {
+    pub rollout: String,
+    /// The probation the rollout asks for, at least (the node's
+    /// `max-probation-seconds` still caps it).
+    pub probation_seconds: u64,
+    /// Set when the halted rollout asked the node to go back from this
+    /// version of its release (the update installs the one before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_from: Option<semver::Version>,
 }
 
 /// One line of `outpost update history`.
@@ -568,6 +585,7 @@ mod tests {
             interrupted_activations: 0,
             started_at_ms: 1,
             updated_at_ms: 2,
+            directed: None,
         }
     }
 

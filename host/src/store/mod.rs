@@ -27,8 +27,8 @@ mod outbox;
 mod trust;
 
 pub use disk::BelowReserve;
-pub use fleet::Membership;
-pub use journal::{ProbationRecord, Transition, UpdateRecord, UpdateState};
+pub use fleet::{Membership, Reported};
+pub use journal::{Directed, ProbationRecord, Transition, UpdateRecord, UpdateState};
 pub(crate) use journal::{
     block_version, drop_kv_snapshot, put_update, restore_kv, snapshot_kv, write_transition,
 };

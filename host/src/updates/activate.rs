@@ -205,9 +205,14 @@ fn swap_in(
                 .as_ref()
                 .map(|p| (p.stats.calls(), p.stats.bad()))
                 .unwrap_or((0, 0));
+            // A rollout's probation is a floor like the manifest's.
+            let mut asked = plugin.manifest.probation;
+            if let Some(directed) = &record.directed {
+                asked.seconds = Some(asked.seconds.unwrap_or(0).max(directed.probation_seconds));
+            }
             record.probation = Some(probation::start(
                 &node.config.updates,
-                &plugin.manifest.probation,
+                &asked,
                 now,
                 baseline,
             ));

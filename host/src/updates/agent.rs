@@ -22,7 +22,7 @@ const TICK: Duration = Duration::from_millis(500);
 /// How often a version on probation has its health export called.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// The first wait after a failed check; it doubles up to the interval.
-const FIRST_RETRY: Duration = Duration::from_secs(30);
+pub const FIRST_RETRY: Duration = Duration::from_secs(30);
 
 /// What one check found for one followed plugin.
 #[derive(Debug, Clone, Serialize)]
@@ -214,11 +214,25 @@ async fn check_one(
             release.version.clone(),
             source.clone(),
         );
-        blocking(move || begin(&node, &plugin, &version, &source, false, false)).await?
+        blocking(move || begin(&node, &plugin, &version, &source, false, None)).await?
     };
+    download_and_offer(node, url, found, None).await
+}
+
+/// Downloads the release `found` names from the registry at `url`
+/// (verified against the vendor's signed metadata, and, given
+/// `expected_digest`, against that manifest digest too) and offers it to
+/// the update machine. What became of it, in a few words.
+pub(super) async fn download_and_offer(
+    node: &Arc<Node>,
+    url: &url::Url,
+    found: crate::store::UpdateRecord,
+    expected_digest: Option<&str>,
+) -> Result<String, UpdateError> {
+    let (plugin, version, source) = (found.plugin.clone(), found.to.clone(), found.source.clone());
     let wanted = Wanted {
         plugin: plugin.to_string(),
-        versions: semver::VersionReq::parse(&format!("={}", release.version))
+        versions: semver::VersionReq::parse(&format!("={version}"))
             .map_err(|e| store_error(&e.to_string()))?,
     };
     let fetched = releases::fetch(
@@ -239,16 +253,27 @@ async fn check_one(
         Ok(fetched) => fetched,
         Err(error) => {
             let (node, why) = (node.clone(), error.to_string());
-            blocking(move || abandon(&node, found, &why).map_err(UpdateError::from)).await?;
+            blocking(move || abandon(&node, found, &why, false).map_err(UpdateError::from)).await?;
             return Ok(format!(
-                "{plugin}@{} could not be downloaded: {error}",
-                release.version
+                "{plugin}@{version} could not be downloaded: {error}"
             ));
         }
     };
     let folder = fetched.package.clone();
+    if let Some(expected) = expected_digest
+        && fetched.release.digest() != expected
+    {
+        let _ = std::fs::remove_dir_all(&folder);
+        let why = format!(
+            "the fleet's director named {plugin}@{version} with manifest {expected}, but its vendor signed {}; only a release both name is installed",
+            fetched.release.digest()
+        );
+        let (node, reason) = (node.clone(), why.clone());
+        blocking(move || abandon(&node, found, &reason, true).map_err(UpdateError::from)).await?;
+        return Ok(format!("{plugin}@{version} refused: {why}"));
+    }
     let outcome = {
-        let (node, folder, source) = (node.clone(), folder.clone(), source.clone());
+        let (node, folder) = (node.clone(), folder.clone());
         blocking(move || {
             let offer = Offer {
                 folder: &folder,
@@ -266,12 +291,12 @@ async fn check_one(
             Some(reason) => format!("{} {}: {reason}", record.to, record.state),
             None => format!("{} {}", record.to, record.state),
         },
-        Err(error) => format!("{plugin}@{} refused: {error}", release.version),
+        Err(error) => format!("{plugin}@{version} refused: {error}"),
     })
 }
 
 /// Runs `work` on the blocking pool (compiles and commits block).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, UpdateError> + Send + 'static,
 ) -> Result<T, UpdateError> {
     tokio::task::spawn_blocking(work)
@@ -280,7 +305,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The interval with a tenth either way, so a fleet spreads its checks.
-fn jittered(interval: Duration) -> Duration {
+pub fn jittered(interval: Duration) -> Duration {
     let mut byte = [0u8; 2];
     let _ = getrandom::fill(&mut byte);
     let unit = f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX); // 0..=1

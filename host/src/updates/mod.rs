@@ -37,6 +37,7 @@
 mod activate;
 pub mod agent;
 pub mod consent;
+pub mod directed;
 pub mod probation;
 mod stage;
 
@@ -53,7 +54,7 @@ use crate::node::Node;
 use crate::package;
 use crate::plugins::{LoadedPlugin, PluginSlot};
 use crate::store::{
-    InstalledVersion, NodeStore, PluginRecord, StoreError, UpdateRecord, UpdateState,
+    Directed, InstalledVersion, NodeStore, PluginRecord, StoreError, UpdateRecord, UpdateState,
     block_version, drop_kv_snapshot, restore_kv, snapshot_kv, write_transition,
 };
 use serde_json::json;
@@ -186,8 +187,12 @@ fn commit_transition(node: &Node, record: &mut UpdateRecord) -> Result<(), Store
     Ok(())
 }
 
-/// Every transition is an event for the centre, through the outbox.
+/// Every transition is an event for the centre, through the outbox, and
+/// a report to the fleet when a rollout asked for the update.
 fn announce(node: &Node, record: &UpdateRecord) {
+    if let Some(directed) = &record.directed {
+        report_to_fleet(node, record, directed);
+    }
     tracing::info!(
         plugin = %record.plugin,
         from = record.from.as_ref().map(ToString::to_string).unwrap_or_default(),
@@ -211,6 +216,46 @@ fn announce(node: &Node, record: &UpdateRecord) {
     }
 }
 
+/// The rollout's view of `record`: its own release's progress, or, for the
+/// update that takes the node back from it, whether it went back.
+fn report_to_fleet(node: &Node, record: &UpdateRecord, directed: &Directed) {
+    use crate::fleet::report::{Tell, queue, stage_of};
+    use outpost_registry::rollout::Stage;
+    let (version, stage, reason) = match &directed.back_from {
+        None => (&record.to, stage_of(record.state), record.reason.clone()),
+        Some(back_from) => match record.state {
+            UpdateState::Probation | UpdateState::Confirmed => (
+                back_from,
+                Stage::RolledBack,
+                Some(format!(
+                    "went back to {} as rollout {} asked",
+                    record.to, directed.rollout
+                )),
+            ),
+            UpdateState::Refused | UpdateState::RolledBack => (
+                back_from,
+                Stage::Failed,
+                Some(format!(
+                    "could not go back to {}: {}",
+                    record.to,
+                    record.reason.as_deref().unwrap_or("refused")
+                )),
+            ),
+            _ => return,
+        },
+    };
+    let tell = Tell {
+        rollout: &directed.rollout,
+        plugin: record.plugin.as_str(),
+        version,
+        stage,
+        reason,
+    };
+    if let Err(error) = queue(&node.store, node.outbox(), node.data_dir(), tell) {
+        tracing::warn!(plugin = %record.plugin, rollout = %directed.rollout, "cannot queue the report for the fleet: {error}");
+    }
+}
+
 fn refuse(
     node: &Node,
     record: &mut UpdateRecord,
@@ -231,10 +276,17 @@ fn refuse(
     Ok(())
 }
 
-/// Gives up an update the agent found but could not download: refused, not
-/// blocked (the registry may answer better next time), unless an operator
-/// replaced it meanwhile.
-fn abandon(node: &Node, mut record: UpdateRecord, why: &str) -> Result<(), StoreError> {
+/// Gives up an update the agent found but did not offer, unless an
+/// operator replaced it meanwhile: refused, and with `block` its version is
+/// not taken again. One that could not be downloaded is not blocked (the
+/// registry may answer better next time); one whose digest the fleet's
+/// director and the vendor disagree on is.
+fn abandon(
+    node: &Node,
+    mut record: UpdateRecord,
+    why: &str,
+    block: bool,
+) -> Result<(), StoreError> {
     let _changing = node
         .changing
         .lock()
@@ -242,7 +294,7 @@ fn abandon(node: &Node, mut record: UpdateRecord, why: &str) -> Result<(), Store
     if node.store.update(&record.plugin)?.as_ref() != Some(&record) {
         return Ok(());
     }
-    record.now = true;
+    record.now = !block;
     refuse(node, &mut record, &why)
 }
 
@@ -255,13 +307,13 @@ pub fn begin(
     to: &semver::Version,
     source: &str,
     approved: bool,
-    now: bool,
+    directed: Option<Directed>,
 ) -> Result<UpdateRecord, UpdateError> {
     let _changing = node
         .changing
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    begin_locked(node, plugin, to, source, approved, now)
+    begin_locked(node, plugin, to, source, approved, false, directed)
 }
 
 fn begin_locked(
@@ -271,6 +323,7 @@ fn begin_locked(
     source: &str,
     approved: bool,
     now: bool,
+    directed: Option<Directed>,
 ) -> Result<UpdateRecord, UpdateError> {
     if let Some(mut existing) = node.store.update(plugin)? {
         match existing.state {
@@ -320,6 +373,7 @@ fn begin_locked(
         interrupted_activations: 0,
         started_at_ms: at,
         updated_at_ms: at,
+        directed,
     };
     commit_transition(node, &mut record)?;
     crate::failpoint::reached("after:found");

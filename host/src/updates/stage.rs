@@ -75,6 +75,7 @@ pub fn resume_orphaned_probation(node: &Node, plugin: &PluginId) {
             interrupted_activations: 0,
             started_at_ms: now,
             updated_at_ms: now,
+            directed: None,
         };
         commit_transition(node, &mut record)
     };
@@ -151,6 +152,7 @@ fn offer_locked(
                 &offer.source,
                 offer.approved,
                 offer.now,
+                None,
             )?
         }
     };
@@ -168,7 +170,14 @@ fn offer_locked(
     advance(node, &mut record, UpdateState::Verified)?;
 
     // Compiled: compiled, linked, its version asked; compared with what is
-    // installed (no downgrades, no new code under an old version).
+    // installed (no downgrades, no new code under an old version). The one
+    // downgrade taken is a halted rollout's way back from its own release
+    // to the version the node ran before it.
+    let going_back = record
+        .directed
+        .as_ref()
+        .and_then(|directed| directed.back_from.as_ref())
+        .is_some_and(|from| existing.as_ref().is_some_and(|e| e.active.version == *from));
     let checked = at_background_priority(|| {
         node.check_package(&package, &digest, || {
             let Some(existing) = &existing else {
@@ -181,7 +190,7 @@ fn offer_locked(
                     version: version.clone(),
                 });
             }
-            if installed.version > version {
+            if installed.version > version && !going_back {
                 return Err(InstallError::Downgrade {
                     id: id.clone(),
                     installed: installed.version.clone(),
@@ -253,5 +262,6 @@ fn unchanged_record(existing: &PluginRecord, source: &str) -> UpdateRecord {
         interrupted_activations: 0,
         started_at_ms: now_ms(),
         updated_at_ms: now_ms(),
+        directed: None,
     }
 }

@@ -124,6 +124,32 @@ pub async fn fetch_desired_state(
     Ok(Some(answer.to_vec()))
 }
 
+/// `POST /fleet/v1/reports`: one signed report (`payload`, a
+/// [`super::report::SignedReport`]) from a node's outbox. Returns the
+/// status and the body of the answer, refusals included: the outbox
+/// decides what a status means (retry, or a dead letter).
+pub async fn post_report(
+    registry_reports: &url::Url,
+    tls: &ClientTls,
+    payload: Vec<u8>,
+    idempotency_key: &str,
+) -> Result<(u16, Vec<u8>), JoinError> {
+    crate::tls::require_private(registry_reports, "a node's report")?;
+    let request = hyper::Request::post(registry_reports.as_str())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", idempotency_key)
+        .body(Full::new(Bytes::from(payload)))
+        .map_err(|e| JoinError::Http {
+            url: registry_reports.to_string(),
+            detail: e.to_string(),
+        })?;
+    match exchange(registry_reports, tls, request, MAX_ANSWER_BYTES).await {
+        Ok((status, answer)) => Ok((status.as_u16(), answer.to_vec())),
+        Err(JoinError::Refused { status, message }) => Ok((status, message.into_bytes())),
+        Err(other) => Err(other),
+    }
+}
+
 /// The message of an OCI-style error body, or its first bytes.
 fn refusal_message(answer: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(answer)

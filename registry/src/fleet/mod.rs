@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use tough::schema::key::Key;
 
 mod client;
-pub use client::{JoinError, fetch_desired_state, join};
+pub mod report;
+pub use client::{JoinError, fetch_desired_state, join, post_report};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {

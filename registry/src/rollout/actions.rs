@@ -3,8 +3,8 @@
 //! one transaction of the registry's store.
 
 use super::{
-    Decision, Progress, Rollout, RolloutError, RolloutRequest, RolloutState, RolloutStatus, apply,
-    decide, number_of, plan, status,
+    Decision, Progress, Recorded, Rollout, RolloutError, RolloutRequest, RolloutState,
+    RolloutStatus, apply, decide, number_of, plan, status,
 };
 use crate::fleet;
 use crate::store::{RegistryStore, now_seconds};
@@ -88,14 +88,16 @@ pub fn steer(store: &RegistryStore, id: &str, steer: Steer) -> Result<Rollout, R
 
 /// Records `node`'s progress on rollout `id` and moves the rollout on if
 /// that settles its wave or trips its abort rule. What a node's report
-/// does; returns the rollout as it is now.
+/// does. A rollout that halted or was aborted still records the nodes it
+/// reached (their rollbacks are what `rollout status` shows then); a
+/// report numbered no higher than the one applied changes nothing.
 pub fn record(
     store: &RegistryStore,
     id: &str,
     node: &str,
     progress: &Progress,
     now: u64,
-) -> Result<Rollout, RolloutError> {
+) -> Result<Recorded, RolloutError> {
     let rollout = store
         .rollout(id)?
         .ok_or_else(|| RolloutError::Unknown(id.to_string()))?;
@@ -106,12 +108,15 @@ pub fn record(
     let Some(position) = rollout.nodes.iter().position(|n| n == node) else {
         return Err(not_in());
     };
-    // Only a node its open waves reached, of a rollout still moving.
-    let open_until = match rollout.state {
-        RolloutState::Running { wave } | RolloutState::Paused { wave } => rollout.wave_ends[wave],
-        _ => 0,
+    // Only a node its waves reached.
+    let reached = match rollout.state {
+        RolloutState::Running { wave }
+        | RolloutState::Paused { wave }
+        | RolloutState::Halted { wave, .. }
+        | RolloutState::Aborted { wave, .. } => rollout.wave_ends[wave],
+        RolloutState::Completed { .. } => rollout.nodes.len(),
     };
-    if position >= open_until || fleet::active_node(store, node)?.is_none() {
+    if position >= reached || fleet::active_node(store, node)?.is_none() {
         return Err(not_in());
     }
     // The registry's clock, not the node's; a reason of bounded length.
@@ -122,9 +127,29 @@ pub fn record(
             .as_ref()
             .map(|reason| reason.chars().take(MAX_REASON_CHARS).collect()),
         reported_at: now,
+        sequence: progress.sequence,
     };
-    store.set_progress(id, node, &progress)?;
-    advance(store, id, now)
+    if let Some(last) = store.set_progress(id, node, &progress)? {
+        return Ok(Recorded::Stale { rollout, last });
+    }
+    advance(store, id, now).map(Recorded::Applied)
+}
+
+/// Moves on every running rollout whose waves settled by time alone (its
+/// silent nodes went offline) rather than by a report. The registry's
+/// clock chore calls it; returns the rollouts that changed state.
+pub fn advance_running(store: &RegistryStore, now: u64) -> Result<Vec<Rollout>, RolloutError> {
+    let mut moved = Vec::new();
+    for rollout in store.rollouts()?.into_values() {
+        if !matches!(rollout.state, RolloutState::Running { .. }) {
+            continue;
+        }
+        let after = advance(store, &rollout.id, now)?;
+        if after.state != rollout.state {
+            moved.push(after);
+        }
+    }
+    Ok(moved)
 }
 
 /// The longest failure reason kept from a node.

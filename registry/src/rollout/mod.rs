@@ -15,7 +15,9 @@ use crate::store::{RegistryStore, StoreError, now_seconds};
 use crate::tuf;
 
 mod actions;
-pub use actions::{MAX_REASON_CHARS, Steer, advance, create, list, record, status_of, steer};
+pub use actions::{
+    MAX_REASON_CHARS, Steer, advance, advance_running, create, list, record, status_of, steer,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -283,6 +285,29 @@ pub struct Progress {
     pub reason: Option<String>,
     /// When the node last reported anything (seconds since the epoch).
     pub reported_at: u64,
+    /// The node's number for the report applied: a report numbered no
+    /// higher is a repeat or a replay, and changes nothing.
+    #[serde(default)]
+    pub sequence: u64,
+}
+
+/// What recording a node's report came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// Recorded; the rollout as it is after it.
+    Applied(Rollout),
+    /// The registry already applied this report or a newer one from the
+    /// node (numbered `last`): nothing changed.
+    Stale { rollout: Rollout, last: u64 },
+}
+
+impl Recorded {
+    /// The rollout as it is now, either way.
+    pub fn into_rollout(self) -> Rollout {
+        match self {
+            Recorded::Applied(rollout) | Recorded::Stale { rollout, .. } => rollout,
+        }
+    }
 }
 
 /// Cumulative node counts per wave: `ceil(percent × n / 100)`, the first
@@ -630,6 +655,7 @@ mod tests {
                     },
                     reason: fails.then(|| "health: printer not found".into()),
                     reported_at: now,
+                    sequence: 1,
                 });
             }
             let decision = decide(rollout, &progress, now);
@@ -680,6 +706,7 @@ mod tests {
                 stage: Stage::Confirmed,
                 reason: None,
                 reported_at: 1_500,
+                sequence: 1,
             },
         );
         assert_eq!(decide(&rollout, &progress, 2_000), Decision::Stay);

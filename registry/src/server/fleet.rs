@@ -1,16 +1,22 @@
-//! The fleet's routes for nodes: `POST /fleet/v1/enrol`, and
+//! The fleet's routes for nodes: `POST /fleet/v1/enrol`,
 //! `GET /fleet/v1/nodes/<id>/desired-state` (signed by the node; answered
-//! 304 when the node already has the newest version).
+//! 304 when the node already has the newest version), and
+//! `POST /fleet/v1/reports` (one report, signed in its body).
 
 use super::{Handled, Registry, method_not_allowed, read_body, refuse, respond, with_header};
 use crate::desired;
+use crate::fleet::report::{self, ReportError};
 use crate::fleet::{self, EnrolRequest, FleetError};
+use crate::rollout::RolloutError;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use std::sync::Arc;
 
 /// An enrolment request is a key, a name and a few labels.
 const MAX_ENROL_BYTES: u64 = 16 << 10;
+/// A report is a few short fields and a reason of at most a few hundred
+/// characters (longer ones are cut when stored).
+const MAX_REPORT_BYTES: u64 = 16 << 10;
 
 impl Registry {
     pub(super) async fn fleet(&self, request: Request<Incoming>, route: &str) -> Handled {
@@ -34,6 +40,22 @@ impl Registry {
                 })?;
                 Ok(with_header(
                     respond(StatusCode::CREATED, body),
+                    "content-type",
+                    "application/json",
+                ))
+            }
+            "reports" => {
+                if request.method() != Method::POST {
+                    return Err(method_not_allowed("POST"));
+                }
+                let body = read_body(request, MAX_REPORT_BYTES).await?;
+                let now = crate::store::now_seconds();
+                let accepted = report::accept(&self.store, &body, now).map_err(report_refusal)?;
+                let body = serde_json::to_vec(&accepted).map_err(|e| {
+                    refuse(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string())
+                })?;
+                Ok(with_header(
+                    respond(StatusCode::OK, body),
                     "content-type",
                     "application/json",
                 ))
@@ -153,4 +175,30 @@ fn fleet_refusal(error: FleetError) -> super::Refusal {
         _ => "FLEET_REFUSED",
     };
     refuse(status, code, error.to_string())
+}
+
+/// Statuses a node's outbox reads: 4xx is final (the report is a dead
+/// letter the operator sees), 5xx is tried again.
+fn report_refusal(error: ReportError) -> super::Refusal {
+    match error {
+        ReportError::Fleet(error) => fleet_refusal(error),
+        ReportError::Malformed(_) | ReportError::WrongRelease { .. } => {
+            refuse(StatusCode::BAD_REQUEST, "REPORT_INVALID", error.to_string())
+        }
+        ReportError::Rollout(RolloutError::Unknown(_)) => {
+            refuse(StatusCode::NOT_FOUND, "NAME_UNKNOWN", error.to_string())
+        }
+        ReportError::Rollout(RolloutError::NotInRollout { .. }) => {
+            refuse(StatusCode::FORBIDDEN, "DENIED", error.to_string())
+        }
+        ReportError::Rollout(RolloutError::Fleet(error)) => fleet_refusal(error),
+        ReportError::Rollout(other) => {
+            tracing::error!("a node's report could not be recorded: {other}");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                other.to_string(),
+            )
+        }
+    }
 }

@@ -107,6 +107,8 @@ impl std::fmt::Debug for Registry {
 
 /// Blobs up to this size are read whole; larger ones stream from disk.
 const WHOLE_BLOB_BYTES: u64 = 1 << 20;
+/// How often running rollouts are looked at for nodes gone offline.
+const ROLLOUT_TICK: Duration = Duration::from_secs(60);
 
 /// Small answers are built whole; large blobs stream from disk.
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -358,6 +360,10 @@ impl Registry {
         chores.push(tokio::spawn(async move {
             registry.sweep_abandoned_uploads().await
         }));
+        let registry = self.clone();
+        chores.push(tokio::spawn(
+            async move { registry.move_rollouts_on().await },
+        ));
         self.fix_fractional_expiries();
         tokio::pin!(shutdown);
         loop {
@@ -481,6 +487,23 @@ impl Registry {
                 Err(error) => tracing::error!("removing abandoned uploads failed: {error}"),
             }
             tokio::time::sleep(every).await;
+        }
+    }
+
+    /// A wave waiting only for nodes that went silent moves on when they
+    /// count as offline, with no report to trigger it: looked at every
+    /// minute.
+    async fn move_rollouts_on(&self) {
+        loop {
+            tokio::time::sleep(ROLLOUT_TICK).await;
+            match crate::rollout::advance_running(&self.store, crate::store::now_seconds()) {
+                Ok(moved) => {
+                    for rollout in moved {
+                        tracing::info!(rollout = %rollout.id, state = rollout.state.name(), "rollout moved on (nodes offline)");
+                    }
+                }
+                Err(error) => tracing::error!("cannot move rollouts on: {error}"),
+            }
         }
     }
 

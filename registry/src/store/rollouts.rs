@@ -134,18 +134,32 @@ impl RegistryStore {
         progress_in(&txn.open_table(PROGRESS)?, id)
     }
 
-    /// Records `node`'s progress on rollout `id`.
+    /// Records `node`'s progress on rollout `id`, unless the progress held
+    /// is from a report numbered as high or higher: then nothing is
+    /// written and that number is returned.
     pub fn set_progress(
         &self,
         id: &str,
         node: &str,
         progress: &Progress,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_write()?;
-        txn.open_table(PROGRESS)?
-            .insert((id, node), encode(progress).as_slice())?;
+        {
+            let mut table = txn.open_table(PROGRESS)?;
+            let held: Option<Progress> = table
+                .get((id, node))?
+                .map(|v| decode("rollout progress", v.value()))
+                .transpose()?;
+            if let Some(held) = held
+                && held.sequence >= progress.sequence
+                && held.sequence > 0
+            {
+                return Ok(Some(held.sequence));
+            }
+            table.insert((id, node), encode(progress).as_slice())?;
+        }
         txn.commit()?;
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -33,8 +33,13 @@ pub enum FleetCommand {
     ///
     /// The answer is signed by the director the node's root of trust
     /// delegates; the node refuses one signed by any other key, for another
-    /// node, older than the last it accepted, or expired. It does not act
-    /// on it by itself yet, nor report back to the rollout.
+    /// node, older than the last it accepted, or expired. Then it acts on
+    /// it through its update machine: it installs a named release only if
+    /// the vendor signed that very release (staged while the old version
+    /// serves, held if it asks for more grants, on probation), and goes
+    /// back from a release whose rollout was stopped. Every transition is
+    /// reported to the rollout through the outbox. A running node does the
+    /// same by itself every `updates.check-interval-minutes`.
     Check,
     /// Show this node's identity and the fleet it belongs to
     Status {
@@ -121,6 +126,12 @@ pub fn run(data_dir: &Path, config: Option<&Path>, command: FleetCommand) -> any
                     release.digest,
                     release.rollout,
                     release.probation_seconds / 60
+                );
+            }
+            for acted in &checked.acted {
+                println!(
+                    "  rollout {} ({}): {}",
+                    acted.rollout, acted.release, acted.outcome
                 );
             }
         }

@@ -1,10 +1,12 @@
 //! The node's identity in a fleet: an ed25519 key pair it makes itself at
 //! first start, in `<data>/identity.key` (0600; the public half beside it
 //! as `identity.key.pub.json`). The private half never leaves the box: the
-//! node proves it holds it when it enrols, and will sign its reports with
-//! it, so one node cannot speak for another.
+//! node proves it holds it when it enrols, and signs its requests and its
+//! reports with it ([`report`]), so one node cannot speak for another.
 
 use outpost_registry::keys::{KeyError, KeyPair};
+
+pub mod report;
 use std::path::{Path, PathBuf};
 
 pub const IDENTITY_KEY_FILE: &str = "identity.key";
