@@ -9,9 +9,11 @@
 //! - the same for checks that fetch a freshly signed document (200);
 //! - the registry's CPU (this process: the simulator's side is small, its
 //!   requests are signed once up front) and resident memory;
-//! - a rollout to every node in waves 1,10,50,100 with 2% of the nodes
-//!   failing probation (it must halt in the first wave past its rule), and
-//!   with none failing (it must complete every wave).
+//! - a rollout to every node in waves 1,10,50,100 driven by the nodes'
+//!   signed reports over HTTP, with 1% of them offline and 2% failing
+//!   probation (it must halt in the first wave past its rule, with the
+//!   right counts), and with none failing (it must complete every wave,
+//!   the offline nodes timed out); reports per second and their p99.
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) it uses a few
 //! hundred nodes and runs briefly, to check it works.
@@ -19,16 +21,18 @@
 mod common;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use outpost_registry::fleet::report::{REPORT_TYPE, Report, SignedReport};
 use outpost_registry::fleet::{self, EnrolRequest, Labels};
 use outpost_registry::keys::KeyPair;
 use outpost_registry::repository::{self, Lifetimes, OnlineKeys};
-use outpost_registry::rollout::{self, Progress, RolloutRequest, RolloutState, Stage};
+use outpost_registry::rollout::{self, RolloutRequest, RolloutState, Stage};
 use outpost_registry::server::{Registry, ServeConfig};
 use outpost_registry::store::{RegistryStore, now_seconds};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -144,43 +148,166 @@ fn report(what: &str, times: &[Duration], duration: Duration, cpu: f64) {
     );
 }
 
-/// Drives a rollout to every node: each node of an open wave reports,
-/// every `failing_every`th rolling back; returns where it ended.
-fn drive(store: &RegistryStore, id: &str, failing_every: Option<usize>) -> (usize, RolloutState) {
+/// How a simulated fleet behaves during a rollout.
+#[derive(Clone, Copy)]
+struct Behaviour {
+    /// Every `n`th node of a wave fails probation and rolls back.
+    failing_every: Option<usize>,
+    /// Every `n`th node of a wave never reports (offline).
+    offline_every: Option<usize>,
+}
+
+/// What a rollout came to and what it cost.
+struct Driven {
+    opened: usize,
+    end: RolloutState,
+    reports: usize,
+    sending: Duration,
+    times: Vec<Duration>,
+}
+
+/// Drives rollout `id` as its nodes would: each node of an open wave
+/// reports over HTTP (`POST /fleet/v1/reports`, signed with its key,
+/// `connections` at a time) that it is on probation and then that it
+/// confirmed or rolled back; offline nodes say nothing, and the registry's
+/// clock chore is run as if their offline time had passed when a wave
+/// waits only for them.
+fn drive(
+    runtime: &tokio::runtime::Runtime,
+    base: &str,
+    store: &RegistryStore,
+    id: &str,
+    keys: &HashMap<String, KeyPair>,
+    behaviour: Behaviour,
+    connections: usize,
+) -> Driven {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(connections)
+        .build_http();
+    let url = format!("{base}/fleet/v1/reports");
     let mut reported = std::collections::HashSet::new();
+    let mut sequence = 0;
+    let mut skipped = 0;
+    let (mut reports, mut sending, mut times) = (0, Duration::ZERO, Vec::new());
     let mut opened = 1;
     loop {
         let current = store.rollout(id).expect("read").expect("rollout");
         let RolloutState::Running { wave } = current.state else {
-            return (opened, current.state);
+            times.sort();
+            return Driven {
+                opened,
+                end: current.state,
+                reports,
+                sending,
+                times,
+            };
         };
-        let now = now_seconds();
+        let mut batch = Vec::new();
         for (index, node) in current.nodes[..current.wave_ends[wave]].iter().enumerate() {
             if !reported.insert(node.clone()) {
                 continue;
             }
-            let fails = failing_every.is_some_and(|every| index % every == every - 1);
-            let progress = Progress {
-                stage: if fails {
+            let every = |n: Option<usize>| n.is_some_and(|n| index % n == n - 1);
+            if every(behaviour.offline_every) {
+                continue;
+            }
+            let fails = every(behaviour.failing_every);
+            for stage in [
+                Stage::Probation,
+                if fails {
                     Stage::RolledBack
                 } else {
                     Stage::Confirmed
                 },
-                reason: fails.then(|| "health: printer not found".to_string()),
-                reported_at: now,
-                sequence: 1,
-            };
-            let after = rollout::record(store, id, node, &progress, now)
-                .expect("report")
-                .into_rollout();
-            if after.state != current.state {
-                if let RolloutState::Running { .. } = after.state {
-                    opened += 1;
-                }
-                break;
+            ] {
+                sequence += 1;
+                let report = Report {
+                    kind: REPORT_TYPE.into(),
+                    node: node.clone(),
+                    rollout: id.to_string(),
+                    plugin: current.plugin.clone(),
+                    version: current.version.clone(),
+                    sequence,
+                    stage,
+                    reason: (stage == Stage::RolledBack)
+                        .then(|| "health: printer not found".to_string()),
+                    at: now_seconds(),
+                };
+                let signed = SignedReport::sign(&keys[node], report);
+                batch.push(serde_json::to_vec(&signed).expect("json"));
             }
         }
+        let started = Instant::now();
+        reports += batch.len();
+        times.extend(runtime.block_on(send_all(&client, &url, batch, connections)));
+        sending += started.elapsed();
+        let after = store.rollout(id).expect("read").expect("rollout");
+        if after.state == current.state {
+            // Only silent nodes left in the wave: their offline time
+            // passes (on a clock that only moves forward).
+            skipped += current.offline_after_seconds + 1;
+            rollout::advance_running(store, now_seconds() + skipped).expect("tick");
+        }
+        let after = store.rollout(id).expect("read").expect("rollout");
+        assert_ne!(
+            after.state,
+            current.state,
+            "the rollout is stuck: {:?}",
+            rollout::status_of(store, id).map(|s| s.waves)
+        );
+        if let RolloutState::Running { .. } = after.state {
+            opened += 1;
+        }
     }
+}
+
+/// Sends every report, `connections` at a time, in order per node (a
+/// node's two reports go on one connection, one after the other).
+async fn send_all(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    reports: Vec<Vec<u8>>,
+    connections: usize,
+) -> Vec<Duration> {
+    let reports = Arc::new(std::sync::Mutex::new(
+        reports.into_iter().rev().collect::<Vec<_>>(),
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (client, url, reports) = (client.clone(), url.to_string(), reports.clone());
+        tasks.spawn(async move {
+            let mut times = Vec::new();
+            loop {
+                // A node's reports are next to each other: take both.
+                let pair: Vec<Vec<u8>> = {
+                    let mut left = reports.lock().expect("lock");
+                    let take = left.len().min(2);
+                    let at = left.len() - take;
+                    left.split_off(at).into_iter().rev().collect()
+                };
+                if pair.is_empty() {
+                    return times;
+                }
+                for body in pair {
+                    let request = hyper::Request::post(&url)
+                        .header(hyper::header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .expect("request");
+                    let started = Instant::now();
+                    let response = client.request(request).await.expect("registry reachable");
+                    let status = response.status();
+                    let body = response.into_body().collect().await.expect("body");
+                    times.push(started.elapsed());
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body.to_bytes()));
+                }
+            }
+        });
+    }
+    let mut times = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        times.extend(done.expect("sender"));
+    }
+    times
 }
 
 fn main() {
@@ -206,12 +333,14 @@ fn main() {
 
     let started = Instant::now();
     let mut keys = Vec::with_capacity(count);
+    let mut key_of = HashMap::with_capacity(count);
     for n in 0..count {
         let key = KeyPair::generate().expect("key");
         let token = fleet::issue_enrolment_token(&store, Labels::new(), 3600).expect("token");
         let labels: Labels = [("region".to_string(), "north".to_string())].into();
         let request = EnrolRequest::new(&key, &token.token, &format!("stall-{n}"), labels);
         let id = fleet::enrol(&store, &request).expect("enrol").id;
+        key_of.insert(id.clone(), key.clone());
         keys.push((key, id));
     }
     println!(
@@ -286,11 +415,14 @@ fn main() {
     println!("resident memory: {:.0} MiB", resident_mib());
     rollout::steer(store, &created.id, rollout::Steer::Abort).expect("abort");
 
-    // The same fleet, a rollout in waves: 2% failing, then none.
-    for (failing_every, rule) in [
-        (Some(50), "failed > 1% after 20"),
-        (None, "failed > 1% after 20"),
-    ] {
+    // The same fleet, a rollout in waves: 2% failing, then none, each
+    // with 1% of the nodes offline.
+    for failing_every in [Some(50), None] {
+        let rule = "failed > 1% after 20";
+        let behaviour = Behaviour {
+            failing_every,
+            offline_every: Some(100),
+        };
         let release = format!("{}@{}", created.plugin, created.version);
         let rollout = rollout::create(
             store,
@@ -301,22 +433,58 @@ fn main() {
                 probation_seconds: 600,
                 abort_when: rule.into(),
                 rollback: true,
-                offline_after_seconds: 24 * 3600,
+                offline_after_seconds: 3600,
             },
         )
         .expect("rollout");
-        let started = Instant::now();
-        let (opened, end) = drive(store, &rollout.id, failing_every);
+        let cpu = cpu_seconds();
+        let driven = drive(
+            &runtime,
+            &base,
+            store,
+            &rollout.id,
+            &key_of,
+            behaviour,
+            connections,
+        );
+        let cpu = cpu_seconds() - cpu;
         println!(
-            "rollout to {count} nodes, waves 1,10,50,100, `{rule}`, {} failing: {} after {opened} wave(s) opened ({:.1} s of reports)",
+            "rollout to {count} nodes, waves 1,10,50,100, `{rule}`, {} failing, 1% offline: {} after {} wave(s) opened; {} signed reports over HTTP in {:.1} s = {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; CPU {:.2} core(s)",
             if failing_every.is_some() {
                 "2%"
             } else {
                 "none"
             },
-            end_text(&end),
-            started.elapsed().as_secs_f64()
+            end_text(&driven.end),
+            driven.opened,
+            driven.reports,
+            driven.sending.as_secs_f64(),
+            driven.reports as f64 / driven.sending.as_secs_f64(),
+            percentile(&driven.times, 0.5).as_secs_f64() * 1e3,
+            percentile(&driven.times, 0.99).as_secs_f64() * 1e3,
+            cpu / driven.sending.as_secs_f64().max(1e-9),
         );
+        let status = rollout::status_of(store, &rollout.id).expect("status");
+        let counted = |stage: &str| -> usize {
+            status
+                .waves
+                .iter()
+                .map(|w| w.counts.get(stage).copied().unwrap_or(0))
+                .sum()
+        };
+        let reached = rollout.wave_ends[match driven.end {
+            RolloutState::Halted { wave, .. } => wave,
+            _ => rollout.waves.len() - 1,
+        }];
+        let expect = |every: usize| (0..reached).filter(|i| i % every == every - 1).count();
+        assert_eq!(
+            counted("rolled-back"),
+            failing_every.map_or(0, |every| (0..reached)
+                .filter(|i| i % every == every - 1 && i % 100 != 99)
+                .count()),
+            "{status:?}"
+        );
+        assert!(counted("confirmed") + counted("rolled-back") + expect(100) >= reached);
         match failing_every {
             // The first failure is the 50th node, and the rule needs 20
             // done: the first wave that reaches 50 nodes halts.
@@ -326,11 +494,16 @@ fn main() {
                     .iter()
                     .position(|end| *end >= every.max(20));
                 assert!(
-                    matches!(end, RolloutState::Halted { wave, .. } if Some(wave) == expected),
-                    "{end:?}, expected a halt in wave {expected:?}"
+                    matches!(driven.end, RolloutState::Halted { wave, .. } if Some(wave) == expected),
+                    "{:?}, expected a halt in wave {expected:?}",
+                    driven.end
                 );
             }
-            None => assert!(matches!(end, RolloutState::Completed { .. }), "{end:?}"),
+            None => assert!(
+                matches!(driven.end, RolloutState::Completed { .. }),
+                "{:?}",
+                driven.end
+            ),
         }
     }
 }

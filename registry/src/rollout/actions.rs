@@ -132,6 +132,12 @@ pub fn record(
     if let Some(last) = store.set_progress(id, node, &progress)? {
         return Ok(Recorded::Stale { rollout, last });
     }
+    // Only a node done (confirmed or failed) can settle a wave or trip the
+    // rule; deciding reads every node's progress, so the reports on the
+    // way there (downloading, held, probation) skip it.
+    if !progress.stage.done() {
+        return Ok(Recorded::Applied(rollout));
+    }
     advance(store, id, now).map(Recorded::Applied)
 }
 

@@ -57,6 +57,7 @@ struct DemoRegistry {
     /// A one-time token that enrols the demo node in the fleet.
     enrolment: String,
     vendor: outpost_registry::keys::KeyPair,
+    registry: Arc<outpost_registry::server::Registry>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -96,7 +97,7 @@ impl DemoRegistry {
                 .with_release_check(Arc::new(outpost::release_check::ReleaseChecker::new())),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(registry.serve(listener, async {
+        tokio::spawn(registry.clone().serve(listener, async {
             let _ = stopped.await;
         }));
         Ok(DemoRegistry {
@@ -105,6 +106,7 @@ impl DemoRegistry {
             token,
             enrolment,
             vendor,
+            registry,
             stop,
         })
     }
@@ -549,6 +551,7 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
             line.state
         );
     }
+    fleet_rollout(&node, &registry).await?;
     registry.stop();
 
     if serve {
@@ -577,6 +580,89 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     println!("   outpost --data-dir /tmp/offline-node trust init {shown}/registry/root.json");
     println!(
         "   outpost --data-dir /tmp/offline-node plugin install {shown}/usb/thermal-printer.bundle --yes"
+    );
+    Ok(())
+}
+
+/// Step 14: a rollout from the central team reaches the node, which checks
+/// with the director and reports back through its outbox.
+async fn fleet_rollout(
+    node: &Arc<outpost::node::Node>,
+    registry: &DemoRegistry,
+) -> anyhow::Result<()> {
+    use outpost_registry::rollout::{self, RolloutRequest, RolloutState};
+    step(
+        14,
+        "Fleet: the central team rolls the driver out to region=demo; the node asks the \
+         director, acts, and reports through its outbox",
+    );
+    let store = registry.registry.store();
+    let created = rollout::create(
+        store,
+        &RolloutRequest {
+            release: "outpost/thermal-printer@0.1.0".into(),
+            select: "region=demo".into(),
+            waves: vec![50, 100],
+            probation_seconds: 600,
+            abort_when: "failed > 10% after 1".into(),
+            rollback: true,
+            offline_after_seconds: 3600,
+        },
+    )
+    .context("creating the demo rollout")?;
+    println!(
+        "   outpost-registry rollout create outpost/thermal-printer@0.1.0 --select region=demo \
+         --waves 50,100 -> {} ({} node(s))",
+        created.id,
+        created.nodes.len()
+    );
+    let checked = outpost::control::fleet::check(node)
+        .await
+        .context("checking the demo fleet's desired state")?;
+    if let Some(desired) = &checked.desired {
+        println!(
+            "   outpost fleet check: desired state v{} signed by the director",
+            desired.version
+        );
+    }
+    for acted in &checked.acted {
+        println!(
+            "     {} ({}): {}",
+            acted.rollout, acted.release, acted.outcome
+        );
+    }
+    let started = Instant::now();
+    let state = loop {
+        let state = rollout::status_of(store, &created.id)?.rollout.state;
+        if !state.in_progress() || started.elapsed() > Duration::from_secs(10) {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = rollout::status_of(store, &created.id)?;
+    let counts: Vec<String> = status
+        .waves
+        .iter()
+        .filter(|wave| wave.nodes > 0)
+        .map(|wave| {
+            let counts: Vec<String> = wave
+                .counts
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            format!("{}%: {}", wave.percent, counts.join(", "))
+        })
+        .collect();
+    println!(
+        "   outpost-registry rollout status {}: {}{} ({})",
+        created.id,
+        state.name(),
+        if matches!(state, RolloutState::Completed { .. }) {
+            " (the node reported it runs the release; a signed report, numbered, through the outbox)"
+        } else {
+            ""
+        },
+        counts.join("; ")
     );
     Ok(())
 }
