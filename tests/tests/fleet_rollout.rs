@@ -263,30 +263,50 @@ async fn the_director_alone_cannot_install_what_no_vendor_signed_nor_take_a_node
         &to_everyone("acme/hostile@1.1.0", "failed > 5%"),
     )
     .expect("rollout");
+    let index = outpost::releases::refresh(
+        node.store(),
+        &outpost_registry::client::MetadataSource::Registry(registry.url.clone()),
+    )
+    .await
+    .expect("the vendor's signed releases");
     // What a stolen director key could sign: a release with another
     // digest than the vendor signed, one the vendor never published, an
     // older version than the node runs.
-    let named = |version: &str, digest: &str| DesiredRelease {
+    let named = |rollout: &str, version: &str, digest: &str, action: Action| DesiredRelease {
         plugin: PLUGIN.into(),
         version: semver::Version::parse(version).expect("version"),
         digest: digest.into(),
-        rollout: signed.id.clone(),
-        action: Action::Install,
+        rollout: rollout.into(),
+        action,
         probation_seconds: 60,
     };
     let bad_digest = format!("sha256:{}", "0".repeat(64));
     for (release, expected) in [
-        (named("1.1.0", &bad_digest), "its vendor signed"),
-        (named("9.9.9", &signed.digest), "could not be downloaded"),
         (
-            named("0.9.0", &signed.digest),
-            "does not take a node to an older version",
+            named("r7", "1.1.0", &bad_digest, Action::Install),
+            "but its vendor signed",
+        ),
+        (
+            named("r8", "9.9.9", &signed.digest, Action::Install),
+            "not a release its vendor signed",
+        ),
+        (
+            named("r9", "0.9.0", &signed.digest, Action::Install),
+            "runs 1.0.0, newer",
         ),
     ] {
-        let acted = directed::act(&node, &registry.url, &state_naming(&id, release)).await;
+        let acted = directed::act(&node, &registry.url, &index, &state_naming(&id, release)).await;
         assert!(acted[0].outcome.contains(expected), "{acted:?}");
         assert_eq!(serving(&node).as_deref(), Some("1.0.0"), "untouched");
+        assert_eq!(node.store().update(&plugin_id()).expect("read"), None);
     }
+    assert!(
+        node.store()
+            .blocked_versions(&plugin_id())
+            .expect("read")
+            .is_empty(),
+        "a refusal blocks nothing the vendor signed"
+    );
     let record = node
         .store()
         .plugin(&plugin_id())
@@ -294,6 +314,32 @@ async fn the_director_alone_cannot_install_what_no_vendor_signed_nor_take_a_node
         .expect("installed");
     assert_eq!(record.active.version.to_string(), "1.0.0");
     assert_eq!(record.previous, None);
+
+    // The operator takes 1.1.0 by hand: a rollout that did not install it
+    // cannot take the node back from it, on probation or confirmed.
+    install(&node, &format!("{PLUGIN}@=1.1.0")).await;
+    let back = named(&signed.id, "1.1.0", &signed.digest, Action::RollBack);
+    let acted = directed::act(
+        &node,
+        &registry.url,
+        &index,
+        &state_naming(&id, back.clone()),
+    )
+    .await;
+    assert!(acted[0].outcome.contains("waits"), "{acted:?}");
+    outpost::updates::confirm(&node, &plugin_id()).expect("confirm");
+    let acted = directed::act(&node, &registry.url, &index, &state_naming(&id, back)).await;
+    assert!(
+        acted[0].outcome.contains("did not come from rollout"),
+        "{acted:?}"
+    );
+    assert_eq!(serving(&node).as_deref(), Some("1.1.0"));
+    assert!(
+        node.store()
+            .blocked_versions(&plugin_id())
+            .expect("read")
+            .is_empty()
+    );
 }
 
 fn report(node: &str, rollout: &str, version: &str, sequence: u64, stage: Stage) -> Report {

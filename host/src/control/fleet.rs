@@ -145,7 +145,8 @@ pub async fn check(node: &Arc<Node>) -> Result<Checked, ControlError> {
     trusted_root(node)?;
     // The newest root first: a director key the central team replaced is
     // not believed a moment longer than it takes to hear of it.
-    releases::refresh(node.store(), &MetadataSource::Registry(registry.clone())).await?;
+    let index =
+        releases::refresh(node.store(), &MetadataSource::Registry(registry.clone())).await?;
     let root = trusted_root(node)?;
     let now = crate::clock::now_seconds();
     let held = node.store().desired_state()?;
@@ -162,7 +163,9 @@ pub async fn check(node: &Arc<Node>) -> Result<Checked, ControlError> {
             .map_err(|e| ControlError::BadRequest(e.to_string()))?;
     let Some(bytes) = fetched else {
         let acted = match &held {
-            Some(state) if state.expires > now => directed::act(node, &registry, state).await,
+            Some(state) if state.expires > now => {
+                directed::act(node, &registry, &index, state).await
+            }
             _ => Vec::new(),
         };
         return Ok(Checked {
@@ -182,7 +185,7 @@ pub async fn check(node: &Arc<Node>) -> Result<Checked, ControlError> {
     )
     .map_err(|e| ControlError::BadRequest(e.to_string()))?;
     node.store().set_desired_state(&state)?;
-    let acted = directed::act(node, &registry, &state).await;
+    let acted = directed::act(node, &registry, &index, &state).await;
     Ok(Checked {
         registry: membership.registry,
         node_id: membership.node_id,

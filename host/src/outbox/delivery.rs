@@ -276,7 +276,11 @@ fn outcome(
     let tried_for = entry.tried_for_ms.saturating_add(millis(took));
     let give_up_after = settings.give_up_after_hours.saturating_mul(3_600_000);
     let out_of_attempts = settings.max_attempts != 0 && attempt >= settings.max_attempts;
-    if tried_for >= give_up_after || out_of_attempts {
+    // The node's reports to its fleet are never given up: a node back
+    // after more than `give-up-after-hours` offline still owes them, and
+    // each is a few hundred bytes.
+    let fleet_report = entry.owner == crate::fleet::report::FLEET_OWNER;
+    if (tried_for >= give_up_after || out_of_attempts) && !fleet_report {
         let why = if out_of_attempts {
             "outbox.max-attempts"
         } else {

@@ -194,6 +194,10 @@ pub struct Transition {
     pub state: UpdateState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The fleet rollout whose release this update installs (not one that
+    /// goes back from it): what a stopped rollout may undo, and no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -261,6 +265,11 @@ pub(crate) fn write_transition(
         to: record.to.clone(),
         state: record.state,
         reason: record.reason.clone(),
+        rollout: record
+            .directed
+            .as_ref()
+            .filter(|directed| directed.back_from.is_none())
+            .map(|directed| directed.rollout.clone()),
     };
     history.insert(seq, encode(&transition).as_slice())?;
     if seq > HISTORY_KEPT {

@@ -364,6 +364,35 @@ pub fn roll_back(
     roll_back_locked(node, plugin, reason, block)
 }
 
+/// Rolls back the update in flight of `plugin` only if it is rollout
+/// `rollout`'s install of `version` (checked under the change lock, so an
+/// operator's update that replaced it meanwhile is left alone). `None`
+/// when it is not.
+pub fn roll_back_directed(
+    node: &Node,
+    plugin: &PluginId,
+    rollout: &str,
+    version: &semver::Version,
+    reason: &str,
+) -> Result<Option<UpdateRecord>, UpdateError> {
+    let _changing = node
+        .changing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ours = node.store.update(plugin)?.is_some_and(|update| {
+        update.to == *version
+            && update.state != UpdateState::Activating
+            && update
+                .directed
+                .as_ref()
+                .is_some_and(|directed| directed.rollout == rollout && directed.back_from.is_none())
+    });
+    if !ours {
+        return Ok(None);
+    }
+    roll_back_locked(node, plugin, reason, true).map(Some)
+}
+
 fn roll_back_locked(
     node: &Node,
     plugin: &PluginId,

@@ -183,6 +183,16 @@ async fn check_one(
     {
         return Ok(format!("{} is on {}", update.to, update.state));
     }
+    // A fleet rollout's update in flight is not replaced by following: the
+    // two would take turns superseding each other.
+    if let Some(update) = &in_flight
+        && let Some(directed) = &update.directed
+    {
+        return Ok(format!(
+            "{} is {} for rollout {}",
+            update.to, update.state, directed.rollout
+        ));
+    }
     let blocked = node.store().blocked_versions(plugin)?;
     let newest = index
         .releases
@@ -269,7 +279,7 @@ pub(super) async fn download_and_offer(
             fetched.release.digest()
         );
         let (node, reason) = (node.clone(), why.clone());
-        blocking(move || abandon(&node, found, &reason, true).map_err(UpdateError::from)).await?;
+        blocking(move || abandon(&node, found, &reason, false).map_err(UpdateError::from)).await?;
         return Ok(format!("{plugin}@{version} refused: {why}"));
     }
     let outcome = {

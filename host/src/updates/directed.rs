@@ -9,15 +9,18 @@
 //! digest the director named. And it takes from the director only what a
 //! rollout may ask: install a newer release, or go back from one. It never
 //! installs an older version than it runs on a director's word alone; it
-//! goes back only from the rollout's own release, to the version it ran
-//! before it (from its own update history).
+//! goes back only from a release that rollout itself installed, to the
+//! version it ran before (from its own update history), and never past a
+//! version it blocked. An update of the operator's, or one following a
+//! requirement, goes first; the rollout's waits.
 
 use super::agent::{blocking, download_and_offer};
-use super::{UpdateError, begin, roll_back};
+use super::{UpdateError, begin};
 use crate::fleet::report::{Tell, queue, stage_of};
 use crate::node::Node;
 use crate::plugin_id::PluginId;
 use crate::store::{Directed, UpdateState};
+use outpost_registry::client::Index;
 use outpost_registry::desired::{Action, DesiredRelease, DesiredState};
 use outpost_registry::rollout::Stage;
 use serde::{Deserialize, Serialize};
@@ -34,11 +37,17 @@ pub struct Acted {
 }
 
 /// Acts on every release of `state`, one at a time, with the registry at
-/// `registry` as the source of the code.
-pub async fn act(node: &Arc<Node>, registry: &url::Url, state: &DesiredState) -> Vec<Acted> {
+/// `registry` as the source of the code and `index` its vendors' signed
+/// releases, as just verified.
+pub async fn act(
+    node: &Arc<Node>,
+    registry: &url::Url,
+    index: &Index,
+    state: &DesiredState,
+) -> Vec<Acted> {
     let mut acted = Vec::new();
     for release in &state.releases {
-        let outcome = match act_on(node, registry, release).await {
+        let outcome = match act_on(node, registry, index, release).await {
             Ok(outcome) => outcome,
             Err(error) => format!("failed: {error}"),
         };
@@ -56,6 +65,7 @@ pub async fn act(node: &Arc<Node>, registry: &url::Url, state: &DesiredState) ->
 async fn act_on(
     node: &Arc<Node>,
     registry: &url::Url,
+    index: &Index,
     release: &DesiredRelease,
 ) -> Result<String, UpdateError> {
     let plugin = PluginId::parse(&release.plugin).map_err(|e| {
@@ -65,7 +75,7 @@ async fn act_on(
         ))
     })?;
     match release.action {
-        Action::Install => install(node, registry, &plugin, release).await,
+        Action::Install => install(node, registry, index, &plugin, release).await,
         Action::RollBack => go_back(node, registry, &plugin, release).await,
     }
 }
@@ -93,17 +103,34 @@ async fn tell(
     .await
 }
 
+/// Refuses `release` for `why`: reported as failed, nothing on the node
+/// changed.
+async fn refuse(
+    node: &Arc<Node>,
+    release: &DesiredRelease,
+    why: String,
+) -> Result<String, UpdateError> {
+    tell(node, release, Stage::Failed, Some(why.clone())).await?;
+    Ok(format!("refused: {why}"))
+}
+
 async fn install(
     node: &Arc<Node>,
     registry: &url::Url,
+    index: &Index,
     plugin: &PluginId,
     release: &DesiredRelease,
 ) -> Result<String, UpdateError> {
     let installed = node.store().plugin(plugin)?;
     let in_flight = node.store().update(plugin)?;
+    let ours = |update: &crate::store::UpdateRecord| {
+        update.to == release.version
+            && update.directed.as_ref().is_some_and(|directed| {
+                directed.rollout == release.rollout && directed.back_from.is_none()
+            })
+    };
     if let Some(update) = &in_flight
-        && update.to == release.version
-        && !update.state.is_final()
+        && ours(update)
     {
         // Under way: its transitions report themselves; this covers a
         // report a crash kept from being queued.
@@ -116,32 +143,68 @@ async fn install(
             return Ok(format!("runs {}", release.version));
         }
         if installed.active.version > release.version {
-            let why = format!(
-                "this node runs {}, newer than {}; a rollout does not take a node to an older version",
-                installed.active.version, release.version
-            );
-            tell(node, release, Stage::Failed, Some(why.clone())).await?;
-            return Ok(format!("refused: {why}"));
+            // Ahead already (it follows a newer release): not a failure of
+            // the rollout's release, and not a reason to go back.
+            let why = format!("runs {}, newer", installed.active.version);
+            tell(node, release, Stage::Confirmed, Some(why.clone())).await?;
+            return Ok(why);
         }
+    }
+    if let Some(last) = node.store().reported(&release.rollout)?
+        && last.stage.failed()
+    {
+        // Tried once and failed: the rollout has its answer. A new rollout
+        // of the release tries again.
+        return Ok(format!(
+            "failed here before: {}",
+            last.reason.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    if let Some(update) = &in_flight {
+        // Someone else's update (the operator's, or one following a
+        // requirement) goes first; the rollout's waits for it.
+        return Ok(format!(
+            "waits: {} is {} on this node",
+            update.to, update.state
+        ));
+    }
+    // What the director names must be what the vendor signed, checked
+    // before anything on the node changes.
+    let Some(signed) = index
+        .releases
+        .iter()
+        .find(|r| r.plugin == release.plugin && r.version == release.version)
+    else {
+        return refuse(
+            node,
+            release,
+            format!(
+                "{}@{} is not a release its vendor signed (the fleet's director named it); nothing was installed",
+                release.plugin, release.version
+            ),
+        )
+        .await;
+    };
+    if signed.digest() != release.digest {
+        return refuse(
+            node,
+            release,
+            format!(
+                "the fleet's director named {}@{} with manifest {}, but its vendor signed {}; nothing was installed",
+                release.plugin,
+                release.version,
+                release.digest,
+                signed.digest()
+            ),
+        )
+        .await;
     }
     if let Some(why) = node.store().blocked_versions(plugin)?.get(&release.version) {
         let why = format!(
             "this node blocked {} after it failed here: {why}",
             release.version
         );
-        tell(node, release, Stage::Failed, Some(why.clone())).await?;
-        return Ok(format!("refused: {why}"));
-    }
-    if let Some(update) = &in_flight
-        && matches!(
-            update.state,
-            UpdateState::Activating | UpdateState::Probation
-        )
-    {
-        return Ok(format!(
-            "waits: {} is {} on this node",
-            update.to, update.state
-        ));
+        return refuse(node, release, why).await;
     }
     let directed = Directed {
         rollout: release.rollout.clone(),
@@ -156,19 +219,26 @@ async fn install(
     download_and_offer(node, registry, found, Some(&release.digest)).await
 }
 
-/// The version this node ran before it took `version` of `plugin`, from
-/// its update history.
+/// The version this node ran before rollout `rollout` took `plugin` to
+/// `version`, from its own update history: the only version a stopped
+/// rollout may take it back to.
 fn version_before(
     node: &Node,
     plugin: &PluginId,
+    rollout: &str,
     version: &semver::Version,
 ) -> Result<Option<semver::Version>, UpdateError> {
-    let history = node.store().update_history(Some(plugin), 1000)?;
+    let history = node.store().update_history(Some(plugin), usize::MAX)?;
     Ok(history
         .iter()
         .rev()
-        .filter(|line| &line.to == version)
-        .find_map(|line| line.from.clone().filter(|from| from != version)))
+        .find(|line| {
+            line.rollout.as_deref() == Some(rollout)
+                && &line.to == version
+                && matches!(line.state, UpdateState::Probation | UpdateState::Confirmed)
+        })
+        .and_then(|line| line.from.clone())
+        .filter(|from| from < version))
 }
 
 async fn go_back(
@@ -178,27 +248,35 @@ async fn go_back(
     release: &DesiredRelease,
 ) -> Result<String, UpdateError> {
     let why = format!("rollout {} was stopped", release.rollout);
-    let in_flight = node.store().update(plugin)?;
-    if let Some(update) = &in_flight
-        && update.to == release.version
-        && !update.state.is_final()
-        && update.state != UpdateState::Activating
-    {
-        // On probation, or not active yet: the update machine's own
-        // rollback (back to the kept version and its data), blocking the
-        // release here.
-        let (node, plugin) = (node.clone(), plugin.clone());
-        let record = blocking(move || roll_back(&node, &plugin, &why, true)).await?;
+    // The rollout's own update, on probation or not active yet: the update
+    // machine's rollback (back to the kept version and its data), blocking
+    // the release here. Checked again under the change lock.
+    let rolled = {
+        let (node, plugin, release, why) =
+            (node.clone(), plugin.clone(), release.clone(), why.clone());
+        blocking(move || {
+            super::roll_back_directed(&node, &plugin, &release.rollout, &release.version, &why)
+        })
+        .await?
+    };
+    if let Some(record) = rolled {
+        if record.state == UpdateState::Refused {
+            // Stopped before it was active: the node never left its version.
+            tell(
+                node,
+                release,
+                Stage::RolledBack,
+                Some(format!("stopped before it was active: {why}")),
+            )
+            .await?;
+        }
         return Ok(format!("{} {}", record.to, record.state));
     }
-    if let Some(update) = &in_flight
-        && update
-            .directed
-            .as_ref()
-            .is_some_and(|d| d.back_from.as_ref() == Some(&release.version))
-        && !update.state.is_final()
-    {
-        return Ok(format!("going back: {} is {}", update.to, update.state));
+    if let Some(update) = node.store().update(plugin)? {
+        return Ok(format!(
+            "waits: {} is {} on this node",
+            update.to, update.state
+        ));
     }
     let Some(installed) = node.store().plugin(plugin)? else {
         return Ok("not installed".into());
@@ -220,28 +298,19 @@ async fn go_back(
         }
         return Ok(format!("runs {}", installed.active.version));
     }
-    // Confirmed already: the version before it comes back as an update,
-    // from the vendor's signed releases like any other. The release is
-    // blocked here first, so following a requirement does not take it
-    // again.
-    {
-        let (node, plugin, version) = (node.clone(), plugin.clone(), release.version.clone());
-        blocking(move || {
-            let txn = node.store().begin_write()?;
-            crate::store::block_version(&txn, &plugin, &version, &why)?;
-            node.store().commit(txn)?;
-            Ok(())
-        })
-        .await?;
-    }
-    let Some(before) = version_before(node, plugin, &release.version)? else {
+    // Confirmed already: the version it ran before this rollout comes back
+    // as an update, from the vendor's signed releases like any other.
+    let Some(before) = version_before(node, plugin, &release.rollout, &release.version)? else {
         let why = format!(
-            "{plugin} {} has no earlier version in this node's update history to go back to",
-            release.version
+            "{plugin} {} did not come from rollout {} on this node (or its history no longer says from what), so the node keeps it",
+            release.version, release.rollout
         );
-        tell(node, release, Stage::Failed, Some(why.clone())).await?;
-        return Ok(format!("cannot go back: {why}"));
+        return refuse(node, release, why).await;
     };
+    if let Some(blocked) = node.store().blocked_versions(plugin)?.get(&before) {
+        let why = format!("the version before, {before}, is blocked here: {blocked}");
+        return refuse(node, release, why).await;
+    }
     let directed = Directed {
         rollout: release.rollout.clone(),
         probation_seconds: 0,

@@ -43,6 +43,7 @@ mod stage;
 
 pub use activate::{
     activate_due, activation_blocked, apply, approve, confirm, judge, proceed, roll_back,
+    roll_back_directed,
 };
 pub use stage::{offer, resume_orphaned_probation};
 
@@ -244,6 +245,23 @@ fn report_to_fleet(node: &Node, record: &UpdateRecord, directed: &Directed) {
             _ => return,
         },
     };
+    if directed.back_from.is_some()
+        && matches!(
+            record.state,
+            UpdateState::Probation | UpdateState::Confirmed
+        )
+    {
+        // Back on the version before: the stopped release is blocked here,
+        // so following a requirement does not take it again.
+        let why = format!("rollout {} was stopped", directed.rollout);
+        let blocked = node.store.begin_write().and_then(|txn| {
+            block_version(&txn, &record.plugin, version, &why)?;
+            node.store.commit(txn)
+        });
+        if let Err(error) = blocked {
+            tracing::warn!(plugin = %record.plugin, "cannot block {version} after going back from it: {error}");
+        }
+    }
     let tell = Tell {
         rollout: &directed.rollout,
         plugin: record.plugin.as_str(),

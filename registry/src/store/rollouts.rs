@@ -143,24 +143,44 @@ impl RegistryStore {
         node: &str,
         progress: &Progress,
     ) -> Result<Option<u64>, StoreError> {
+        // A repeat or replay is answered from a read, without taking the
+        // single writer.
+        if let Some(last) = newer_held(
+            &self.db.begin_read()?.open_table(PROGRESS)?,
+            id,
+            node,
+            progress,
+        )? {
+            return Ok(Some(last));
+        }
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(PROGRESS)?;
-            let held: Option<Progress> = table
-                .get((id, node))?
-                .map(|v| decode("rollout progress", v.value()))
-                .transpose()?;
-            if let Some(held) = held
-                && held.sequence >= progress.sequence
-                && held.sequence > 0
-            {
-                return Ok(Some(held.sequence));
+            if let Some(last) = newer_held(&table, id, node, progress)? {
+                return Ok(Some(last));
             }
             table.insert((id, node), encode(progress).as_slice())?;
         }
         txn.commit()?;
         Ok(None)
     }
+}
+
+/// The number of the report held for `node` on rollout `id`, when it is
+/// as high as `progress`'s or higher.
+fn newer_held(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    id: &str,
+    node: &str,
+    progress: &Progress,
+) -> Result<Option<u64>, StoreError> {
+    let held: Option<Progress> = table
+        .get((id, node))?
+        .map(|v| decode("rollout progress", v.value()))
+        .transpose()?;
+    Ok(held
+        .map(|held| held.sequence)
+        .filter(|last| *last >= progress.sequence && *last > 0))
 }
 
 fn progress_in(
