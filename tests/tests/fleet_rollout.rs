@@ -244,6 +244,77 @@ async fn an_aborted_rollout_takes_back_a_node_that_had_confirmed_it() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_made_offline_survive_a_restart_and_arrive_when_the_node_is_back() {
+    let (registry, shared, id) = fleet_with_node(&["1.1.0"]).await;
+    let created = rollout::create(
+        registry.store(),
+        &to_everyone("acme/hostile@1.1.0", "failed > 5%"),
+    )
+    .expect("rollout");
+    // No delivery running: whatever the node reports waits in its outbox.
+    node_fleet::check(&shared.node).await.expect("check");
+    outpost::updates::confirm(&shared.node, &plugin_id()).expect("confirm");
+    let fleet_entries = |node: &outpost::node::Node| {
+        node.store()
+            .outbox_list(None, 1000)
+            .expect("outbox")
+            .into_iter()
+            .filter(|entry| entry.owner == "node:fleet")
+            .collect::<Vec<_>>()
+    };
+    let queued = fleet_entries(&shared.node);
+    assert_eq!(
+        queued.len(),
+        3,
+        "downloading, probation, confirmed: {queued:?}"
+    );
+    assert_eq!(stage_of(&registry, &created.id, &id), None);
+
+    // The box is switched off and on again, then finds its network.
+    let SharedNode { dir, node } = shared;
+    let node = std::sync::Arc::try_unwrap(node).unwrap_or_else(|_| panic!("one owner"));
+    let config = node.config().clone();
+    drop(node);
+    let node = std::sync::Arc::new(
+        outpost::node::Node::open(outpost::node::NodeOptions {
+            data_dir: dir.path().to_path_buf(),
+            config,
+            config_origin: "test".into(),
+        })
+        .expect("reopen"),
+    );
+    let _background = Background::start(&node);
+    wait_for("the rollout to complete", || {
+        matches!(
+            state_of(&registry, &created.id),
+            RolloutState::Completed { .. }
+        )
+    })
+    .await;
+    wait_for("every report to be delivered", || {
+        fleet_entries(&node)
+            .iter()
+            .all(|entry| entry.state == outpost::store::DeliveryState::Delivered)
+    })
+    .await;
+    let progress = registry
+        .store()
+        .rollout_progress(&created.id)
+        .expect("read");
+    let held = &progress[&id];
+    assert_eq!(held.stage, Stage::Confirmed);
+    let last = node
+        .store()
+        .reported(&created.id)
+        .expect("read")
+        .expect("reported");
+    assert_eq!(
+        held.sequence, last.sequence,
+        "the newest report is the one that stands"
+    );
+}
+
 fn state_naming(node: &str, release: DesiredRelease) -> DesiredState {
     DesiredState {
         kind: DESIRED_STATE_TYPE.into(),

@@ -4,9 +4,9 @@
 //! node proves it holds it when it enrols, and signs its requests and its
 //! reports with it ([`report`]), so one node cannot speak for another.
 
-use outpost_registry::keys::{KeyError, KeyPair};
-
 pub mod report;
+
+use outpost_registry::keys::{KeyError, KeyPair};
 use std::path::{Path, PathBuf};
 
 pub const IDENTITY_KEY_FILE: &str = "identity.key";
