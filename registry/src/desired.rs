@@ -114,12 +114,19 @@ pub fn for_node<'a>(
     node: &str,
     rollouts: impl IntoIterator<Item = &'a Rollout>,
 ) -> (u64, Vec<DesiredRelease>) {
+    at_positions(rollouts.into_iter().filter_map(|rollout| {
+        let position = rollout.nodes.iter().position(|n| n == node)?;
+        Some((rollout, position))
+    }))
+}
+
+/// [`for_node`] given where the node stands in each rollout that lists it.
+fn at_positions<'a>(
+    listed: impl IntoIterator<Item = (&'a Rollout, usize)>,
+) -> (u64, Vec<DesiredRelease>) {
     let mut version = 0;
     let mut reached: Vec<(&Rollout, u64)> = Vec::new();
-    for rollout in rollouts {
-        let Some(position) = rollout.nodes.iter().position(|n| n == node) else {
-            continue;
-        };
+    for (rollout, position) in listed {
         version = version.max(rollout.revision);
         let open_until = match &rollout.state {
             RolloutState::Running { wave }
@@ -168,15 +175,21 @@ pub fn for_node<'a>(
 pub struct Index {
     pub revision: u64,
     rollouts: Vec<Rollout>,
-    by_node: std::collections::HashMap<String, Vec<usize>>,
+    /// Per node: (rollout, the node's position in its wave order). The
+    /// position is kept so a check never searches a rollout's node list.
+    by_node: std::collections::HashMap<String, Vec<(usize, usize)>>,
 }
 
 impl Index {
     pub fn new(revision: u64, rollouts: Vec<Rollout>) -> Index {
-        let mut by_node: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        let mut by_node: std::collections::HashMap<String, Vec<(usize, usize)>> =
+            Default::default();
         for (index, rollout) in rollouts.iter().enumerate() {
-            for node in &rollout.nodes {
-                by_node.entry(node.clone()).or_default().push(index);
+            for (position, node) in rollout.nodes.iter().enumerate() {
+                by_node
+                    .entry(node.clone())
+                    .or_default()
+                    .push((index, position));
             }
         }
         Index {
@@ -189,7 +202,11 @@ impl Index {
     /// [`for_node`] over the rollouts that list `node`.
     pub fn for_node(&self, node: &str) -> (u64, Vec<DesiredRelease>) {
         let listed = self.by_node.get(node).map(Vec::as_slice).unwrap_or(&[]);
-        for_node(node, listed.iter().map(|i| &self.rollouts[*i]))
+        at_positions(
+            listed
+                .iter()
+                .map(|(index, position)| (&self.rollouts[*index], *position)),
+        )
     }
 }
 

@@ -435,6 +435,7 @@ fn clock_text(seconds: u64) -> String {
 /// time within [`CLOCK_SKEW_SECONDS`] of `now`.
 pub fn check_request(
     store: &RegistryStore,
+    verifying: &keys::VerifyingKeys,
     authorization: Option<&str>,
     method: &str,
     path: &str,
@@ -466,7 +467,7 @@ pub fn check_request(
     let node = active_node(store, id)?.ok_or_else(|| FleetError::NotActive(id.to_string()))?;
     let signature =
         hex::decode(signature).map_err(|_| unauthenticated("the signature is not hex"))?;
-    if !keys::verify(&node.key, &request_message(method, path, at), &signature) {
+    if !verifying.verify(&node.key, &request_message(method, path, at), &signature) {
         return Err(unauthenticated("the signature is not this node's"));
     }
     Ok((id.to_string(), node))

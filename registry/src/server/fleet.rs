@@ -107,9 +107,15 @@ impl Registry {
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let (signer, _) =
-            fleet::check_request(&self.store, authorization, "GET", request.uri().path(), now)
-                .map_err(fleet_refusal)?;
+        let (signer, _) = fleet::check_request(
+            &self.store,
+            &self.verifying,
+            authorization,
+            "GET",
+            request.uri().path(),
+            now,
+        )
+        .map_err(fleet_refusal)?;
         if signer != id {
             return Err(refuse(
                 StatusCode::FORBIDDEN,

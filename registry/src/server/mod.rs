@@ -95,6 +95,8 @@ pub struct Registry {
     checks_waiting: std::sync::atomic::AtomicUsize,
     /// Which rollouts reach which node, as of a fleet revision.
     desired: std::sync::Mutex<Option<Arc<crate::desired::Index>>>,
+    /// The nodes' public keys, decoded once.
+    verifying: crate::keys::VerifyingKeys,
 }
 
 impl std::fmt::Debug for Registry {
@@ -312,6 +314,7 @@ impl Registry {
             )),
             checks_waiting: Default::default(),
             desired: Default::default(),
+            verifying: Default::default(),
         }
     }
 
