@@ -413,6 +413,64 @@ async fn the_director_alone_cannot_install_what_no_vendor_signed_nor_take_a_node
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_rollout_takes_a_node_back_one_step_and_no_further() {
+    let (registry, shared, id) = fleet_with_node(&["1.1.0", "1.2.0"]).await;
+    let node = shared.node.clone();
+    let index = outpost::releases::refresh(
+        node.store(),
+        &outpost_registry::client::MetadataSource::Registry(registry.url.clone()),
+    )
+    .await
+    .expect("the vendor's signed releases");
+    let release = |rollout: &str, version: &str, action: Action| {
+        let signed = index
+            .releases
+            .iter()
+            .find(|r| r.plugin == PLUGIN && r.version.to_string() == version)
+            .expect("signed");
+        state_naming(
+            &id,
+            DesiredRelease {
+                plugin: PLUGIN.into(),
+                version: signed.version.clone(),
+                digest: signed.digest(),
+                rollout: rollout.into(),
+                action,
+                probation_seconds: 60,
+            },
+        )
+    };
+    let act = async |rollout: &str, version: &str, action: Action| {
+        let state = release(rollout, version, action);
+        let acted = directed::act(&node, &registry.url, &index, &state).await;
+        acted[0].outcome.clone()
+    };
+    // Two rollouts, one after the other: 1.0.0 → 1.1.0 → 1.2.0.
+    for (rollout, version) in [("r1", "1.1.0"), ("r2", "1.2.0")] {
+        let acted = act(rollout, version, Action::Install).await;
+        assert!(acted.contains("probation"), "{acted:?}");
+        outpost::updates::confirm(&node, &plugin_id()).expect("confirm");
+        assert_eq!(serving(&node).as_deref(), Some(version));
+    }
+    // r2 is stopped: back to 1.1.0, and 1.2.0 blocked with the way back.
+    let acted = act("r2", "1.2.0", Action::RollBack).await;
+    assert!(acted.contains("going back to 1.1.0"), "{acted:?}");
+    assert_eq!(serving(&node).as_deref(), Some("1.1.0"));
+    assert!(
+        node.store()
+            .blocked_versions(&plugin_id())
+            .expect("read")
+            .contains_key(&semver::Version::new(1, 2, 0))
+    );
+    outpost::updates::confirm(&node, &plugin_id()).expect("confirm the way back");
+    // Whoever signs "r1 was stopped" now: 1.1.0 is active by the way back,
+    // not by r1, so the node stays.
+    let acted = act("r1", "1.1.0", Action::RollBack).await;
+    assert!(acted.contains("did not come from rollout"), "{acted:?}");
+    assert_eq!(serving(&node).as_deref(), Some("1.1.0"));
+}
+
 fn report(node: &str, rollout: &str, version: &str, sequence: u64, stage: Stage) -> Report {
     Report {
         kind: REPORT_TYPE.into(),

@@ -130,7 +130,8 @@ fn trusted_root(node: &Node) -> Result<Signed<Root>, ControlError> {
 /// it against the director its root delegates (for this node, newer than
 /// the last accepted, unexpired), keeps it and acts on it
 /// ([`crate::updates::directed`]). An unchanged state is acted on again:
-/// a download that failed is tried again, a report not yet made is made.
+/// a download that failed is tried again (a release that failed on the
+/// node is blocked there and is not), a report not yet made is made.
 pub async fn check(node: &Arc<Node>) -> Result<Checked, ControlError> {
     let _checking = node.checking.lock().await;
     let membership = node.store().membership()?.ok_or_else(|| {

@@ -272,6 +272,23 @@ pub(crate) fn write_transition(
             .map(|directed| directed.rollout.clone()),
     };
     history.insert(seq, encode(&transition).as_slice())?;
+    if let Some(directed) = &record.directed
+        && let Some(back_from) = &directed.back_from
+        && matches!(
+            record.state,
+            UpdateState::Probation | UpdateState::Confirmed
+        )
+    {
+        // Back on the version before a stopped rollout's release: the
+        // release is blocked in the same commit, so following a
+        // requirement never takes it again, whatever happens next.
+        block_version(
+            txn,
+            &record.plugin,
+            back_from,
+            &format!("rollout {} was stopped", directed.rollout),
+        )?;
+    }
     if seq > HISTORY_KEPT {
         let oldest_kept = seq - HISTORY_KEPT;
         history.retain(|key, _| key > oldest_kept)?;

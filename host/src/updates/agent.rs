@@ -263,7 +263,7 @@ pub(super) async fn download_and_offer(
         Ok(fetched) => fetched,
         Err(error) => {
             let (node, why) = (node.clone(), error.to_string());
-            blocking(move || abandon(&node, found, &why, false).map_err(UpdateError::from)).await?;
+            blocking(move || abandon(&node, found, &why).map_err(UpdateError::from)).await?;
             return Ok(format!(
                 "{plugin}@{version} could not be downloaded: {error}"
             ));
@@ -279,7 +279,7 @@ pub(super) async fn download_and_offer(
             fetched.release.digest()
         );
         let (node, reason) = (node.clone(), why.clone());
-        blocking(move || abandon(&node, found, &reason, false).map_err(UpdateError::from)).await?;
+        blocking(move || abandon(&node, found, &reason).map_err(UpdateError::from)).await?;
         return Ok(format!("{plugin}@{version} refused: {why}"));
     }
     let outcome = {

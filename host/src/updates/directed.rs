@@ -150,23 +150,13 @@ async fn install(
             return Ok(why);
         }
     }
-    if let Some(last) = node.store().reported(&release.rollout)?
-        && last.stage.failed()
-    {
-        // Tried once and failed: the rollout has its answer. A new rollout
-        // of the release tries again.
-        return Ok(format!(
-            "failed here before: {}",
-            last.reason.as_deref().unwrap_or("no reason given")
-        ));
-    }
     if let Some(update) = &in_flight {
         // Someone else's update (the operator's, or one following a
-        // requirement) goes first; the rollout's waits for it.
-        return Ok(format!(
-            "waits: {} is {} on this node",
-            update.to, update.state
-        ));
+        // requirement) goes first; the rollout's waits for it, and hears
+        // why.
+        let why = format!("waits: {} is {} on this node", update.to, update.state);
+        tell(node, release, Stage::Held, Some(why.clone())).await?;
+        return Ok(why);
     }
     // What the director names must be what the vendor signed, checked
     // before anything on the node changes.
@@ -220,8 +210,10 @@ async fn install(
 }
 
 /// The version this node ran before rollout `rollout` took `plugin` to
-/// `version`, from its own update history: the only version a stopped
-/// rollout may take it back to.
+/// `version`: the newest history line that made `version` active must be
+/// that rollout's (not an operator's reinstall, not a way back), and its
+/// `from` is the only version a stopped rollout may take the node back to.
+/// A way back is no rollout's line, so a node goes back one step at most.
 fn version_before(
     node: &Node,
     plugin: &PluginId,
@@ -229,14 +221,11 @@ fn version_before(
     version: &semver::Version,
 ) -> Result<Option<semver::Version>, UpdateError> {
     let history = node.store().update_history(Some(plugin), usize::MAX)?;
-    Ok(history
-        .iter()
-        .rev()
-        .find(|line| {
-            line.rollout.as_deref() == Some(rollout)
-                && &line.to == version
-                && matches!(line.state, UpdateState::Probation | UpdateState::Confirmed)
-        })
+    let made_active = history.iter().rev().find(|line| {
+        &line.to == version && matches!(line.state, UpdateState::Probation | UpdateState::Confirmed)
+    });
+    Ok(made_active
+        .filter(|line| line.rollout.as_deref() == Some(rollout))
         .and_then(|line| line.from.clone())
         .filter(|from| from < version))
 }

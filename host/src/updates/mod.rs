@@ -223,6 +223,13 @@ fn report_to_fleet(node: &Node, record: &UpdateRecord, directed: &Directed) {
     use crate::fleet::report::{Tell, queue, stage_of};
     use outpost_registry::rollout::Stage;
     let (version, stage, reason) = match &directed.back_from {
+        // A refusal that blocked nothing (a download that failed, an
+        // operator's update taking its place) is no verdict on the
+        // release: the node tries again, and the rollout does not count
+        // it as failed.
+        None if record.state == UpdateState::Refused && record.now => {
+            (&record.to, Stage::Downloading, record.reason.clone())
+        }
         None => (&record.to, stage_of(record.state), record.reason.clone()),
         Some(back_from) => match record.state {
             UpdateState::Probation | UpdateState::Confirmed => (
@@ -245,23 +252,6 @@ fn report_to_fleet(node: &Node, record: &UpdateRecord, directed: &Directed) {
             _ => return,
         },
     };
-    if directed.back_from.is_some()
-        && matches!(
-            record.state,
-            UpdateState::Probation | UpdateState::Confirmed
-        )
-    {
-        // Back on the version before: the stopped release is blocked here,
-        // so following a requirement does not take it again.
-        let why = format!("rollout {} was stopped", directed.rollout);
-        let blocked = node.store.begin_write().and_then(|txn| {
-            block_version(&txn, &record.plugin, version, &why)?;
-            node.store.commit(txn)
-        });
-        if let Err(error) = blocked {
-            tracing::warn!(plugin = %record.plugin, "cannot block {version} after going back from it: {error}");
-        }
-    }
     let tell = Tell {
         rollout: &directed.rollout,
         plugin: record.plugin.as_str(),
@@ -294,17 +284,11 @@ fn refuse(
     Ok(())
 }
 
-/// Gives up an update the agent found but did not offer, unless an
-/// operator replaced it meanwhile: refused, and with `block` its version is
-/// not taken again. One that could not be downloaded is not blocked (the
-/// registry may answer better next time); one whose digest the fleet's
-/// director and the vendor disagree on is.
-fn abandon(
-    node: &Node,
-    mut record: UpdateRecord,
-    why: &str,
-    block: bool,
-) -> Result<(), StoreError> {
+/// Gives up an update the agent found but did not offer (it could not be
+/// downloaded, or its digest is not the one the fleet's director named):
+/// refused, not blocked (the registry may answer better next time), unless
+/// an operator replaced it meanwhile.
+fn abandon(node: &Node, mut record: UpdateRecord, why: &str) -> Result<(), StoreError> {
     let _changing = node
         .changing
         .lock()
@@ -312,7 +296,7 @@ fn abandon(
     if node.store.update(&record.plugin)?.as_ref() != Some(&record) {
         return Ok(());
     }
-    record.now = !block;
+    record.now = true;
     refuse(node, &mut record, &why)
 }
 
