@@ -202,7 +202,7 @@ pub async fn check(node: &Arc<Node>) -> Result<Checked, ControlError> {
 /// and checking at once when the network answers again. Runs until
 /// `shutdown` resolves.
 pub async fn run(node: Arc<Node>, shutdown: impl std::future::Future<Output = ()>) {
-    use crate::updates::agent::{FIRST_RETRY, jittered};
+    use crate::updates::agent::{jittered, retry_wait};
     use std::time::Duration;
     tokio::pin!(shutdown);
     let interval = Duration::from_secs(node.config().updates.check_interval_minutes * 60);
@@ -237,8 +237,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl std::future::Future<Output = ()
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                let backoff =
-                    (FIRST_RETRY * 2u32.saturating_pow(failures.min(16) - 1)).min(interval);
+                let backoff = retry_wait(failures, interval);
                 tracing::warn!(
                     "cannot check the fleet's desired state: {error}; trying again in {} s (the \
                      plugins installed keep serving)",

@@ -22,7 +22,13 @@ const TICK: Duration = Duration::from_millis(500);
 /// How often a version on probation has its health export called.
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// The first wait after a failed check; it doubles up to the interval.
-pub const FIRST_RETRY: Duration = Duration::from_secs(30);
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+
+/// The wait before the next check after `failures` failed ones in a row
+/// (at least one): 30 s, doubling, never past the check `interval`.
+pub fn retry_wait(failures: u32, interval: Duration) -> Duration {
+    (FIRST_RETRY * 2u32.saturating_pow(failures.clamp(1, 16) - 1)).min(interval)
+}
 
 /// What one check found for one followed plugin.
 #[derive(Debug, Clone, Serialize)]
@@ -403,7 +409,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) {
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                let wait = (FIRST_RETRY * 2u32.saturating_pow(failures.min(16) - 1)).min(interval);
+                let wait = retry_wait(failures, interval);
                 tracing::warn!(
                     "cannot check for updates: {error}; trying again in {} s (the plugins \
                      installed keep serving)",
