@@ -50,13 +50,26 @@ pub enum Refusal {
 #[derive(Debug, Clone)]
 pub struct Pool {
     slots: Arc<Semaphore>,
+    size: u32,
 }
 
 impl Pool {
     pub fn new(slots: u32) -> Pool {
         Pool {
             slots: Arc::new(Semaphore::new(slots as usize)),
+            size: slots,
         }
+    }
+
+    /// Instances that may exist at once.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Slots taken now.
+    pub fn in_use(&self) -> u32 {
+        self.size
+            .saturating_sub(self.slots.available_permits() as u32)
     }
 }
 

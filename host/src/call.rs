@@ -15,6 +15,7 @@ use crate::admission::{Admission, Pool, Refusal};
 use crate::bindings::types::PluginError;
 use crate::engine::Engines;
 use crate::manifest::{Limits, PluginId};
+use crate::metrics::{CallMeter, Metrics};
 use crate::plugins::LoadedPlugin;
 use crate::sandbox::output::panic_message;
 use crate::sandbox::{CallSetup, CallState, MemoryLimitReached};
@@ -76,6 +77,7 @@ pub struct Invoker {
     services: crate::capabilities::Services,
     next_call_id: AtomicU64,
     pool: Pool,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Invoker {
@@ -92,6 +94,7 @@ impl Invoker {
         store: Arc<NodeStore>,
         scratch_root: PathBuf,
         services: crate::capabilities::Services,
+        metrics: Arc<Metrics>,
     ) -> Invoker {
         let pool = Pool::new(engines.pool_slots());
         Invoker {
@@ -101,7 +104,19 @@ impl Invoker {
             services,
             next_call_id: AtomicU64::new(1),
             pool,
+            metrics,
         }
+    }
+
+    /// The node's instance pool, for `/metrics`.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn meter<'p>(&self, plugin: &'p LoadedPlugin) -> &'p CallMeter {
+        plugin
+            .meter
+            .get_or_init(|| self.metrics.call_meter(plugin.id().as_str()))
     }
 
     /// Waits, without holding a thread, until a call to `plugin` may run
@@ -113,7 +128,11 @@ impl Invoker {
     ) -> Result<Admission, CallError> {
         Admission::wait(&self.pool, &plugin.share, plugin.spec.limits.deadline)
             .await
-            .map_err(|refusal| refused(plugin, function, refusal))
+            .map_err(|refusal| {
+                let error = refused(plugin, function, refusal);
+                self.meter(plugin).refused(&error.failure);
+                error
+            })
     }
 
     /// Calls into `plugin`. `body` gets a fresh instance and makes the typed
@@ -187,7 +206,11 @@ impl Invoker {
             let patience = plugin.spec.limits.deadline;
             match Admission::wait_blocking(&self.pool, &plugin.share, patience) {
                 Ok(admission) => Some(admission),
-                Err(refusal) => return (Err(fail(CallFailure::Busy(refusal))), kv_batch),
+                Err(refusal) => {
+                    let failure = CallFailure::Busy(refusal);
+                    self.meter(plugin).refused(&failure);
+                    return (Err(fail(failure)), kv_batch);
+                }
             }
         };
         let _running = self.engines.call_guard();
@@ -272,12 +295,14 @@ impl Invoker {
             },
             (Err(error), None) => Err(classify(&error, memory_hit, &limits, &output)),
         };
-        let elapsed_us = started.elapsed().as_micros() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_us = elapsed.as_micros() as u64;
         // The node's own lifecycle calls (health probes, info, migrate) are
         // not the plugin's work: counting them would dilute a new version's
         // failure rate on probation, and inflate its call count.
         if !matches!(&*function, "info" | "health" | "migrate") {
             plugin.stats.record(result.as_ref().err());
+            self.meter(plugin).record(elapsed, result.as_ref().err());
         }
         match &result {
             Ok(_) => tracing::debug!(elapsed_us, "call returned"),

@@ -172,6 +172,7 @@ pub struct Node {
     keystore: Arc<Keystore>,
     outbox: Arc<Outbox>,
     events: Arc<CentreEvents>,
+    metrics: Arc<crate::metrics::Metrics>,
     started: Instant,
     /// Changes (installs, removals, update steps) run one at a time.
     pub(crate) changing: Mutex<()>,
@@ -240,7 +241,8 @@ impl Node {
             creating_metered: Mutex::new(()),
         };
         let keystore = Arc::new(Keystore::new(store.clone(), &data_dir));
-        let outbox = Arc::new(Outbox::new(store.clone()));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let outbox = Arc::new(Outbox::new(store.clone()).metered(metrics.clone()));
         let events = Arc::new(CentreEvents::new(
             outbox.clone(),
             store.clone(),
@@ -254,7 +256,13 @@ impl Node {
                 max_response_bytes: config.policy.http_max_response_bytes,
             },
         };
-        let invoker = Invoker::new(engines.clone(), store.clone(), scratch_root, services);
+        let invoker = Invoker::new(
+            engines.clone(),
+            store.clone(),
+            scratch_root,
+            services,
+            metrics.clone(),
+        );
         let node = Node {
             data_dir,
             config,
@@ -268,6 +276,7 @@ impl Node {
             keystore,
             outbox,
             events,
+            metrics,
             started: Instant::now(),
             changing: Mutex::new(()),
             update_lock: Default::default(),
@@ -281,7 +290,12 @@ impl Node {
         node.store.replay_updates()?;
         for record in node.store.plugins()? {
             let slot = match node.load(&record.id, &record.active) {
-                Ok((plugin, _)) => PluginSlot::Loaded(Arc::new(plugin)),
+                Ok((plugin, _)) => {
+                    if plugin.kind() == crate::worlds::PluginKind::CourierAdapter {
+                        node.metrics.courier(record.id.as_str());
+                    }
+                    PluginSlot::Loaded(Arc::new(plugin))
+                }
                 Err(reason) => {
                     tracing::warn!(plugin = %record.id, "installed plugin is unavailable: {reason}");
                     PluginSlot::Unavailable {
@@ -324,6 +338,11 @@ impl Node {
     /// The node's own events for the centre.
     pub fn events(&self) -> &Arc<CentreEvents> {
         &self.events
+    }
+
+    /// What the node counts (see `metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     pub fn invoker(&self) -> &Invoker {

@@ -105,6 +105,8 @@ pub struct LoadedPlugin {
     /// checked) at link time; the node calls them from the next release on.
     pub(crate) printer: Option<printer::GuestIndices>,
     pub stats: PluginStats,
+    /// Its counters in `/metrics`, looked up at its first call.
+    pub(crate) meter: std::sync::OnceLock<crate::metrics::CallMeter>,
     /// Its places for running and waiting calls (see `admission`).
     pub share: Share,
 }
@@ -171,6 +173,7 @@ impl LoadedPlugin {
             lifecycle,
             printer,
             stats: PluginStats::default(),
+            meter: std::sync::OnceLock::new(),
         })
     }
 

@@ -35,6 +35,7 @@ pub mod store;
 pub mod tls;
 pub mod tuf;
 pub mod vendor;
+pub mod web_login;
 
 /// The TUF library this crate builds on, for callers that name its types.
 pub use tough;

@@ -2,8 +2,10 @@
 //! plugin packages built from `plugins/` (optionally with an edited
 //! manifest), the hostile test plugin's commands, and an HTTP client.
 
+pub mod browser;
 pub mod centre;
 pub mod external;
+pub mod prometheus;
 pub mod registry;
 pub mod serving;
 pub mod tls;

@@ -51,6 +51,8 @@ pub struct TestRegistry {
     pub root_json: Vec<u8>,
     pub url: Url,
     pub registry: Arc<Registry>,
+    /// The fleet page's login.
+    pub page_password: String,
     pub acme: Vendor,
     pub bob: Vendor,
     /// What a client must trust to reach it: the system's roots for plain
@@ -99,7 +101,11 @@ impl TestRegistry {
             .expect("init metadata");
         let acme = add_vendor(&store, "acme");
         let bob = add_vendor(&store, "bob");
-        let mut registry = Registry::new(store, online.clone(), config);
+        let page_password =
+            outpost_registry::web_login::password_file(&dir.path().join("fleet-page-password"))
+                .expect("the fleet page's password");
+        let mut registry =
+            Registry::new(store, online.clone(), config).with_fleet_page(page_password.clone());
         if checked {
             registry = registry.with_release_check(CHECKER.clone());
         }
@@ -128,6 +134,7 @@ impl TestRegistry {
             root_json,
             url,
             registry,
+            page_password,
             acme,
             bob,
             client_tls,

@@ -589,3 +589,103 @@ async fn reports_are_refused_unless_an_enrolled_node_signed_its_own_in_order() {
     assert_eq!(status, 200);
     assert_eq!(stage(), Some(Stage::Confirmed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_page_shows_a_halted_rollout_its_reasons_and_the_failing_node_in_chromium() {
+    use fantoccini::Locator;
+    use outpost_e2e_tests::browser::{self, Browser};
+    if !browser::available() {
+        return;
+    }
+    let (registry, shared, id) = fleet_with_node(&["1.2.0", "1.1.0"]).await;
+    let node = shared.node.clone();
+    let _background = Background::start(&node);
+    let created = rollout::create(
+        registry.store(),
+        &to_everyone("acme/hostile@1.2.0", "failed > 0% after 1"),
+    )
+    .expect("rollout");
+    node_fleet::check(&node).await.expect("check");
+    for _ in 0..3 {
+        assert!(call(&node, "panic").is_err());
+    }
+    wait_for("the rollout to halt", || {
+        matches!(
+            state_of(&registry, &created.id),
+            RolloutState::Halted { .. }
+        )
+    })
+    .await;
+
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    page.goto(&format!("{}fleet/", registry.url))
+        .await
+        .expect("the fleet page loads");
+    page.wait()
+        .for_element(Locator::Css("#login:not([hidden]) #password"))
+        .await
+        .expect("the login form")
+        .send_keys(&registry.page_password)
+        .await
+        .expect("type");
+    page.find(Locator::Css("#login button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    let card = page
+        .wait()
+        .for_element(Locator::Css(&format!(
+            "[data-rollout=\"{}\"][data-state=halted]",
+            created.id
+        )))
+        .await
+        .expect("the halted rollout");
+    let text = card.text().await.expect("text");
+    assert!(text.contains("acme/hostile@1.2.0"), "{text}");
+    assert!(text.contains("rolled-back"), "the wave's counts: {text}");
+    assert!(text.contains("panicked"), "the node's reason: {text}");
+    let row = page
+        .find(Locator::Css(&format!("tr[data-node=\"{id}\"]")))
+        .await
+        .expect("the node's row")
+        .text()
+        .await
+        .expect("text");
+    assert!(row.contains("failing"), "{row}");
+    assert!(row.contains("acme/hostile@1.2.0: rolled-back"), "{row}");
+    assert!(!row.contains("never"), "the node checked in: {row}");
+    browser.screenshot("fleet-page-halted").await;
+
+    // A new rollout, paused from the page.
+    let next = rollout::create(
+        registry.store(),
+        &to_everyone("acme/hostile@1.1.0", "failed > 0%"),
+    )
+    .expect("rollout");
+    page.refresh().await.expect("reload");
+    page.wait()
+        .for_element(Locator::Css(&format!(
+            "button.pause[data-rollout=\"{}\"]",
+            next.id
+        )))
+        .await
+        .expect("the pause button")
+        .click()
+        .await
+        .expect("click");
+    page.wait()
+        .for_element(Locator::Css(&format!(
+            "[data-rollout=\"{}\"][data-state=paused]",
+            next.id
+        )))
+        .await
+        .expect("the page shows it paused");
+    assert!(matches!(
+        state_of(&registry, &next.id),
+        RolloutState::Paused { .. }
+    ));
+    browser.close().await;
+}

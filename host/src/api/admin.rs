@@ -27,6 +27,8 @@
 //! | POST   | `/admin/v1/fleet/check`                       | fetch and verify the desired state |
 //! | POST   | `/admin/v1/releases/search`                   | signed releases `{"query", "registry"}` |
 //! | POST   | `/admin/v1/bundles`                           | export a bundle (`BundleRequest`) |
+//! | GET    | `/admin/v1/telemetry`                         | consent, endpoint, backlog    |
+//! | PUT    | `/admin/v1/telemetry`                         | `{"consent"}`: off, aggregate, with-plugin-detail |
 
 use super::errors::ApiError;
 use super::{ApiResponse, RequestBody, json_response, read_json};
@@ -171,6 +173,12 @@ struct SearchBody {
     query: Option<String>,
     #[serde(default)]
     registry: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentBody {
+    consent: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,6 +398,33 @@ async fn route(
                 .await
                 .map_err(control_error)?;
             ok(json!(written))
+        }
+        (["admin", "v1", "telemetry"], &Method::GET) => {
+            let worker = node.clone();
+            let view = tokio::task::spawn_blocking(move || crate::telemetry::view(&worker))
+                .await
+                .map_err(|_| ApiError::ShuttingDown)?;
+            ok(view)
+        }
+        (["admin", "v1", "telemetry"], &Method::PUT) => {
+            let body: ConsentBody = read_json(request, ADMIN_READ_TIMEOUT).await?;
+            let worker = node.clone();
+            let view = tokio::task::spawn_blocking(move || {
+                crate::telemetry::set_consent(&worker, &body.consent)
+                    .map(|_| crate::telemetry::view(&worker))
+            })
+            .await
+            .map_err(|_| ApiError::ShuttingDown)?
+            .map_err(|error| match error {
+                crate::telemetry::TelemetryError::BadConsent(why) => ApiError::BadField {
+                    field: "consent".into(),
+                    message: why,
+                },
+                crate::telemetry::TelemetryError::Store(error) => {
+                    ApiError::Store(error.to_string())
+                }
+            })?;
+            ok(view)
         }
         _ => Err(ApiError::NotFound(format!(
             "no admin route {method} {path}; see docs/architecture.md (the control plane)"

@@ -168,7 +168,8 @@ pub fn split_body(route: &KindRoute, body: Value) -> Result<(Option<String>, Val
 /// not work.
 const LATE_SLACK: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Runs `route` with `argument` on the chosen plugin, off the async threads.
+/// Runs `route` with `argument` on the chosen plugin, off the async threads,
+/// and counts it among the business measures (see `metrics`).
 pub async fn call(
     node: &Arc<Node>,
     route: KindRoute,
@@ -176,6 +177,39 @@ pub async fn call(
     argument: Value,
 ) -> Result<Value, ApiError> {
     let plugin = pick(node, route.kind, plugin.as_deref())?;
+    let id = plugin.id().clone();
+    let started = std::time::Instant::now();
+    let result = call_picked(node, route, plugin, argument).await;
+    let metrics = node.metrics();
+    match route.function {
+        "tokenizer.tokenize" => metrics.payment("tokenize", result.is_ok()),
+        "tokenizer.authorize-offline" => metrics.payment("authorize_offline", result.is_ok()),
+        "courier.book" => {
+            let state = match &result {
+                Ok(body) => match body[route.result]["state"].as_str() {
+                    Some("confirmed") => "confirmed",
+                    Some("queued") => "queued",
+                    Some("rejected") => "rejected",
+                    _ => "failed",
+                },
+                Err(_) => "failed",
+            };
+            if state == "queued" {
+                metrics.courier(id.as_str());
+            }
+            metrics.booking(state, started.elapsed());
+        }
+        _ => {}
+    }
+    result
+}
+
+async fn call_picked(
+    node: &Arc<Node>,
+    route: KindRoute,
+    plugin: Arc<LoadedPlugin>,
+    argument: Value,
+) -> Result<Value, ApiError> {
     // Events name the plugin and what a path-argument route acted on (the
     // booking cancelled); without a centre there is nothing to keep.
     let event_context = node.events().enabled().then(|| {

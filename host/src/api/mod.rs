@@ -35,12 +35,16 @@
 //! fault it is: 4xx for the request, 5xx for a plugin or printer.
 
 pub mod admin;
+pub mod console;
 pub mod errors;
 pub mod kinds;
 pub mod outbox;
+pub mod overview;
 pub mod schema;
+pub mod tokens;
 
-use crate::config::ApiConfig;
+pub use tokens::{TokenError, load_or_create_token, read_token};
+
 use crate::log_limit::{LogLimit, held_back};
 use crate::node::Node;
 use crate::printing::{self, Document, DocumentKind};
@@ -57,7 +61,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use serde_json::json;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -68,138 +71,16 @@ pub const MAX_BODY_BYTES: usize = 256 << 10;
 /// How long running requests get to finish on shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("cannot read the API token {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot create the API token {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("the API token in {path} is empty; delete the file to have a new one made")]
-    Empty { path: PathBuf },
-    #[error(
-        "the API token {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`, \
-         or delete it to have a new one made"
-    )]
-    Exposed { path: PathBuf, mode: u32 },
-    #[error(
-        "the API token in {path} is {length} characters, too short to resist guessing (at least \
-         {MIN_TOKEN_CHARS}); delete the file to have a new one made"
-    )]
-    Short { path: PathBuf, length: usize },
-    #[error("cannot get randomness for a new API token: {0}")]
-    Random(String),
-}
-
-/// The bearer token: `api.token` if set, else the token file, created with
-/// 256 random bits (and mode 0600) the first time.
-pub fn load_or_create_token(node: &Node) -> Result<String, TokenError> {
-    let api = &node.config().api;
-    if let Some(token) = &api.token {
-        return Ok(token.clone());
-    }
-    read_or_create_token_file(&token_path(api, node.data_dir()))
-}
-
-/// The token a client on this machine presents to a running node: the same
-/// setting or file the node reads, never created here (a node that has not
-/// run yet has no token and no API to talk to).
-pub fn read_token(api: &ApiConfig, data_dir: &Path) -> Result<String, TokenError> {
-    if let Some(token) = &api.token {
-        return Ok(token.clone());
-    }
-    read_token_file(&token_path(api, data_dir))
-}
-
-/// The shortest token file accepted; the node makes 64 hex characters.
-const MIN_TOKEN_CHARS: usize = 32;
-
-fn read_token_file(path: &Path) -> Result<String, TokenError> {
-    let read_error = |source| TokenError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    // Whoever can read the token can print and book as the till; the key
-    // file is held to the same rule (see `keystore`).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(read_error)?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(TokenError::Exposed {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-    }
-    let text = std::fs::read_to_string(path).map_err(read_error)?;
-    let token = text.trim().to_string();
-    if token.is_empty() {
-        return Err(TokenError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
-    let length = token.chars().count();
-    if length < MIN_TOKEN_CHARS {
-        return Err(TokenError::Short {
-            path: path.to_path_buf(),
-            length,
-        });
-    }
-    Ok(token)
-}
-
-fn token_path(api: &ApiConfig, data_dir: &Path) -> PathBuf {
-    if api.token_file.is_absolute() {
-        api.token_file.clone()
-    } else {
-        data_dir.join(&api.token_file)
-    }
-}
-
-fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
-    if path.exists() {
-        return read_token_file(path);
-    }
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
-    let token = hex::encode(random);
-    crate::secret_file::create(path, &format!("{token}\n")).map_err(|source| {
-        TokenError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    Ok(token)
-}
-
-/// Compares in time independent of where the strings first differ.
-fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    if given.len() != expected.len() {
-        return false;
-    }
-    given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-        == 0
-}
-
 struct Api {
     node: Arc<Node>,
     /// `None` for requests made inside this process by someone who could
     /// open the node's database, and so already holds everything the token
     /// would protect.
     token: Option<String>,
+    /// What `/metrics` asks for; `None` in-process, like `token`.
+    metrics_token: Option<String>,
+    /// The operator console's login; `None` in-process (no browser).
+    console: Option<console::Console>,
 }
 
 /// A request body the API can read: hyper's own from a socket, or a byte
@@ -220,9 +101,14 @@ impl<B> RequestBody for B where
 /// itself.
 pub async fn handle_in_process(node: Arc<Node>, request: Request<Full<Bytes>>) -> ApiResponse {
     let read_timeout = node.config().api.read_timeout();
-    Api { node, token: None }
-        .handle(request, read_timeout)
-        .await
+    Api {
+        node,
+        token: None,
+        metrics_token: None,
+        console: None,
+    }
+    .handle(request, read_timeout)
+    .await
 }
 
 pub(crate) type ApiResponse = Response<Full<Bytes>>;
@@ -293,9 +179,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let settings = node.config().api.clone();
+    let metrics_token =
+        tokens::load_or_create_metrics_token(&node).map_err(std::io::Error::other)?;
+    let console_password =
+        tokens::load_or_create_console_password(&node).map_err(std::io::Error::other)?;
     let api = Arc::new(Api {
         node,
         token: Some(token),
+        metrics_token: Some(metrics_token),
+        console: Some(console::login(console_password)),
     });
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(settings.max_connections as usize));
@@ -380,6 +272,37 @@ impl Api {
         response
     }
 
+    /// `/metrics`, for a scraper holding the scrape token (not the apps').
+    async fn metrics<B>(&self, request: &Request<B>) -> Result<ApiResponse, ApiError> {
+        if let Some(expected) = &self.metrics_token {
+            let given = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .ok_or(ApiError::Unauthorized(
+                    "send `Authorization: Bearer <scrape token>`; the token is in the node's data \
+                     directory (metrics-token), for Prometheus's `authorization.credentials_file`",
+                ))?;
+            if !tokens::same_token(given.trim().as_bytes(), expected.as_bytes()) {
+                return Err(ApiError::Unauthorized(
+                    "the scrape token is wrong (it is metrics-token, not the apps' api-token)",
+                ));
+            }
+        }
+        let node = self.node.clone();
+        let text = tokio::task::spawn_blocking(move || crate::metrics::scrape::render(&node))
+            .await
+            .map_err(|_| ApiError::ShuttingDown)?
+            .map_err(|error| ApiError::Store(error.to_string()))?;
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::scrape::CONTENT_TYPE),
+        );
+        Ok(response)
+    }
+
     fn authorize<B>(&self, request: &Request<B>) -> Result<(), ApiError> {
         let Some(expected) = &self.token else {
             return Ok(());
@@ -392,7 +315,7 @@ impl Api {
             .ok_or(ApiError::Unauthorized(
                 "send `Authorization: Bearer <token>`; the token is in the node's data directory (api-token)",
             ))?;
-        if same_token(given.trim().as_bytes(), expected.as_bytes()) {
+        if tokens::same_token(given.trim().as_bytes(), expected.as_bytes()) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized("the bearer token is wrong"))
@@ -407,11 +330,43 @@ impl Api {
         let path = request.uri().path().trim_end_matches('/').to_string();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let method = request.method().clone();
-        if let ["v1", "health"] = segments.as_slice() {
-            return match method {
-                Method::GET => Ok(self.health().await),
-                _ => Err(ApiError::MethodNotAllowed("GET")),
-            };
+        match segments.as_slice() {
+            ["v1", "health"] => {
+                return match method {
+                    Method::GET => Ok(self.health().await),
+                    _ => Err(ApiError::MethodNotAllowed("GET")),
+                };
+            }
+            ["metrics"] => {
+                return match method {
+                    Method::GET => self.metrics(&request).await,
+                    _ => Err(ApiError::MethodNotAllowed("GET")),
+                };
+            }
+            ["console", rest @ ..] => {
+                let answer = console::route(
+                    &self.node,
+                    self.console.as_ref(),
+                    request,
+                    rest,
+                    read_timeout,
+                )
+                .await?;
+                return match answer {
+                    console::Answer::Response(response) => Ok(response),
+                    // The console acts as the node itself: no token.
+                    console::Answer::AppRoute(inner) => {
+                        let api = Api {
+                            node: self.node.clone(),
+                            token: None,
+                            metrics_token: None,
+                            console: None,
+                        };
+                        Ok(Box::pin(api.handle(inner, read_timeout)).await)
+                    }
+                };
+            }
+            _ => {}
         }
         self.authorize(&request)?;
         match (segments.as_slice(), &method) {
@@ -642,8 +597,15 @@ impl Api {
             Document::Label(_) => "label.printed",
             Document::Receipt(_) => "receipt.printed",
         };
-        let job =
-            printing::print(&self.node, driver.as_deref(), printer.as_deref(), document).await?;
+        let printed =
+            printing::print(&self.node, driver.as_deref(), printer.as_deref(), document).await;
+        let document_name = if kind == "label.printed" {
+            "label"
+        } else {
+            "receipt"
+        };
+        self.node.metrics().document(document_name, printed.is_ok());
+        let job = printed?;
         let body = json!({ "job": job });
         if self.node.events().enabled() {
             let event = json!({
@@ -766,39 +728,4 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(same_token(b"abc", b"abc"));
-        assert!(!same_token(b"abd", b"abc"));
-        assert!(!same_token(b"ab", b"abc"));
-    }
-
-    #[test]
-    fn the_token_file_is_made_once_and_private() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("api-token");
-        let first = read_or_create_token_file(&path).expect("created");
-        assert_eq!(first.len(), 64);
-        assert_eq!(read_or_create_token_file(&path).expect("read"), first);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path)
-                .expect("metadata")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        std::fs::write(&path, "\n").expect("write");
-        assert!(matches!(
-            read_or_create_token_file(&path),
-            Err(TokenError::Empty { .. })
-        ));
-    }
 }

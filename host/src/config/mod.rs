@@ -6,8 +6,10 @@
 //! except `printers` and `plugin-config`, which replace the defaults whole: an
 //! operator who lists their printers gets exactly those printers.
 
+mod telemetry;
 mod updates;
 
+pub use telemetry::TelemetrySettings;
 pub use updates::{UpdateSettings, Window};
 
 use crate::plugin_id::PluginId;
@@ -54,6 +56,7 @@ pub struct NodeConfig {
     pub outbox: OutboxSettings,
     pub centre: CentreConfig,
     pub updates: UpdateSettings,
+    pub telemetry: TelemetrySettings,
     pub plugin_config: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
@@ -68,6 +71,7 @@ impl Default for NodeConfig {
             outbox: OutboxSettings::default(),
             centre: CentreConfig::default(),
             updates: UpdateSettings::default(),
+            telemetry: TelemetrySettings::default(),
             plugin_config: BTreeMap::new(),
         }
     }
@@ -136,6 +140,10 @@ pub struct ApiConfig {
     /// Sets the token inline instead of from `token-file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The token `/metrics` asks for (Prometheus's `credentials_file`).
+    pub metrics_token_file: PathBuf,
+    /// The operator console's password.
+    pub console_password_file: PathBuf,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: u32,
     /// How long a client has to send a request's headers, and then its
@@ -149,6 +157,8 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7171)),
             token_file: PathBuf::from("api-token"),
             token: None,
+            metrics_token_file: PathBuf::from("metrics-token"),
+            console_password_file: PathBuf::from("console-password"),
             max_connections: 256,
             read_timeout_ms: 10_000,
         }
@@ -410,6 +420,7 @@ impl NodeConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.updates.validate()?;
+        self.telemetry.validate()?;
         let engine = &self.engine;
         if !(1..=1024).contains(&engine.pool_slots) {
             return Err(format!(

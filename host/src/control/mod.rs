@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub mod fleet;
 pub mod trust;
@@ -467,5 +468,19 @@ where
         )),
         tokio::spawn(agent::run(node.clone(), shutdown())),
         tokio::spawn(fleet::run(node.clone(), shutdown())),
+        tokio::spawn(crate::telemetry::run(node.clone(), shutdown())),
+        tokio::spawn(sample_measures(node.clone(), shutdown())),
     ]
+}
+
+/// A sample of the business measures a minute, for the console's charts.
+async fn sample_measures(node: Arc<Node>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut minutes = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = minutes.tick() => node.metrics().sample(),
+            () = &mut shutdown => return,
+        }
+    }
 }

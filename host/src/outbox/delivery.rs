@@ -339,6 +339,11 @@ async fn deliver(
     let outcome = outcome(&settings, &entry, answer, started.elapsed(), now);
     let attempt = entry.attempts.saturating_add(1);
     let dead = matches!(outcome, AttemptOutcome::Dead { .. });
+    let result = match &outcome {
+        AttemptOutcome::Delivered { .. } => "delivered",
+        AttemptOutcome::Retry { .. } => "retry",
+        AttemptOutcome::Dead { .. } => "dead",
+    };
     let describe = match &outcome {
         AttemptOutcome::Delivered { status, .. } => format!("delivered ({status})"),
         AttemptOutcome::Retry { error, .. } => format!("will retry: {error}"),
@@ -349,6 +354,16 @@ async fn deliver(
     };
     let recorder = outbox.clone();
     let recorded = tokio::task::spawn_blocking(move || recorder.record(id, outcome, now)).await;
+    if matches!(recorded, Ok(Ok(_))) {
+        let centre =
+            entry.owner == super::NODE_OWNER || entry.owner == crate::fleet::report::FLEET_OWNER;
+        let metrics = &outbox.metrics;
+        metrics.outbox_attempt(&entry.destination, result, centre);
+        if result == "delivered" {
+            let waited = Duration::from_millis(now.saturating_sub(entry.enqueued_at_ms));
+            metrics.delivered_for(&entry.owner, waited);
+        }
+    }
     let unrecorded = match recorded {
         Ok(Ok(_)) if dead => {
             tracing::warn!(target: "outpost::outbox", id, owner = %entry.owner, attempt, "{describe}");

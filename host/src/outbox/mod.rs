@@ -15,6 +15,7 @@
 
 pub mod delivery;
 
+use crate::metrics::Metrics;
 use crate::origin::Origin;
 use crate::store::{
     AttemptOutcome, EnqueueError, Enqueued, NewMessage, NodeStore, OutboxEntry, StoreError,
@@ -107,6 +108,8 @@ pub struct Outbox {
     /// Notified when a delivery got an answer (any status): a sign the
     /// network is back, for whoever waits for it (the update agent).
     pub network_answered: tokio::sync::Notify,
+    /// Where attempts are counted.
+    pub(crate) metrics: Arc<Metrics>,
     #[cfg(test)]
     pub(crate) test_seams: TestSeams,
 }
@@ -151,9 +154,16 @@ impl Outbox {
             committed: Condvar::new(),
             wake: tokio::sync::Notify::new(),
             network_answered: tokio::sync::Notify::new(),
+            metrics: Arc::new(Metrics::new()),
             #[cfg(test)]
             test_seams: TestSeams::default(),
         }
+    }
+
+    /// Counts attempts in `metrics` (the node's) instead of its own.
+    pub fn metered(mut self, metrics: Arc<Metrics>) -> Outbox {
+        self.metrics = metrics;
+        self
     }
 
     /// The wall clock, in milliseconds since the Unix epoch.

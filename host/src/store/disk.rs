@@ -57,6 +57,11 @@ impl NodeStore {
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The free space plugins may not use, in bytes (0: none).
+    pub fn disk_reserve(&self) -> u64 {
+        self.disk_reserve.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether a plugin may make the node keep more bytes now. A system that
     /// cannot say how much is free is not held to the reserve.
     pub fn check_plugin_room(&self) -> Result<(), BelowReserve> {

@@ -63,6 +63,21 @@ pub enum UpdateState {
 }
 
 impl UpdateState {
+    pub const ALL: [UpdateState; 12] = [
+        UpdateState::Found,
+        UpdateState::Downloaded,
+        UpdateState::Verified,
+        UpdateState::Compiled,
+        UpdateState::Staged,
+        UpdateState::Held,
+        UpdateState::Deferred,
+        UpdateState::Activating,
+        UpdateState::Probation,
+        UpdateState::Confirmed,
+        UpdateState::RolledBack,
+        UpdateState::Refused,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             UpdateState::Found => "found",

@@ -24,9 +24,10 @@ mod journal;
 mod keys;
 mod kv;
 mod outbox;
+mod telemetry;
 mod trust;
 
-pub use disk::BelowReserve;
+pub use disk::{BelowReserve, free_bytes};
 pub use fleet::{Membership, Reported};
 pub use journal::{Directed, ProbationRecord, Transition, UpdateRecord, UpdateState};
 pub(crate) use journal::{
@@ -36,9 +37,10 @@ pub use keys::StoredKey;
 pub(crate) use kv::KvWriter;
 pub use kv::{KvRefusal, KvUsage, MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key};
 pub use outbox::{
-    AttemptOutcome, DeliveryState, EnqueueError, Enqueued, MAX_RESPONSE_BYTES, NewMessage,
-    OutboxEntry, OutboxMethod,
+    AttemptOutcome, DeliveryState, DestinationBacklog, EnqueueError, Enqueued, MAX_RESPONSE_BYTES,
+    NewMessage, OutboxEntry, OutboxMethod,
 };
+pub use telemetry::{BacklogSize, QueuedRollup};
 pub use trust::TrustSettings;
 
 use crate::manifest::{Grants, PluginId};
@@ -52,8 +54,9 @@ pub const DATABASE_FILE_NAME: &str = "outpost.redb";
 const FORMAT: &str = "outpost-node";
 /// Bump when a table's layout changes; a node refuses newer schemas and
 /// upgrades older ones in place (schema 2 added `keys` and the outbox,
-/// schema 3 `trust`, schema 4 the update journal, schema 5 `fleet`).
-const SCHEMA: u32 = 5;
+/// schema 3 `trust`, schema 4 the update journal, schema 5 `fleet`, schema 6
+/// the telemetry backlog).
+const SCHEMA: u32 = 6;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
@@ -350,6 +353,7 @@ impl NodeStore {
             trust::create_tables(&txn)?;
             journal::create_tables(&txn)?;
             fleet::create_tables(&txn)?;
+            telemetry::create_tables(&txn)?;
         }
         self.db.commit(txn)?;
         Ok(())
@@ -365,6 +369,7 @@ impl NodeStore {
             trust::create_tables(&txn)?;
             journal::create_tables(&txn)?;
             fleet::create_tables(&txn)?;
+            telemetry::create_tables(&txn)?;
             txn.open_table(META)?
                 .insert("schema", SCHEMA.to_string().as_str())?;
         }

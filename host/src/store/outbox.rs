@@ -117,6 +117,17 @@ impl NewMessage {
     }
 }
 
+/// What the outbox holds for one destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestinationBacklog {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    pub dropped: u64,
+    /// Milliseconds since the Unix epoch.
+    pub oldest_pending_ms: Option<u64>,
+}
+
 /// A queued message as the node keeps it (the payload lives beside it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -689,6 +700,34 @@ impl NodeStore {
             }
         }
         Ok(counts)
+    }
+
+    /// Per destination URL: entries in each state, and when the oldest
+    /// pending one was enqueued (for `/metrics`).
+    pub fn outbox_by_destination(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, DestinationBacklog>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        let mut backlog = std::collections::BTreeMap::<String, DestinationBacklog>::new();
+        for row in table.iter()? {
+            let (id, bytes) = row?;
+            let entry: OutboxEntry = decode(&entry_what(id.value()), bytes.value())?;
+            let slot = backlog.entry(entry.destination).or_default();
+            match entry.state {
+                DeliveryState::Pending => {
+                    slot.pending += 1;
+                    slot.oldest_pending_ms = Some(
+                        slot.oldest_pending_ms
+                            .map_or(entry.enqueued_at_ms, |t| t.min(entry.enqueued_at_ms)),
+                    );
+                }
+                DeliveryState::Delivered => slot.delivered += 1,
+                DeliveryState::Dead => slot.dead += 1,
+                DeliveryState::Dropped => slot.dropped += 1,
+            }
+        }
+        Ok(backlog)
     }
 
     /// Forgets delivered and dropped entries settled before `before_ms`,

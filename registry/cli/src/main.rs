@@ -327,9 +327,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 // A release every node would refuse is refused here, while
                 // its version number is still free.
+                let page_password = dir.join("fleet-page-password");
+                let password = outpost_registry::web_login::password_file(&page_password)
+                    .with_context(|| {
+                        format!("reading the fleet page's password {}", page_password.display())
+                    })?;
+                println!(
+                    "fleet page: {scheme}://{}/fleet/ (its password is in {})",
+                    listener.local_addr()?,
+                    page_password.display()
+                );
                 let registry = Arc::new(
                     Registry::new(store, online, config)
-                        .with_release_check(Arc::new(ReleaseChecker::new())),
+                        .with_release_check(Arc::new(ReleaseChecker::new()))
+                        .with_fleet_page(password),
                 );
                 // The central team's changes (enrolment tokens, labels)
                 // reach the running registry, the database's one writer,

@@ -19,6 +19,7 @@ use tough::schema::key::Key;
 
 mod client;
 pub mod report;
+pub mod view;
 pub use client::{JoinError, fetch_desired_state, join, post_report};
 
 #[derive(Debug, thiserror::Error)]

@@ -123,6 +123,7 @@ impl Registry {
                 format!("node {signer} cannot read node {id}'s desired state"),
             ));
         }
+        self.last_seen.saw(id, now);
         let (version, releases) = self.desired_index()?.for_node(id);
         let etag = format!("\"{version}\"");
         let unchanged = request

@@ -42,6 +42,7 @@ use tokio::net::TcpListener;
 mod blobs;
 pub mod control;
 mod fleet;
+mod fleet_page;
 mod manifests;
 pub mod ranges;
 mod tuf_files;
@@ -97,6 +98,10 @@ pub struct Registry {
     desired: std::sync::Mutex<Option<Arc<crate::desired::Index>>>,
     /// The nodes' public keys, decoded once.
     verifying: crate::keys::VerifyingKeys,
+    /// The fleet page's login, when the page is served.
+    fleet_login: Option<crate::web_login::WebLogin>,
+    /// When each node last asked for its desired state.
+    last_seen: crate::fleet::view::LastSeen,
 }
 
 impl std::fmt::Debug for Registry {
@@ -315,6 +320,8 @@ impl Registry {
             checks_waiting: Default::default(),
             desired: Default::default(),
             verifying: Default::default(),
+            fleet_login: None,
+            last_seen: Default::default(),
         }
     }
 
@@ -323,6 +330,16 @@ impl Registry {
     /// refused while its version number is still free.
     pub fn with_release_check(mut self, check: Arc<dyn ReleaseCheck>) -> Registry {
         self.release_check = Some(check);
+        self
+    }
+
+    /// Serves the central team's fleet page at `/fleet/`, behind `password`.
+    pub fn with_fleet_page(mut self, password: String) -> Registry {
+        self.fleet_login = Some(crate::web_login::WebLogin::new(
+            password,
+            "outpost_fleet",
+            "/fleet",
+        ));
         self
     }
 
@@ -569,6 +586,14 @@ impl Registry {
         }
         if let Some(route) = path.strip_prefix("/fleet/v1/") {
             return self.fleet(request, route).await;
+        }
+        if path == "/fleet" || path.starts_with("/fleet/") {
+            let rest = path
+                .strip_prefix("/fleet")
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string();
+            return self.fleet_page(request, &rest).await;
         }
         if let Some(rest) = path.strip_prefix("/outpost/v1/namespaces/") {
             let namespace = rest.strip_suffix("/metadata").unwrap_or("");

@@ -287,6 +287,24 @@ pub enum Command {
     #[command(subcommand)]
     Fleet(crate::fleet::FleetCommand),
 
+    /// The operator's console in a browser, and the scrape for Prometheus
+    ///
+    /// The running node serves a console page at /console/ on api.listen:
+    /// health, plugins and their updates (approve, reject), printers, the
+    /// outbox (retry, drop), the telemetry consent and the last hour of
+    /// labels, payments and bookings. /metrics on the same address serves
+    /// Prometheus, with its own scrape token.
+    #[command(subcommand)]
+    Console(crate::console::ConsoleCommand),
+
+    /// What the node ships to the centre's Prometheus, with the operator's consent
+    ///
+    /// Every telemetry.rollup-seconds the node rolls its figures up and,
+    /// when telemetry.remote-write-url answers, ships them as Prometheus
+    /// remote write; offline, it keeps them within a size and age budget.
+    #[command(subcommand)]
+    Telemetry(crate::console::TelemetryCommand),
+
     /// For vendors: make a signing key, then package, sign and publish a plugin
     #[command(subcommand)]
     Vendor(VendorCommand),

@@ -62,6 +62,8 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             crate::registry::trust_init(data_dir, config, &root, registry.as_deref(), ca.as_deref())
         }
         Command::Fleet(command) => crate::fleet::run(data_dir, config, command),
+        Command::Console(command) => crate::console::console(data_dir, config, command),
+        Command::Telemetry(command) => crate::console::telemetry(data_dir, config, command),
         Command::Trust(TrustCommand::Show) => crate::registry::trust_show(data_dir, config),
         Command::Trust(TrustCommand::Update {
             registry,

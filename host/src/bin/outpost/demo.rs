@@ -553,6 +553,7 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     }
     fleet_rollout(&node, &registry).await?;
     registry.stop();
+    watch_the_node(&node, address).await?;
 
     if serve {
         println!(
@@ -576,6 +577,8 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     println!("   outpost --data-dir {shown} trust show");
     println!("   outpost --data-dir {shown} update status");
     println!("   outpost --data-dir {shown} update history");
+    println!("   outpost --data-dir {shown} console password");
+    println!("   outpost --data-dir {shown} telemetry status");
     println!("and, as a node with no network, the bundle from step 1:");
     println!("   outpost --data-dir /tmp/offline-node trust init {shown}/registry/root.json");
     println!(
@@ -820,6 +823,55 @@ fn show_job(status: StatusCode, body: &Value) -> anyhow::Result<()> {
         job["printer"].as_str().unwrap_or_default(),
         job["destination"].as_str().unwrap_or_default(),
         job["send_ms"],
+    );
+    Ok(())
+}
+
+/// Step 15: what the operator and the central team see of the node: its
+/// `/metrics` through the scrape token, and the console's address.
+async fn watch_the_node(
+    node: &outpost::node::Node,
+    address: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    step(
+        15,
+        "Watch the node: Prometheus scrapes /metrics with its own token; the console is a page",
+    );
+    let token = api::tokens::load_or_create_metrics_token(node)?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let request = hyper::Request::get(format!("http://{address}/metrics"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::new())?;
+    let response = client
+        .request(request)
+        .await
+        .context("cannot reach /metrics")?;
+    let status = response.status();
+    let text =
+        String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()).into_owned();
+    println!(
+        "   GET /metrics -> {status}: {} series; among them:",
+        text.lines().filter(|l| !l.starts_with('#')).count()
+    );
+    for line in text.lines().filter(|line| {
+        [
+            "outpost_documents_printed_total",
+            "outpost_payments_tokenized_total",
+            "outpost_bookings_total{state=\"queued\"}",
+            "outpost_plugin_calls_total{plugin=\"outpost/thermal-printer\"}",
+            "outpost_outbox_entries{destination",
+        ]
+        .iter()
+        .any(|start| line.starts_with(start))
+    }) {
+        println!("     {line}");
+    }
+    println!(
+        "   The operator's console: http://{address}/console/ (its password: \
+         `outpost console password`); telemetry consent: {}",
+        outpost::telemetry::consent(node).name()
     );
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod console;
 mod demo;
 mod fleet;
 mod keys;

@@ -1,0 +1,201 @@
+//! The secrets that open the node's HTTP side: the apps' bearer token, the
+//! scrape token `/metrics` asks for, and the console's password. Each is a
+//! file in the data directory made with 256 random bits (mode 0600) the
+//! first time, and refused when others can read it: whoever holds one can
+//! act with it.
+
+use crate::config::ApiConfig;
+use crate::node::Node;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot read the API token {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the API token {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the API token in {path} is empty; delete the file to have a new one made")]
+    Empty { path: PathBuf },
+    #[error(
+        "the API token {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`, \
+         or delete it to have a new one made"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error(
+        "the API token in {path} is {length} characters, too short to resist guessing (at least \
+         {MIN_TOKEN_CHARS}); delete the file to have a new one made"
+    )]
+    Short { path: PathBuf, length: usize },
+    #[error("cannot get randomness for a new API token: {0}")]
+    Random(String),
+}
+
+/// The bearer token: `api.token` if set, else the token file, created with
+/// 256 random bits (and mode 0600) the first time.
+pub fn load_or_create_token(node: &Node) -> Result<String, TokenError> {
+    let api = &node.config().api;
+    if let Some(token) = &api.token {
+        return Ok(token.clone());
+    }
+    read_or_create_token_file(&token_path(api, node.data_dir()))
+}
+
+/// The token a client on this machine presents to a running node: the same
+/// setting or file the node reads, never created here (a node that has not
+/// run yet has no token and no API to talk to).
+pub fn read_token(api: &ApiConfig, data_dir: &Path) -> Result<String, TokenError> {
+    if let Some(token) = &api.token {
+        return Ok(token.clone());
+    }
+    read_token_file(&token_path(api, data_dir))
+}
+
+/// The shortest token file accepted; the node makes 64 hex characters.
+const MIN_TOKEN_CHARS: usize = 32;
+
+fn read_token_file(path: &Path) -> Result<String, TokenError> {
+    let read_error = |source| TokenError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Whoever can read the token can print and book as the till; the key
+    // file is held to the same rule (see `keystore`).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(read_error)?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(TokenError::Exposed {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(read_error)?;
+    let token = text.trim().to_string();
+    if token.is_empty() {
+        return Err(TokenError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let length = token.chars().count();
+    if length < MIN_TOKEN_CHARS {
+        return Err(TokenError::Short {
+            path: path.to_path_buf(),
+            length,
+        });
+    }
+    Ok(token)
+}
+
+fn token_path(api: &ApiConfig, data_dir: &Path) -> PathBuf {
+    secret_path(&api.token_file, data_dir)
+}
+
+fn secret_path(file: &Path, data_dir: &Path) -> PathBuf {
+    if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        data_dir.join(file)
+    }
+}
+
+/// The token Prometheus presents to `/metrics` (`api.metrics-token-file`),
+/// created the first time. It is not the apps' token: a scraper must not be
+/// able to print or book, nor an app to read the node's figures.
+pub fn load_or_create_metrics_token(node: &Node) -> Result<String, TokenError> {
+    let file = &node.config().api.metrics_token_file;
+    read_or_create_token_file(&secret_path(file, node.data_dir()))
+}
+
+/// The console's password (`api.console-password-file`), created the first
+/// time; `outpost console password` shows it to whoever may read the data
+/// directory.
+pub fn load_or_create_console_password(node: &Node) -> Result<String, TokenError> {
+    let file = &node.config().api.console_password_file;
+    read_or_create_token_file(&secret_path(file, node.data_dir()))
+}
+
+/// The console's password as `outpost console password` shows it: made here
+/// if no node has made it yet, exactly as the node would.
+pub fn console_password(api: &ApiConfig, data_dir: &Path) -> Result<String, TokenError> {
+    read_or_create_token_file(&secret_path(&api.console_password_file, data_dir))
+}
+
+/// Where the scrape token is, for Prometheus's configuration.
+pub fn metrics_token_path(api: &ApiConfig, data_dir: &Path) -> PathBuf {
+    secret_path(&api.metrics_token_file, data_dir)
+}
+
+fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
+    if path.exists() {
+        return read_token_file(path);
+    }
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
+    let token = hex::encode(random);
+    crate::secret_file::create(path, &format!("{token}\n")).map_err(|source| {
+        TokenError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(token)
+}
+
+/// Compares in time independent of where the strings first differ.
+pub(crate) fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    if given.len() != expected.len() {
+        return false;
+    }
+    given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abd", b"abc"));
+        assert!(!same_token(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn the_token_file_is_made_once_and_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api-token");
+        let first = read_or_create_token_file(&path).expect("created");
+        assert_eq!(first.len(), 64);
+        assert_eq!(read_or_create_token_file(&path).expect("read"), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "\n").expect("write");
+        assert!(matches!(
+            read_or_create_token_file(&path),
+            Err(TokenError::Empty { .. })
+        ));
+    }
+}
