@@ -97,7 +97,7 @@ pub(crate) async fn route(
     let ok = |response| Ok(Answer::Response(response));
     let Some(console) = console else {
         return Err(ApiError::NotFound(
-            "the console is served by a running node (`outpost serve`)".into(),
+            "the console is served by a running node (`outpost run`)".into(),
         ));
     };
     let method = request.method().clone();
