@@ -89,7 +89,7 @@ impl WebLogin {
     /// Checks `password`; on success, a new session: the `Set-Cookie` value
     /// that carries it and the page token.
     pub fn log_in(&self, password: &str) -> Result<LoggedIn, Refused> {
-        let right = same(password.trim().as_bytes(), self.password.as_bytes());
+        let right = same_secret(password.trim().as_bytes(), self.password.as_bytes());
         if let Ok(mut failures) = self.failures.lock() {
             *failures = if right { 0 } else { failures.saturating_add(1) };
         }
@@ -145,7 +145,7 @@ impl WebLogin {
             .get(PAGE_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if !same(given.as_bytes(), page_token.as_bytes()) {
+        if !same_secret(given.as_bytes(), page_token.as_bytes()) {
             return Err(Refused::NoPageHeader);
         }
         if let Some(origin) = headers.get(hyper::header::ORIGIN) {
@@ -232,7 +232,7 @@ pub fn password_file(path: &std::path::Path) -> std::io::Result<String> {
 }
 
 /// Compares in time independent of where the strings first differ.
-fn same(given: &[u8], expected: &[u8]) -> bool {
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len()
         && given
             .iter()

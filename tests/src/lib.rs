@@ -288,6 +288,40 @@ impl ApiClient {
     }
 }
 
+/// A raw request with headers; the status, the headers and the body.
+pub async fn raw_request(
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, hyper::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .expect("request");
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response = http.request(request).await.expect("the node answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Answers `request` through `node`'s API in-process: the status, and the
 /// body as JSON (`Null` when it is not JSON).
 pub async fn send_in_process(

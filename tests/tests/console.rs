@@ -7,7 +7,7 @@ use outpost_e2e_tests::browser::{self, Browser};
 use outpost_e2e_tests::registry::TestRegistry;
 use outpost_e2e_tests::serving::Serving;
 use outpost_e2e_tests::updates::{following_installed, plugin_id, release, serving};
-use outpost_e2e_tests::{TestNode, artifacts};
+use outpost_e2e_tests::{TestNode, artifacts, raw_request as request};
 use outpost_registry::server::ServeConfig;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -19,40 +19,6 @@ fn password(data_dir: &std::path::Path) -> String {
         .expect("the node made the console password")
         .trim()
         .to_string()
-}
-
-/// A raw request with headers; the status, the headers and the body.
-async fn request(
-    base: &str,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (StatusCode, hyper::HeaderMap, String) {
-    use http_body_util::BodyExt;
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"));
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_string(),
-        )))
-        .expect("request");
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let response = http.request(request).await.expect("the node answers");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@ use hyper::{Method, StatusCode};
 use outpost::config::NodeConfig;
 use outpost_e2e_tests::prometheus::{self, Prometheus};
 use outpost_e2e_tests::serving::Serving;
-use outpost_e2e_tests::{ApiClient, LABEL_JSON, TestNode, artifacts, install_card_tokenizer};
+use outpost_e2e_tests::{
+    ApiClient, LABEL_JSON, TestNode, artifacts, install_card_tokenizer, raw_request,
+};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -19,25 +21,13 @@ fn metrics_token(data_dir: &std::path::Path) -> String {
 
 /// `/metrics` with `token`: the status and the text.
 async fn scrape(client: &ApiClient, token: Option<&str>) -> (StatusCode, String) {
-    use http_body_util::BodyExt;
-    let mut request = hyper::Request::get(format!("{}/metrics", client.base));
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let request = request
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .expect("request");
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let response = http.request(request).await.expect("the node answers");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|value| ("authorization", value.as_str()))
+        .collect();
+    let (status, _, text) = raw_request(&client.base, Method::GET, "/metrics", &headers, "").await;
+    (status, text)
 }
 
 /// The value of the series `line_start` (name and labels, as written).

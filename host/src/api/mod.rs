@@ -274,22 +274,13 @@ impl Api {
 
     /// `/metrics`, for a scraper holding the scrape token (not the apps').
     async fn metrics<B>(&self, request: &Request<B>) -> Result<ApiResponse, ApiError> {
-        if let Some(expected) = &self.metrics_token {
-            let given = request
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .ok_or(ApiError::Unauthorized(
-                    "send `Authorization: Bearer <scrape token>`; the token is in the node's data \
-                     directory (metrics-token), for Prometheus's `authorization.credentials_file`",
-                ))?;
-            if !tokens::same_token(given.trim().as_bytes(), expected.as_bytes()) {
-                return Err(ApiError::Unauthorized(
-                    "the scrape token is wrong (it is metrics-token, not the apps' api-token)",
-                ));
-            }
-        }
+        check_bearer(
+            request,
+            self.metrics_token.as_deref(),
+            "send `Authorization: Bearer <scrape token>`; the token is in the node's data \
+             directory (metrics-token), for Prometheus's `authorization.credentials_file`",
+            "the scrape token is wrong (it is metrics-token, not the apps' api-token)",
+        )?;
         let node = self.node.clone();
         let text = tokio::task::spawn_blocking(move || crate::metrics::scrape::render(&node))
             .await
@@ -304,22 +295,12 @@ impl Api {
     }
 
     fn authorize<B>(&self, request: &Request<B>) -> Result<(), ApiError> {
-        let Some(expected) = &self.token else {
-            return Ok(());
-        };
-        let given = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized(
-                "send `Authorization: Bearer <token>`; the token is in the node's data directory (api-token)",
-            ))?;
-        if tokens::same_token(given.trim().as_bytes(), expected.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("the bearer token is wrong"))
-        }
+        check_bearer(
+            request,
+            self.token.as_deref(),
+            "send `Authorization: Bearer <token>`; the token is in the node's data directory (api-token)",
+            "the bearer token is wrong",
+        )
     }
 
     async fn route(
@@ -619,26 +600,10 @@ impl Api {
     }
 
     fn printers(&self) -> ApiResponse {
-        let config = self.node.config();
-        let printers: Vec<_> = config
-            .printers
-            .iter()
-            .map(|(name, printer)| {
-                let mut default_for = Vec::new();
-                if config.defaults.label_printer.as_deref() == Some(name) {
-                    default_for.push("label");
-                }
-                if config.defaults.receipt_printer.as_deref() == Some(name) {
-                    default_for.push("receipt");
-                }
-                json!({
-                    "name": name,
-                    "destination": printing::transport::describe(printer, self.node.data_dir()),
-                    "default_for": default_for,
-                })
-            })
-            .collect();
-        json_response(StatusCode::OK, &json!({ "printers": printers }))
+        json_response(
+            StatusCode::OK,
+            &json!({ "printers": configured_printers(&self.node) }),
+        )
     }
 
     async fn printer_status(&self, name: &str, query: &str) -> Result<ApiResponse, ApiError> {
@@ -683,6 +648,53 @@ impl Api {
         let report = printing::status(&self.node, driver.as_deref(), name, kind).await?;
         Ok(json_response(StatusCode::OK, &json!({ "status": report })))
     }
+}
+
+/// Lets `request` in if it carries `expected` as its bearer token (always,
+/// when `expected` is `None`: a request made in-process).
+fn check_bearer<B>(
+    request: &Request<B>,
+    expected: Option<&str>,
+    missing: &'static str,
+    wrong: &'static str,
+) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized(missing))?;
+    if tokens::same_token(given.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(wrong))
+    }
+}
+
+/// The configured printers, as `GET /v1/printers` and the console list them.
+pub(crate) fn configured_printers(node: &Node) -> Vec<serde_json::Value> {
+    let config = node.config();
+    config
+        .printers
+        .iter()
+        .map(|(name, printer)| {
+            let mut default_for = Vec::new();
+            if config.defaults.label_printer.as_deref() == Some(name) {
+                default_for.push("label");
+            }
+            if config.defaults.receipt_printer.as_deref() == Some(name) {
+                default_for.push("receipt");
+            }
+            json!({
+                "name": name,
+                "destination": printing::transport::describe(printer, node.data_dir()),
+                "default_for": default_for,
+            })
+        })
+        .collect()
 }
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`] within `read_timeout`,

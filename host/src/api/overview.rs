@@ -32,25 +32,7 @@ pub fn read(node: &Node) -> Value {
             })
         })
         .collect();
-    let config = node.config();
-    let printers: Vec<Value> = config
-        .printers
-        .iter()
-        .map(|(name, printer)| {
-            let mut kinds = Vec::new();
-            if config.defaults.label_printer.as_deref() == Some(name) {
-                kinds.push("label");
-            }
-            if config.defaults.receipt_printer.as_deref() == Some(name) {
-                kinds.push("receipt");
-            }
-            json!({
-                "name": name,
-                "destination": crate::printing::transport::describe(printer, node.data_dir()),
-                "default_for": kinds,
-            })
-        })
-        .collect();
+    let printers = super::configured_printers(node);
     let store = node.store();
     let counts = store.outbox_counts().ok().map(|counts| {
         counts

@@ -153,17 +153,9 @@ fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
     Ok(token)
 }
 
-/// Compares in time independent of where the strings first differ.
-pub(crate) fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    if given.len() != expected.len() {
-        return false;
-    }
-    given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-        == 0
-}
+/// Compares in time independent of where the strings first differ (the
+/// pages' logins use the same).
+pub(crate) use outpost_registry::web_login::same_secret as same_token;
 
 #[cfg(test)]
 mod tests {
