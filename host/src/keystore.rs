@@ -52,6 +52,13 @@ pub enum KeystoreError {
          under it cannot be opened without it)"
     )]
     NodeKeyMalformed { path: PathBuf },
+    #[error(
+        "the node key {path} is missing, but this node's database holds {keys} key(s) sealed \
+         under it, which nothing else opens. Restore node.key from this node's backup (`outpost \
+         restore` puts back both together); if it is lost for good, remove those keys (`outpost \
+         keys list`, `outpost keys remove`) and add new ones"
+    )]
+    NodeKeyMissing { path: PathBuf, keys: usize },
     #[error("cannot create the node key {path}: {source}")]
     NodeKeyWrite {
         path: PathBuf,
@@ -194,16 +201,27 @@ impl Keystore {
         let path = &self.node_key_path;
         let key = if path.exists() {
             read_node_key(path)?
-        } else if create {
-            write_node_key(path)?
         } else {
-            return Err(KeystoreError::NodeKeyRead {
-                path: path.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no keys have been provisioned on this node",
-                ),
-            });
+            // A database with sealed keys and no node key is a restore
+            // that left node.key behind: a new node key would open none of
+            // them, and would be a second key to lose.
+            let keys = self.store.keys(None)?.len();
+            if keys > 0 {
+                return Err(KeystoreError::NodeKeyMissing {
+                    path: path.clone(),
+                    keys,
+                });
+            }
+            if !create {
+                return Err(KeystoreError::NodeKeyRead {
+                    path: path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no keys have been provisioned on this node",
+                    ),
+                });
+            }
+            write_node_key(path)?
         };
         *cached = Some(key);
         Ok(key)
@@ -408,6 +426,32 @@ mod tests {
 
     fn id(text: &str) -> PluginId {
         PluginId::parse(text).expect("id")
+    }
+
+    #[test]
+    fn a_missing_node_key_with_sealed_keys_is_named_and_never_replaced() {
+        let (dir, keys) = keystore();
+        let plugin = id("acme/tokens");
+        keys.provision(&plugin, "card-token", None, false)
+            .expect("add");
+        let store = keys.store.clone();
+        let node_key = dir.path().join(NODE_KEY_FILE);
+        std::fs::remove_file(&node_key).expect("lose node.key");
+        // A restore that left node.key behind, as the next process sees it.
+        let restored = Keystore::new(store, dir.path());
+        let error = restored
+            .hmac_sha256(&plugin, "card-token", b"data")
+            .expect_err("no node key");
+        assert!(
+            matches!(error, KeystoreError::NodeKeyMissing { keys: 1, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("Restore node.key"), "{error}");
+        let error = restored
+            .provision(&plugin, "other", None, false)
+            .expect_err("refused");
+        assert!(matches!(error, KeystoreError::NodeKeyMissing { .. }), "{error}");
+        assert!(!node_key.exists(), "a new node.key was written");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 pub mod admission;
 pub mod api;
+pub mod backup;
 pub mod bindings;
 pub mod call;
 pub mod capabilities;

@@ -53,6 +53,8 @@ pub enum NodeError {
     Compile(#[from] CompileError),
     #[error("cannot set up the plugin linker: {0}")]
     Linker(String),
+    #[error("{source}\n{advice}")]
+    Damaged { source: StoreError, advice: String },
 }
 
 /// How a node is opened.
@@ -189,6 +191,9 @@ pub struct Node {
     /// False on the throwaway node of the release checks: its plugins'
     /// outbound HTTP is refused whatever they are granted.
     pub(crate) outbound_http: bool,
+    /// The apps' bearer token the served API checks: set when serving
+    /// starts, replaced by a rotation (the old one is refused from then on).
+    app_token: std::sync::RwLock<Option<String>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -221,9 +226,30 @@ impl Node {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700));
+            // With the token shared, the group may pass through to it (by
+            // its name) and list nothing; otherwise nobody but the node.
+            let mode = if config.api.share_token_with_group {
+                0o710
+            } else {
+                0o700
+            };
+            let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(mode));
         }
-        let store = Arc::new(NodeStore::open(&data_dir.join(DATABASE_FILE_NAME))?);
+        let store = match NodeStore::open(&data_dir.join(DATABASE_FILE_NAME)) {
+            Ok(store) => Arc::new(store),
+            Err(source @ StoreError::Corrupt { .. }) => {
+                return Err(match crate::backup::local::newest_good(&data_dir) {
+                    Some((snapshot, manifest)) => NodeError::Damaged {
+                        source,
+                        advice: crate::backup::local::restore_advice(
+                            &data_dir, &snapshot, &manifest,
+                        ),
+                    },
+                    None => NodeError::Store(source),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
         // The node's fleet identity is made at first start. Trading does
         // not need it, so a problem with it is reported, not fatal: joining
         // a fleet names it again.
@@ -284,6 +310,7 @@ impl Node {
             fallbacks: Mutex::new(std::collections::HashMap::new()),
             staged: Mutex::new(std::collections::HashMap::new()),
             outbound_http: true,
+            app_token: std::sync::RwLock::new(None),
         };
         // Every update cut short by a crash completes or rolls back before
         // anything is loaded: the table shows what was committed.
@@ -317,6 +344,20 @@ impl Node {
 
     pub fn config(&self) -> &NodeConfig {
         &self.config
+    }
+
+    /// Sets the token the served API asks apps for (see
+    /// `api::tokens::rotate_token`).
+    pub fn set_app_token(&self, token: String) {
+        *self.app_token.write().unwrap_or_else(|e| e.into_inner()) = Some(token);
+    }
+
+    /// True when `presented` is the apps' current token.
+    pub fn is_app_token(&self, presented: &str) -> bool {
+        let current = self.app_token.read().unwrap_or_else(|e| e.into_inner());
+        current
+            .as_deref()
+            .is_some_and(|token| crate::api::tokens::same_token(presented.as_bytes(), token.as_bytes()))
     }
 
     pub fn config_origin(&self) -> &str {

@@ -31,6 +31,12 @@ pub const SKOPEO: Tool = Tool {
     install: "apt-get install skopeo, or run .ci/run",
 };
 
+pub const SYSTEMD_ANALYZE: Tool = Tool {
+    name: "systemd-analyze",
+    required_by: "OUTPOST_REQUIRE_SYSTEMD_ANALYZE",
+    install: "apt-get install systemd, or run .ci/run",
+};
+
 impl Tool {
     /// True when `probe` (a command that succeeds only if the tool works)
     /// succeeds. Otherwise panics under CI, or prints a skip line and

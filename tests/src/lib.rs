@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod centre;
+pub mod pos_page;
 pub mod external;
 pub mod prometheus;
 pub mod registry;
@@ -371,4 +372,26 @@ pub fn install_card_tokenizer(node: &Node) {
         .expect("key");
     outpost::updates::install(node, Path::new(artifacts::CARD_TOKENIZER.package_dir))
         .unwrap_or_else(|e| panic!("installing the card tokenizer: {e}"));
+}
+
+/// The `outpost` binary, built (or found up to date) by cargo once per run.
+pub fn outpost_binary() -> &'static Path {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "outpost", "--bin", "outpost"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the outpost binary failed");
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/debug/deps/<test> -> target/debug/outpost
+        let binary = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("outpost");
+        assert!(binary.is_file(), "{} missing", binary.display());
+        binary
+    })
 }

@@ -7,6 +7,7 @@ use outpost::config::NodeConfig;
 use outpost::node::{Node, NodeOptions};
 use outpost::store::UpdateState;
 use outpost_e2e_tests::registry::{TestRegistry, provision};
+use outpost_e2e_tests::outpost_binary;
 use outpost_e2e_tests::updates::{PLUGIN, install, plugin_id, release, with_own_code};
 use outpost_registry::server::ServeConfig;
 use std::path::{Path, PathBuf};
@@ -27,28 +28,6 @@ const POINTS: [&str; 10] = [
     "during:migrate",
     "after:probation",
 ];
-
-/// The `outpost` binary, built (or found up to date) by cargo once per run.
-fn outpost_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "outpost", "--bin", "outpost"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the outpost binary failed");
-        let exe = std::env::current_exe().expect("test binary path");
-        // target/debug/deps/<test> -> target/debug/outpost
-        let binary = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .join("outpost");
-        assert!(binary.is_file(), "{} missing", binary.display());
-        binary
-    })
-}
 
 fn config(port: u16) -> String {
     format!(

@@ -29,6 +29,9 @@
 //! | POST   | `/admin/v1/bundles`                           | export a bundle (`BundleRequest`) |
 //! | GET    | `/admin/v1/telemetry`                         | consent, endpoint, backlog    |
 //! | PUT    | `/admin/v1/telemetry`                         | `{"consent"}`: off, aggregate, with-plugin-detail |
+//! | GET    | `/admin/v1/snapshots`                         | local snapshots, newest first |
+//! | POST   | `/admin/v1/snapshots`                         | take one now: path, manifest, recovery code if new |
+//! | POST   | `/admin/v1/token/rotate`                      | a new API token `{"token", "file"}`; the old one is refused |
 
 use super::errors::ApiError;
 use super::{ApiResponse, RequestBody, json_response, read_json};
@@ -425,6 +428,31 @@ async fn route(
                 }
             })?;
             ok(view)
+        }
+        (["admin", "v1", "snapshots"], &Method::GET) => {
+            ok(json!({ "snapshots": crate::backup::local::list(node.data_dir()) }))
+        }
+        (["admin", "v1", "snapshots"], &Method::POST) => {
+            let worker = node.clone();
+            let taken = tokio::task::spawn_blocking(move || crate::backup::local::take_now(&worker))
+                .await
+                .map_err(|_| ApiError::ShuttingDown)?
+                .map_err(|error| ApiError::Store(error.to_string()))?;
+            ok(json!(taken))
+        }
+        (["admin", "v1", "token", "rotate"], &Method::POST) => {
+            let worker = node.clone();
+            let token = tokio::task::spawn_blocking(move || super::tokens::rotate_token(&worker))
+                .await
+                .map_err(|_| ApiError::ShuttingDown)?
+                .map_err(|error| match error {
+                    super::TokenError::Inline { .. } => ApiError::Conflict(error.to_string()),
+                    error => ApiError::Store(error.to_string()),
+                })?;
+            ok(json!({
+                "token": token,
+                "file": super::tokens::token_path(&node.config().api, node.data_dir()),
+            }))
         }
         _ => Err(ApiError::NotFound(format!(
             "no admin route {method} {path}; see docs/architecture.md (the control plane)"

@@ -36,6 +36,7 @@
 
 pub mod admin;
 pub mod console;
+mod cors;
 pub mod errors;
 pub mod kinds;
 pub mod outbox;
@@ -43,7 +44,7 @@ pub mod overview;
 pub mod schema;
 pub mod tokens;
 
-pub use tokens::{TokenError, load_or_create_token, read_token};
+pub use tokens::{TokenError, load_or_create_token, read_token, rotate_token};
 
 use crate::log_limit::{LogLimit, held_back};
 use crate::node::Node;
@@ -73,10 +74,10 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 struct Api {
     node: Arc<Node>,
-    /// `None` for requests made inside this process by someone who could
+    /// False for requests made inside this process by someone who could
     /// open the node's database, and so already holds everything the token
-    /// would protect.
-    token: Option<String>,
+    /// (the node's current one, see `Node::is_app_token`) would protect.
+    checks_token: bool,
     /// What `/metrics` asks for; `None` in-process, like `token`.
     metrics_token: Option<String>,
     /// The operator console's login; `None` in-process (no browser).
@@ -103,7 +104,7 @@ pub async fn handle_in_process(node: Arc<Node>, request: Request<Full<Bytes>>) -
     let read_timeout = node.config().api.read_timeout();
     Api {
         node,
-        token: None,
+        checks_token: false,
         metrics_token: None,
         console: None,
     }
@@ -183,9 +184,10 @@ pub async fn serve(
         tokens::load_or_create_metrics_token(&node).map_err(std::io::Error::other)?;
     let console_password =
         tokens::load_or_create_console_password(&node).map_err(std::io::Error::other)?;
+    node.set_app_token(token);
     let api = Arc::new(Api {
         node,
-        token: Some(token),
+        checks_token: true,
         metrics_token: Some(metrics_token),
         console: Some(console::login(console_password)),
     });
@@ -256,7 +258,7 @@ impl Api {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let started = std::time::Instant::now();
-        let response = match self.route(request, read_timeout).await {
+        let response = match self.route_page_request(request, read_timeout).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         };
@@ -272,11 +274,39 @@ impl Api {
         response
     }
 
+    /// Routes a request, holding one from a web page to `api.allowed-origins`
+    /// first (see `cors`). The console is its own page, with its own checks,
+    /// and requests made in-process come from no page.
+    async fn route_page_request(
+        &self,
+        request: Request<impl RequestBody>,
+        read_timeout: Duration,
+    ) -> Result<ApiResponse, ApiError> {
+        if !self.checks_token || request.uri().path().starts_with("/console") {
+            return self.route(request, read_timeout).await;
+        }
+        let origin = cors::check(&self.node.config().api, request.headers())?;
+        if let Some(origin) = &origin
+            && cors::is_preflight(&request)
+        {
+            return Ok(cors::preflight(origin, &request));
+        }
+        let mut response = match self.route(request, read_timeout).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        };
+        cors::allow(&mut response, origin.as_ref());
+        Ok(response)
+    }
+
     /// `/metrics`, for a scraper holding the scrape token (not the apps').
     async fn metrics<B>(&self, request: &Request<B>) -> Result<ApiResponse, ApiError> {
+        let metrics_token = self.metrics_token.as_deref();
+        let is_scrape_token =
+            |given: &str| metrics_token.is_some_and(|t| tokens::same_token(given.as_bytes(), t.as_bytes()));
         check_bearer(
             request,
-            self.metrics_token.as_deref(),
+            metrics_token.map(|_| &is_scrape_token as &dyn Fn(&str) -> bool),
             "send `Authorization: Bearer <scrape token>`; the token is in the node's data \
              directory (metrics-token), for Prometheus's `authorization.credentials_file`",
             "the scrape token is wrong (it is metrics-token, not the apps' api-token)",
@@ -295,9 +325,11 @@ impl Api {
     }
 
     fn authorize<B>(&self, request: &Request<B>) -> Result<(), ApiError> {
+        let is_app_token = |given: &str| self.node.is_app_token(given);
         check_bearer(
             request,
-            self.token.as_deref(),
+            self.checks_token
+                .then_some(&is_app_token as &dyn Fn(&str) -> bool),
             "send `Authorization: Bearer <token>`; the token is in the node's data directory (api-token)",
             "the bearer token is wrong",
         )
@@ -339,7 +371,7 @@ impl Api {
                     console::Answer::AppRoute(inner) => {
                         let api = Api {
                             node: self.node.clone(),
-                            token: None,
+                            checks_token: false,
                             metrics_token: None,
                             console: None,
                         };
@@ -654,11 +686,11 @@ impl Api {
 /// when `expected` is `None`: a request made in-process).
 fn check_bearer<B>(
     request: &Request<B>,
-    expected: Option<&str>,
+    is_right: Option<&dyn Fn(&str) -> bool>,
     missing: &'static str,
     wrong: &'static str,
 ) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
+    let Some(is_right) = is_right else {
         return Ok(());
     };
     let given = request
@@ -667,7 +699,7 @@ fn check_bearer<B>(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized(missing))?;
-    if tokens::same_token(given.trim().as_bytes(), expected.as_bytes()) {
+    if is_right(given.trim()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(wrong))

@@ -23,10 +23,16 @@ pub enum TokenError {
     #[error("the API token in {path} is empty; delete the file to have a new one made")]
     Empty { path: PathBuf },
     #[error(
-        "the API token {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`, \
-         or delete it to have a new one made"
+        "the API token {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}` \
+         (or set api.share-token-with-group = true for its group to read it), or delete it to \
+         have a new one made"
     )]
     Exposed { path: PathBuf, mode: u32 },
+    #[error(
+        "the API token is set inline (api.token in {config}), so it cannot be rotated here: \
+         remove api.token to use the token file, or change it there and restart the node"
+    )]
+    Inline { config: String },
     #[error(
         "the API token in {path} is {length} characters, too short to resist guessing (at least \
          {MIN_TOKEN_CHARS}); delete the file to have a new one made"
@@ -43,7 +49,68 @@ pub fn load_or_create_token(node: &Node) -> Result<String, TokenError> {
     if let Some(token) = &api.token {
         return Ok(token.clone());
     }
-    read_or_create_token_file(&token_path(api, node.data_dir()))
+    let path = token_path(api, node.data_dir());
+    let token = read_or_create_token_file(&path, api.share_token_with_group)?;
+    if api.share_token_with_group {
+        // Turned on after the file was made: the group gets to read it now.
+        set_mode(&path, SHARED_MODE).map_err(|source| TokenError::Write { path, source })?;
+    }
+    Ok(token)
+}
+
+/// Makes a new API token, replaces the token file with it (atomically: the
+/// file holds the old token or the new one, never neither) and, on a
+/// running node, refuses the old one from the next request on. Returns the
+/// new token, which is shown once.
+pub fn rotate_token(node: &Node) -> Result<String, TokenError> {
+    let api = &node.config().api;
+    if api.token.is_some() {
+        return Err(TokenError::Inline {
+            config: node.config_origin().to_string(),
+        });
+    }
+    let path = token_path(api, node.data_dir());
+    let token = new_secret()?;
+    let write_error = |source| TokenError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut staged = path.clone().into_os_string();
+    staged.push(".new");
+    let staged = PathBuf::from(staged);
+    match std::fs::remove_file(&staged) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(write_error(error));
+        }
+        _ => {}
+    }
+    crate::secret_file::create(&staged, &format!("{token}\n")).map_err(write_error)?;
+    if api.share_token_with_group {
+        set_mode(&staged, SHARED_MODE).map_err(write_error)?;
+    }
+    std::fs::rename(&staged, &path).map_err(write_error)?;
+    if let Some(dir) = path.parent() {
+        // The rename itself must survive a power cut, or the old token
+        // comes back after it.
+        let _ = std::fs::File::open(dir).and_then(|dir| dir.sync_all());
+    }
+    node.set_app_token(token.clone());
+    tracing::info!(file = %path.display(), "the API token was rotated; the old one is refused");
+    Ok(token)
+}
+
+/// The token file's mode when the node's group may read it.
+const SHARED_MODE: u32 = 0o640;
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// The token a client on this machine presents to a running node: the same
@@ -53,13 +120,15 @@ pub fn read_token(api: &ApiConfig, data_dir: &Path) -> Result<String, TokenError
     if let Some(token) = &api.token {
         return Ok(token.clone());
     }
-    read_token_file(&token_path(api, data_dir))
+    read_token_file(&token_path(api, data_dir), api.share_token_with_group)
 }
 
 /// The shortest token file accepted; the node makes 64 hex characters.
 const MIN_TOKEN_CHARS: usize = 32;
 
-fn read_token_file(path: &Path) -> Result<String, TokenError> {
+/// Reads a secret file, refusing it when anyone but the node's user (and,
+/// with `group_may_read`, its group, for reading only) has access.
+fn read_token_file(path: &Path, group_may_read: bool) -> Result<String, TokenError> {
     let read_error = |source| TokenError::Read {
         path: path.to_path_buf(),
         source,
@@ -74,7 +143,8 @@ fn read_token_file(path: &Path) -> Result<String, TokenError> {
             .permissions()
             .mode()
             & 0o777;
-        if mode & 0o077 != 0 {
+        let forbidden = if group_may_read { 0o037 } else { 0o077 };
+        if mode & forbidden != 0 {
             return Err(TokenError::Exposed {
                 path: path.to_path_buf(),
                 mode,
@@ -98,7 +168,8 @@ fn read_token_file(path: &Path) -> Result<String, TokenError> {
     Ok(token)
 }
 
-fn token_path(api: &ApiConfig, data_dir: &Path) -> PathBuf {
+/// Where the apps' token file is.
+pub fn token_path(api: &ApiConfig, data_dir: &Path) -> PathBuf {
     secret_path(&api.token_file, data_dir)
 }
 
@@ -115,7 +186,7 @@ fn secret_path(file: &Path, data_dir: &Path) -> PathBuf {
 /// able to print or book, nor an app to read the node's figures.
 pub fn load_or_create_metrics_token(node: &Node) -> Result<String, TokenError> {
     let file = &node.config().api.metrics_token_file;
-    read_or_create_token_file(&secret_path(file, node.data_dir()))
+    read_or_create_token_file(&secret_path(file, node.data_dir()), false)
 }
 
 /// The console's password (`api.console-password-file`), created the first
@@ -123,13 +194,13 @@ pub fn load_or_create_metrics_token(node: &Node) -> Result<String, TokenError> {
 /// directory.
 pub fn load_or_create_console_password(node: &Node) -> Result<String, TokenError> {
     let file = &node.config().api.console_password_file;
-    read_or_create_token_file(&secret_path(file, node.data_dir()))
+    read_or_create_token_file(&secret_path(file, node.data_dir()), false)
 }
 
 /// The console's password as `outpost console password` shows it: made here
 /// if no node has made it yet, exactly as the node would.
 pub fn console_password(api: &ApiConfig, data_dir: &Path) -> Result<String, TokenError> {
-    read_or_create_token_file(&secret_path(&api.console_password_file, data_dir))
+    read_or_create_token_file(&secret_path(&api.console_password_file, data_dir), false)
 }
 
 /// Where the scrape token is, for Prometheus's configuration.
@@ -137,13 +208,11 @@ pub fn metrics_token_path(api: &ApiConfig, data_dir: &Path) -> PathBuf {
     secret_path(&api.metrics_token_file, data_dir)
 }
 
-fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
+fn read_or_create_token_file(path: &Path, group_may_read: bool) -> Result<String, TokenError> {
     if path.exists() {
-        return read_token_file(path);
+        return read_token_file(path, group_may_read);
     }
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
-    let token = hex::encode(random);
+    let token = new_secret()?;
     crate::secret_file::create(path, &format!("{token}\n")).map_err(|source| {
         TokenError::Write {
             path: path.to_path_buf(),
@@ -151,6 +220,13 @@ fn read_or_create_token_file(path: &Path) -> Result<String, TokenError> {
         }
     })?;
     Ok(token)
+}
+
+/// 256 random bits, as 64 hex characters.
+fn new_secret() -> Result<String, TokenError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
+    Ok(hex::encode(random))
 }
 
 /// Compares in time independent of where the strings first differ (the
@@ -172,9 +248,9 @@ mod tests {
     fn the_token_file_is_made_once_and_private() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("api-token");
-        let first = read_or_create_token_file(&path).expect("created");
+        let first = read_or_create_token_file(&path, false).expect("created");
         assert_eq!(first.len(), 64);
-        assert_eq!(read_or_create_token_file(&path).expect("read"), first);
+        assert_eq!(read_or_create_token_file(&path, false).expect("read"), first);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -186,7 +262,7 @@ mod tests {
         }
         std::fs::write(&path, "\n").expect("write");
         assert!(matches!(
-            read_or_create_token_file(&path),
+            read_or_create_token_file(&path, false),
             Err(TokenError::Empty { .. })
         ));
     }

@@ -6,9 +6,11 @@
 //! except `printers` and `plugin-config`, which replace the defaults whole: an
 //! operator who lists their printers gets exactly those printers.
 
+mod backup;
 mod telemetry;
 mod updates;
 
+pub use backup::BackupSettings;
 pub use telemetry::TelemetrySettings;
 pub use updates::{UpdateSettings, Window};
 
@@ -57,6 +59,7 @@ pub struct NodeConfig {
     pub centre: CentreConfig,
     pub updates: UpdateSettings,
     pub telemetry: TelemetrySettings,
+    pub backup: BackupSettings,
     pub plugin_config: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
@@ -72,6 +75,7 @@ impl Default for NodeConfig {
             centre: CentreConfig::default(),
             updates: UpdateSettings::default(),
             telemetry: TelemetrySettings::default(),
+            backup: BackupSettings::default(),
             plugin_config: BTreeMap::new(),
         }
     }
@@ -149,6 +153,14 @@ pub struct ApiConfig {
     /// How long a client has to send a request's headers, and then its
     /// body; an idle connection is closed after it too.
     pub read_timeout_ms: u64,
+    /// Web pages (a browser point of sale) that may call the API: each gets
+    /// CORS and private-network preflight answers. None by default; a page
+    /// from any other origin is refused.
+    pub allowed_origins: Vec<crate::origin::Origin>,
+    /// Make the token file readable by the node's group (mode 0640, data
+    /// directory 0710), so an app on this box whose user is in that group
+    /// can read it. Off: only the node's user can.
+    pub share_token_with_group: bool,
 }
 
 impl Default for ApiConfig {
@@ -161,6 +173,8 @@ impl Default for ApiConfig {
             console_password_file: PathBuf::from("console-password"),
             max_connections: 256,
             read_timeout_ms: 10_000,
+            allowed_origins: Vec::new(),
+            share_token_with_group: false,
         }
     }
 }
@@ -421,6 +435,7 @@ impl NodeConfig {
     fn validate(&self) -> Result<(), String> {
         self.updates.validate()?;
         self.telemetry.validate()?;
+        self.backup.validate()?;
         let engine = &self.engine;
         if !(1..=1024).contains(&engine.pool_slots) {
             return Err(format!(

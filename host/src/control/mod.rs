@@ -470,6 +470,7 @@ where
         tokio::spawn(fleet::run(node.clone(), shutdown())),
         tokio::spawn(crate::telemetry::run(node.clone(), shutdown())),
         tokio::spawn(sample_measures(node.clone(), shutdown())),
+        tokio::spawn(crate::backup::local::run(node.clone(), shutdown())),
     ]
 }
 

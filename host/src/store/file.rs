@@ -83,6 +83,26 @@ impl DatabaseFile {
         }
     }
 
+    /// Copies the file as of its last commit into `to`, while no commit
+    /// can happen. redb writes nothing into the file between commits (the
+    /// pages a commit needs go to free space, and the header that points
+    /// at them is written last), so with a write transaction held open and
+    /// left empty, the bytes on disk are that commit, whole. Writers wait
+    /// for the copy (about a second for 100 MB on an SD card); readers do
+    /// not. Returns the bytes copied.
+    pub(super) fn copy_committed(&self, to: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+        let held = self.begin_write()?;
+        let copied = std::fs::File::open(&self.path)
+            .and_then(|mut file| std::io::copy(&mut file, to))
+            .map_err(|source| StoreError::Open {
+                path: self.path.clone(),
+                source,
+            });
+        // Nothing was written in it: dropping it aborts, and writes nothing.
+        drop(held);
+        copied
+    }
+
     /// Why writes fail now, if they do.
     pub(super) fn failing(&self) -> Option<String> {
         self.lock_trouble().failing.clone()

@@ -336,6 +336,12 @@ impl NodeStore {
         &self.path
     }
 
+    /// A consistent copy of the database, as of its last commit, while the
+    /// node runs (see `file::DatabaseFile::copy_committed`).
+    pub fn copy_committed(&self, to: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+        self.db.copy_committed(to)
+    }
+
     fn initialise(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         {

@@ -54,7 +54,8 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The node's data directory [default: $XDG_DATA_HOME/outpost, or ~/.local/share/outpost]
+    /// The node's data directory [default: /var/lib/outpost if it exists
+    /// (the service's), else $XDG_DATA_HOME/outpost or ~/.local/share/outpost]
     #[arg(
         short = 'd',
         long,
@@ -105,6 +106,47 @@ pub enum Command {
         #[arg(long)]
         serve: bool,
     },
+
+    /// Make a data directory ready for a node, for the user it runs as
+    ///
+    /// Creates the data directory, the database, the API token, the scrape
+    /// token and the console password, and checks they are the node's. As
+    /// root with --user, first creates that system user (if missing), gives
+    /// it the directory and does the rest as it, so nothing ends up owned by
+    /// root; with --systemd, also writes the hardened systemd unit for this
+    /// binary. Then `systemctl enable --now outpost`.
+    #[command(
+        after_help = "Examples:\n  sudo outpost setup --user outpost --systemd --data-dir /var/lib/outpost\n  \
+                      sudo outpost setup --user outpost --systemd --allow-origin https://pos.example.com"
+    )]
+    Setup(crate::service::SetupArgs),
+
+    /// Rotate the apps' API token
+    #[command(subcommand)]
+    Token(crate::service::TokenCommand),
+
+    /// Back the node up: a snapshot now, copied to a file or USB stick
+    ///
+    /// A snapshot is the whole node as of one moment, taken while it
+    /// serves: the database (plugins and their code, their data, the
+    /// outbox, sealed keys), node.key, the node's identity, the tokens,
+    /// outpost.toml and the plugins' assets; encrypted with the node's
+    /// backup key and checked whole. The node also takes one every
+    /// backup.every-minutes into <DATA_DIR>/snapshots (72 hours kept, within
+    /// backup.max-local-mib). The first backup makes the backup key and
+    /// shows its recovery code once: write it down, off the box.
+    #[command(after_help = "Examples:\n  outpost backup -o /media/usb/stall-$(date +%F).outpost-backup\n  outpost backup --list")]
+    Backup(crate::backups::BackupArgs),
+
+    /// Bring a backup onto this box (a new one, or over a damaged node)
+    ///
+    /// Unpacks and checks everything beside the data directory first: the
+    /// manifest's digests, the database's every page. Only then does it
+    /// take the place of anything. Then it opens the node to show its
+    /// plugins, and says what to do about the old box, the token and the
+    /// keys. The node must be stopped.
+    #[command(after_help = "Examples:\n  OUTPOST_RECOVERY_CODE=... outpost restore /media/usb/stall.outpost-backup -d /var/lib/outpost\n  outpost restore /var/lib/outpost/snapshots/1796280000.outpost-backup --replace --key-file /var/lib/outpost/backup.key")]
+    Restore(crate::backups::RestoreArgs),
 
     /// Install, list, inspect, follow and remove plugins
     ///

@@ -62,6 +62,10 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             crate::registry::trust_init(data_dir, config, &root, registry.as_deref(), ca.as_deref())
         }
         Command::Fleet(command) => crate::fleet::run(data_dir, config, command),
+        Command::Setup(args) => crate::service::setup(data_dir, config, args),
+        Command::Token(command) => crate::service::token(data_dir, config, command),
+        Command::Backup(args) => crate::backups::backup(data_dir, config, args),
+        Command::Restore(args) => crate::backups::restore(data_dir, config, args),
         Command::Console(command) => crate::console::console(data_dir, config, command),
         Command::Telemetry(command) => crate::console::telemetry(data_dir, config, command),
         Command::Trust(TrustCommand::Show) => crate::registry::trust_show(data_dir, config),
@@ -302,6 +306,13 @@ fn run_node(
             "node running: API on http://{address}, {} plugin(s) active, {unavailable} unavailable",
             plugins.len() - unavailable,
         );
+        let stopping = crate::service::stop_on_signals()?;
+        let stopped = move || {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            }
+        };
         #[cfg(unix)]
         let admin = {
             let listener = api::admin::bind(node.data_dir()).with_context(|| {
@@ -310,12 +321,14 @@ fn run_node(
                     api::admin::socket_path(node.data_dir()).display()
                 )
             })?;
-            tokio::spawn(api::admin::serve(node.clone(), listener, shutdown_signal()))
+            tokio::spawn(api::admin::serve(node.clone(), listener, stopped()))
         };
-        let background = outpost::control::start_background(&node, shutdown_signal);
-        let served = api::serve(node.clone(), listener, token, shutdown_signal())
+        let background = outpost::control::start_background(&node, stopped.clone());
+        crate::service::notify_systemd("READY=1");
+        let served = api::serve(node.clone(), listener, token, stopped())
             .await
             .context("the local API stopped");
+        tracing::info!("node stopped");
         for task in background {
             task.abort();
         }

@@ -283,12 +283,12 @@ impl AdminLink {
 }
 
 #[cfg(unix)]
-fn socket_answers(socket: &Path) -> bool {
+pub fn socket_answers(socket: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(socket).is_ok()
 }
 
 #[cfg(not(unix))]
-fn socket_answers(_socket: &Path) -> bool {
+pub fn socket_answers(_socket: &Path) -> bool {
     false
 }
 

@@ -1,5 +1,6 @@
 //! `outpost`: the node binary. See `outpost --help`.
 
+mod backups;
 mod cli;
 mod commands;
 mod console;
@@ -10,15 +11,23 @@ mod link;
 mod outbox;
 mod plugins;
 mod registry;
+mod service;
 mod trade;
 mod updates;
 
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// `$XDG_DATA_HOME/outpost`, `~/.local/share/outpost`, or `./outpost-data`.
+/// The service's `/var/lib/outpost` when this box has one (so the
+/// operator's commands reach the node the service runs, never an empty one
+/// of their own), else `$XDG_DATA_HOME/outpost`, `~/.local/share/outpost`,
+/// or `./outpost-data`.
 fn default_data_dir() -> PathBuf {
+    let service = Path::new(service::SERVICE_DATA_DIR);
+    if service.is_dir() {
+        return service.to_path_buf();
+    }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("outpost");
     }
@@ -35,12 +44,58 @@ fn init_logging(filter: &str) {
     });
     // Colour only for a person at a terminal, not for the journal or a file.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(colour)
-        .with_target(true)
+        .with_target(true);
+    // systemd connects stderr to the journal and says so in JOURNAL_STREAM;
+    // the journal stamps every line itself, so a second time is noise.
+    if std::env::var_os("JOURNAL_STREAM").is_none() {
+        builder.init();
+        return;
+    }
+    builder
+        .event_format(JournalPriority(
+            tracing_subscriber::fmt::format()
+                .without_time()
+                .with_target(true)
+                .with_ansi(false),
+        ))
         .init();
+    // A panic skips every handler: in the journal it should read as one
+    // error line from the node, at error priority, not raw stderr text.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("the node panicked (a bug, please report it): {info}");
+    }));
+}
+
+/// Each line prefixed with its syslog priority (`<4>` for a warning), which
+/// the journal reads off stderr: `journalctl -u outpost -p warning` then
+/// shows the node's warnings and errors only.
+struct JournalPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPriority<F>
+where
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(context, writer, event)
+    }
 }
 
 /// Rust ignores SIGPIPE, so a command piped into `head` would panic on its
@@ -70,10 +125,12 @@ fn main() -> ExitCode {
     };
     init_logging(cli.global.log.as_deref().unwrap_or(default_filter));
 
+    let mut used_data_dir = None;
     let result = match cli.command {
         cli::Command::Demo { serve } => demo::run(cli.global.data_dir, serve),
         command => {
             let data_dir = cli.global.data_dir.unwrap_or_else(default_data_dir);
+            used_data_dir = Some(data_dir.clone());
             commands::run(command, &data_dir, cli.global.config.as_deref())
         }
     };
@@ -81,7 +138,42 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", outpost_registry::report::error_chain(&error));
+            if let Some(owner) = used_data_dir.as_deref().and_then(someone_elses) {
+                eprintln!(
+                    "hint: the data directory belongs to the user {owner}; run the command as \
+                     that user: sudo -u {owner} outpost ..."
+                );
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The name of the user owning `data_dir`, when that is not who runs this.
+fn someone_elses(data_dir: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(data_dir).ok()?.uid();
+        // SAFETY: getuid has no preconditions and cannot fail.
+        if owner == unsafe { libc::getuid() } || unsafe { libc::getuid() } == 0 {
+            return None;
+        }
+        let output = std::process::Command::new("getent")
+            .args(["passwd", &owner.to_string()])
+            .output()
+            .ok()?;
+        let line = String::from_utf8_lossy(&output.stdout);
+        let name = line.split(':').next().unwrap_or_default().trim();
+        Some(if name.is_empty() {
+            owner.to_string()
+        } else {
+            name.to_string()
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = data_dir;
+        None
     }
 }

@@ -1,0 +1,221 @@
+//! Rolling local snapshots: a backup every `backup.every-minutes` into
+//! `<data>/snapshots/`, kept for `backup.keep-hours` and within
+//! `backup.max-local-mib`, oldest dropped first. They are for the bad day
+//! when the database is damaged (the node then names the newest one that
+//! opens) or a change must be undone; they share the box's fate, so a copy
+//! off the box (`outpost backup -o /media/usb/...`) is still the operator's
+//! to make.
+
+use super::{BackupError, Manifest};
+use crate::node::Node;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The snapshots' folder inside the data directory.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+const SUFFIX: &str = ".outpost-backup";
+
+/// One local snapshot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Snapshot {
+    pub path: PathBuf,
+    /// Seconds since the Unix epoch, from its name.
+    pub made_at: u64,
+    pub bytes: u64,
+}
+
+/// The snapshots in `data_dir`, newest first.
+pub fn list(data_dir: &Path) -> Vec<Snapshot> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(SNAPSHOTS_DIR)) else {
+        return Vec::new();
+    };
+    let mut snapshots: Vec<Snapshot> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let made_at = name.strip_suffix(SUFFIX)?.parse().ok()?;
+            let bytes = entry.metadata().ok()?.len();
+            Some(Snapshot {
+                path: entry.path(),
+                made_at,
+                bytes,
+            })
+        })
+        .collect();
+    snapshots.sort_by(|a, b| b.made_at.cmp(&a.made_at));
+    snapshots
+}
+
+/// A snapshot an operator asked for (`outpost backup`): where it is and
+/// what it holds, with the recovery code if its key is new.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Taken {
+    pub snapshot: Snapshot,
+    pub manifest: Manifest,
+    pub new_recovery_code: Option<String>,
+}
+
+/// Takes a snapshot now, for the operator: like the hourly one, but a disk
+/// too full for it is an error that says so.
+pub fn take_now(node: &Node) -> Result<Taken, BackupError> {
+    take(node)?.ok_or_else(|| BackupError::Write {
+        what: node.data_dir().join(SNAPSHOTS_DIR).display().to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "the disk is too full for a snapshot; free space on it first",
+        ),
+    })
+}
+
+/// Takes a snapshot now, then drops those past the age and size budget.
+/// Skipped (`None`) when the disk is too full for one: a snapshot must
+/// never be what fills the disk under a sale.
+pub fn take(node: &Node) -> Result<Option<Taken>, BackupError> {
+    let settings = &node.config().backup;
+    let data_dir = node.data_dir();
+    let dir = data_dir.join(SNAPSHOTS_DIR);
+    let write_error = |source| BackupError::Write {
+        what: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(write_error)?;
+    // Room for one more the size of the last, above the plugins' reserve.
+    let expected = list(data_dir)
+        .first()
+        .map_or_else(|| database_bytes(node), |newest| newest.bytes);
+    let reserve = node.store.disk_reserve();
+    if let Some(free) = crate::store::free_bytes(data_dir)
+        && free < reserve.saturating_add(expected.saturating_mul(2))
+    {
+        tracing::warn!(
+            free_mib = free >> 20,
+            "skipped the hourly snapshot: the disk is nearly full (free space on it, or lower \
+             backup.max-local-mib)"
+        );
+        return Ok(None);
+    }
+    let made_at = crate::clock::now_seconds();
+    let path = dir.join(format!("{made_at}{SUFFIX}"));
+    let mut staged = tempfile::Builder::new()
+        .prefix(".snapshot-")
+        .tempfile_in(&dir)
+        .map_err(write_error)?;
+    let made = super::make(node, std::io::BufWriter::new(staged.as_file_mut()))?;
+    staged.as_file().sync_all().map_err(write_error)?;
+    staged
+        .persist(&path)
+        .map_err(|error| write_error(error.error))?;
+    prune(
+        data_dir,
+        Duration::from_secs(settings.keep_hours * 3600),
+        settings.max_local_mib << 20,
+    );
+    Ok(Some(Taken {
+        snapshot: Snapshot {
+            path,
+            made_at,
+            bytes: made.bytes,
+        },
+        manifest: made.manifest,
+        new_recovery_code: made.new_recovery_code,
+    }))
+}
+
+fn database_bytes(node: &Node) -> u64 {
+    std::fs::metadata(node.store.path()).map_or(0, |m| m.len())
+}
+
+/// Drops snapshots older than `keep`, then the oldest until the rest fit
+/// `budget`; the newest is kept whatever its size, unless it alone is over.
+fn prune(data_dir: &Path, keep: Duration, budget: u64) {
+    let now = crate::clock::now_seconds();
+    let mut total = 0u64;
+    for (index, snapshot) in list(data_dir).into_iter().enumerate() {
+        let too_old = now.saturating_sub(snapshot.made_at) > keep.as_secs() && index > 0;
+        let too_big = total.saturating_add(snapshot.bytes) > budget;
+        if too_old || too_big {
+            if too_big && index == 0 {
+                tracing::warn!(
+                    bytes = snapshot.bytes,
+                    "one snapshot is larger than backup.max-local-mib: raise it, or local \
+                     snapshots are not kept"
+                );
+            }
+            if let Err(error) = std::fs::remove_file(&snapshot.path) {
+                tracing::warn!(path = %snapshot.path.display(), "cannot drop an old snapshot: {error}");
+            }
+        } else {
+            total += snapshot.bytes;
+        }
+    }
+}
+
+/// The newest snapshot in `data_dir` that opens whole with the node's
+/// backup key, with its manifest: what to restore when the database is
+/// damaged.
+pub fn newest_good(data_dir: &Path) -> Option<(Snapshot, Manifest)> {
+    let key = std::fs::read_to_string(data_dir.join(super::BACKUP_KEY_FILE)).ok()?;
+    let key = super::parse_recovery_code(key.trim()).ok()?;
+    list(data_dir).into_iter().find_map(|snapshot| {
+        let file = std::fs::File::open(&snapshot.path).ok()?;
+        let manifest = super::verify(file, &key, &snapshot.path.display().to_string()).ok()?;
+        Some((snapshot, manifest))
+    })
+}
+
+/// Takes a snapshot every `backup.every-minutes` until `stopped`.
+pub async fn run(node: std::sync::Arc<Node>, stopped: impl std::future::Future<Output = ()>) {
+    let every = node.config().backup.every_minutes;
+    if every == 0 {
+        return;
+    }
+    let period = Duration::from_secs(every * 60);
+    tokio::pin!(stopped);
+    // The first one an interval after start, so a node restarting in a
+    // loop does not fill the disk with snapshots.
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = &mut stopped => return,
+        }
+        let worker = node.clone();
+        match tokio::task::spawn_blocking(move || take(&worker)).await {
+            Ok(Ok(Some(taken))) => {
+                tracing::info!(
+                    path = %taken.snapshot.path.display(),
+                    bytes = taken.snapshot.bytes,
+                    "took the local snapshot"
+                );
+                if taken.new_recovery_code.is_some() {
+                    // Not the code itself: the journal is read by more
+                    // people than the data directory.
+                    tracing::warn!(
+                        "made the node's backup key for its first snapshot: run `outpost backup \
+                         --recovery-code` and keep the code off the box; a backup cannot be \
+                         restored elsewhere without it"
+                    );
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::warn!("cannot take the local snapshot: {error}"),
+            Err(_) => return,
+        }
+    }
+}
+
+/// What to do with a damaged database when `snapshot` opens whole.
+pub fn restore_advice(data_dir: &Path, snapshot: &Snapshot, manifest: &Manifest) -> String {
+    let age_minutes = crate::clock::now_seconds().saturating_sub(snapshot.made_at) / 60;
+    format!(
+        "The newest good local snapshot is {path}, {age_minutes} minute(s) old, with {plugins} \
+         plugin(s) and {keys} key(s). With the node stopped, put it in place (the damaged file is \
+         moved aside, not deleted):\n  outpost restore {path} --replace --key-file {key} \
+         --data-dir {data}\nWhat the node took after it is not in it: compare the outbox and \
+         the day's sales with the centre's records.",
+        path = snapshot.path.display(),
+        plugins = manifest.plugins.len(),
+        keys = manifest.keys,
+        key = data_dir.join(super::BACKUP_KEY_FILE).display(),
+        data = data_dir.display(),
+    )
+}
