@@ -450,7 +450,10 @@ mod tests {
         let error = restored
             .provision(&plugin, "other", None, false)
             .expect_err("refused");
-        assert!(matches!(error, KeystoreError::NodeKeyMissing { .. }), "{error}");
+        assert!(
+            matches!(error, KeystoreError::NodeKeyMissing { .. }),
+            "{error}"
+        );
         assert!(!node_key.exists(), "a new node.key was written");
     }
 

@@ -53,6 +53,13 @@ pub struct Grants {
     /// Durable delivery through the node's outbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<OutboxGrant>,
+    /// Names of `plugin-config` values that hold a URL the plugin may reach
+    /// (a courier's API): the operator points the plugin at a carrier or its
+    /// sandbox in `outpost.toml`, with no repackaging. Each value's origin
+    /// joins `http` (and the outbox's destinations, with an outbox grant)
+    /// once the operator approves it, like any grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins_from_config: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +107,7 @@ impl Grants {
         if !self.keystore.is_empty() {
             kinds.push(GrantKind::Keystore);
         }
-        if !self.http.is_empty() {
+        if !self.http.is_empty() || !self.origins_from_config.is_empty() {
             kinds.push(GrantKind::Http);
         }
         if self.outbox.is_some() {
@@ -111,6 +118,55 @@ impl Grants {
 
     pub fn has(&self, kind: GrantKind) -> bool {
         self.kinds().contains(&kind)
+    }
+
+    /// These grants with the origins the operator's `plugin-config` values
+    /// name (see `origins_from_config`) added to `http` and the outbox's
+    /// destinations. A value that is not an http(s) URL is an error naming
+    /// the setting; one left unset adds nothing.
+    pub fn with_configured_origins(
+        &self,
+        values: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Grants, String> {
+        let mut grants = self.clone();
+        for key in &self.origins_from_config {
+            let Some(value) = values.get(key) else {
+                continue;
+            };
+            let origin = Origin::of_url(value).map_err(|why| {
+                format!("its plugin-config {key} = {value:?} names no origin it could reach: {why}")
+            })?;
+            if !grants.http.contains(&origin) {
+                grants.http.push(origin.clone());
+            }
+            if let Some(outbox) = &mut grants.outbox
+                && !outbox.destinations.contains(&origin)
+            {
+                outbox.destinations.push(origin);
+            }
+        }
+        Ok(grants)
+    }
+
+    /// These grants cut to what `approved` allows of their origins: an
+    /// origin from configuration the operator has not approved is left
+    /// out, and returned, so the plugin's requests there are refused.
+    pub fn within_approved(&self, approved: &Grants) -> (Grants, Vec<Origin>) {
+        let mut grants = self.clone();
+        let mut unapproved = Vec::new();
+        grants.http.retain(|origin| {
+            let kept = approved.http.contains(origin);
+            if !kept {
+                unapproved.push(origin.clone());
+            }
+            kept
+        });
+        if let (Some(outbox), Some(approved)) = (&mut grants.outbox, &approved.outbox) {
+            outbox
+                .destinations
+                .retain(|origin| approved.destinations.contains(origin));
+        }
+        (grants, unapproved)
     }
 
     /// One line for operators: "kv (4096 bytes), config, assets".
@@ -134,6 +190,12 @@ impl Grants {
         if !self.http.is_empty() {
             let origins: Vec<&str> = self.http.iter().map(Origin::as_str).collect();
             parts.push(format!("http to {}", origins.join(", ")));
+        }
+        if !self.origins_from_config.is_empty() {
+            parts.push(format!(
+                "http to the origins set in plugin-config {}",
+                self.origins_from_config.join(", ")
+            ));
         }
         if let Some(outbox) = &self.outbox {
             let origins: Vec<&str> = outbox.destinations.iter().map(Origin::as_str).collect();
@@ -300,6 +362,21 @@ impl Manifest {
             if value == Some(0) {
                 return Err(ManifestError::Zero { key });
             }
+        }
+        for name in &raw.grants.origins_from_config {
+            if !is_key_name(name) {
+                return Err(ManifestError::Grant(format!(
+                    "grants.origins-from-config: {name:?} is not a plugin-config name: \
+                     {KEY_NAME_RULE}"
+                )));
+            }
+        }
+        if !raw.grants.origins_from_config.is_empty() && !raw.grants.config {
+            return Err(ManifestError::Grant(
+                "grants.origins-from-config names plugin-config values, so it needs \
+                 config = true to read them"
+                    .into(),
+            ));
         }
         for name in &raw.grants.keystore {
             if !is_key_name(name) {

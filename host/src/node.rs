@@ -194,6 +194,8 @@ pub struct Node {
     /// The apps' bearer token the served API checks: set when serving
     /// starts, replaced by a rotation (the old one is refused from then on).
     app_token: std::sync::RwLock<Option<String>>,
+    /// Cut during a drill (see `network`).
+    network: Arc<crate::network::Network>,
 }
 
 impl std::fmt::Debug for Node {
@@ -268,7 +270,12 @@ impl Node {
         };
         let keystore = Arc::new(Keystore::new(store.clone(), &data_dir));
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let outbox = Arc::new(Outbox::new(store.clone()).metered(metrics.clone()));
+        let network = Arc::new(crate::network::Network::default());
+        let outbox = Arc::new(
+            Outbox::new(store.clone())
+                .metered(metrics.clone())
+                .on_network(network.clone()),
+        );
         let events = Arc::new(CentreEvents::new(
             outbox.clone(),
             store.clone(),
@@ -281,6 +288,7 @@ impl Node {
                 timeout: Duration::from_millis(config.policy.http_timeout_ms),
                 max_response_bytes: config.policy.http_max_response_bytes,
             },
+            network: network.clone(),
         };
         let invoker = Invoker::new(
             engines.clone(),
@@ -311,6 +319,7 @@ impl Node {
             staged: Mutex::new(std::collections::HashMap::new()),
             outbound_http: true,
             app_token: std::sync::RwLock::new(None),
+            network,
         };
         // Every update cut short by a crash completes or rolls back before
         // anything is loaded: the table shows what was committed.
@@ -346,6 +355,16 @@ impl Node {
         &self.config
     }
 
+    /// The switch a drill cuts the node off the outside world with.
+    pub fn network(&self) -> &crate::network::Network {
+        &self.network
+    }
+
+    /// True while a drill has the node cut off.
+    pub fn is_offline(&self) -> bool {
+        self.network.is_cut()
+    }
+
     /// Sets the token the served API asks apps for (see
     /// `api::tokens::rotate_token`).
     pub fn set_app_token(&self, token: String) {
@@ -355,9 +374,9 @@ impl Node {
     /// True when `presented` is the apps' current token.
     pub fn is_app_token(&self, presented: &str) -> bool {
         let current = self.app_token.read().unwrap_or_else(|e| e.into_inner());
-        current
-            .as_deref()
-            .is_some_and(|token| crate::api::tokens::same_token(presented.as_bytes(), token.as_bytes()))
+        current.as_deref().is_some_and(|token| {
+            crate::api::tokens::same_token(presented.as_bytes(), token.as_bytes())
+        })
     }
 
     pub fn config_origin(&self) -> &str {
@@ -403,25 +422,57 @@ impl Node {
             .join(crate::package::ASSETS_DIR)
     }
 
-    pub(crate) fn sandbox_spec(&self, manifest: &Manifest, limits: Limits) -> SandboxSpec {
+    /// The manifest's grants with the origins this node's configuration
+    /// names for it (see `Grants::origins_from_config`): what a new install
+    /// or update asks the operator for.
+    pub fn configured_grants(&self, manifest: &Manifest) -> Result<Grants, String> {
+        manifest
+            .grants
+            .with_configured_origins(&self.config.plugin_values(&manifest.id))
+    }
+
+    /// The sandbox for `manifest`: its grants as configured here, cut to
+    /// what the operator `approved` (none given: a version being checked,
+    /// whose approval is asked for before it serves).
+    pub(crate) fn sandbox_spec(
+        &self,
+        manifest: &Manifest,
+        limits: Limits,
+        approved: Option<&Grants>,
+    ) -> SandboxSpec {
         let id = manifest.id.clone();
+        let configured = self.configured_grants(manifest).unwrap_or_else(|why| {
+            tracing::warn!(plugin = %id, "{why}; it reaches only the origins approved before");
+            manifest.grants.clone()
+        });
+        let (grants, unapproved_origins) = match approved {
+            Some(approved) => configured.within_approved(approved),
+            None => (configured, Vec::new()),
+        };
+        if !unapproved_origins.is_empty() {
+            tracing::warn!(
+                plugin = %id,
+                "its configuration names origins not approved; requests there are refused until \
+                 `outpost plugin approve {id}`"
+            );
+        }
         SandboxSpec {
             assets_dir: manifest
                 .grants
                 .assets
                 .then(|| self.assets_dir(&id, &manifest.version)),
-            config_values: manifest
-                .grants
+            config_values: grants
                 .config
                 .then(|| Arc::new(self.config.plugin_values(&id))),
             http_allowed: if self.outbound_http {
-                manifest.grants.http.clone().into()
+                grants.http.clone().into()
             } else {
                 Arc::from([])
             },
-            keystore_keys: manifest.grants.keystore.clone().into(),
-            outbox_grant: manifest.grants.outbox.clone().map(Arc::new),
-            grants: manifest.grants.clone(),
+            keystore_keys: grants.keystore.clone().into(),
+            outbox_grant: grants.outbox.clone().map(Arc::new),
+            grants,
+            unapproved_origins,
             limits,
             id,
         }
@@ -431,6 +482,7 @@ impl Node {
     pub(crate) fn prepare(
         &self,
         manifest: Manifest,
+        approved: Option<&Grants>,
         digest: &str,
         wasm: impl FnOnce() -> Result<Vec<u8>, CompileError>,
     ) -> Result<(LoadedPlugin, CacheOutcome), PrepareError> {
@@ -444,7 +496,7 @@ impl Node {
             .cache
             .load(engine, kind, digest, &self.store, wasm)
             .map_err(PrepareError::Compile)?;
-        let spec = self.sandbox_spec(&manifest, limits);
+        let spec = self.sandbox_spec(&manifest, limits, approved);
         let plugin = LoadedPlugin::link(
             engine,
             linker,
@@ -471,16 +523,21 @@ impl Node {
         }
         let digest = installed.component_digest.clone();
         let store = self.store.clone();
-        self.prepare(manifest, &installed.component_digest, move || {
-            store
-                .component(&digest)
-                .map_err(CompileError::Store)?
-                .ok_or_else(|| {
-                    CompileError::Invalid(format!(
-                        "component {digest} is missing from the node database"
-                    ))
-                })
-        })
+        self.prepare(
+            manifest,
+            Some(&installed.grants),
+            &installed.component_digest,
+            move || {
+                store
+                    .component(&digest)
+                    .map_err(CompileError::Store)?
+                    .ok_or_else(|| {
+                        CompileError::Invalid(format!(
+                            "component {digest} is missing from the node database"
+                        ))
+                    })
+            },
+        )
         .map_err(|e| e.to_string())
     }
 

@@ -154,7 +154,9 @@ impl Node {
         let component_path = package.folder.join(&manifest.component);
         check_header(&component_path, &package.component)?;
         let (plugin, outcome) = self
-            .prepare(manifest.clone(), digest, || Ok(package.component.clone()))
+            .prepare(manifest.clone(), None, digest, || {
+                Ok(package.component.clone())
+            })
             .map_err(|error| match error {
                 PrepareError::Policy(source) => InstallError::Policy {
                     path: manifest_path,

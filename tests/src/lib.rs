@@ -4,8 +4,8 @@
 
 pub mod browser;
 pub mod centre;
-pub mod pos_page;
 pub mod external;
+pub mod pos_page;
 pub mod prometheus;
 pub mod registry;
 pub mod serving;
@@ -379,7 +379,9 @@ pub fn outpost_binary() -> &'static Path {
     static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BINARY.get_or_init(|| {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "outpost", "--bin", "outpost"])
+            // The workspace's feature set, so this shares the crates the
+            // suite's own build compiled instead of building them again.
+            .args(["build", "--quiet", "--workspace", "--bin", "outpost"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");

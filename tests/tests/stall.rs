@@ -61,7 +61,10 @@ async fn a_pos_page_on_an_allowed_origin_prints_and_others_are_refused() {
     let asks = [
         ("origin", till.origin.as_str()),
         ("access-control-request-method", "POST"),
-        ("access-control-request-headers", "authorization,content-type"),
+        (
+            "access-control-request-headers",
+            "authorization,content-type",
+        ),
         ("access-control-request-private-network", "true"),
     ];
     let (status, headers, _) = request(&base, Method::OPTIONS, "/v1/print/label", &asks, "").await;
@@ -70,8 +73,14 @@ async fn a_pos_page_on_an_allowed_origin_prints_and_others_are_refused() {
     assert_eq!(headers["access-control-allow-private-network"], "true");
     let mut from_elsewhere = asks;
     from_elsewhere[0].1 = elsewhere.origin.as_str();
-    let (status, headers, body) =
-        request(&base, Method::OPTIONS, "/v1/print/label", &from_elsewhere, "").await;
+    let (status, headers, body) = request(
+        &base,
+        Method::OPTIONS,
+        "/v1/print/label",
+        &from_elsewhere,
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(!headers.contains_key("access-control-allow-origin"));
     assert!(body.contains("api.allowed-origins"), "{body}");
@@ -81,7 +90,10 @@ async fn a_pos_page_on_an_allowed_origin_prints_and_others_are_refused() {
         &base,
         Method::POST,
         "/v1/print/label",
-        &[("origin", elsewhere.origin.as_str()), ("authorization", &bearer)],
+        &[
+            ("origin", elsewhere.origin.as_str()),
+            ("authorization", &bearer),
+        ],
         include_str!("../../docs/examples/label.json"),
     )
     .await;
@@ -91,7 +103,9 @@ async fn a_pos_page_on_an_allowed_origin_prints_and_others_are_refused() {
     if browser::available() {
         let browser = Browser::start().await;
         let page = &browser.client;
-        page.goto(&till.url(&base, &token)).await.expect("the till's page");
+        page.goto(&till.url(&base, &token))
+            .await
+            .expect("the till's page");
         let printed = click_print(page).await;
         assert!(printed.starts_with("printed "), "{printed}");
         assert_eq!(labels_printed(shared.dir.path()), 1);
@@ -111,7 +125,9 @@ async fn a_pos_page_on_an_allowed_origin_prints_and_others_are_refused() {
         page.refresh().await.expect("reload");
         let refused = click_print(page).await;
         assert!(refused.starts_with("refused 401"), "{refused}");
-        page.goto(&till.url(&base, &rotated)).await.expect("the till");
+        page.goto(&till.url(&base, &rotated))
+            .await
+            .expect("the till");
         page.refresh().await.expect("reload");
         let printed = click_print(page).await;
         assert!(printed.starts_with("printed "), "{printed}");
@@ -274,8 +290,14 @@ fn the_node_survives_sighup_and_says_why_it_stops() {
     let status = node.wait().expect("it stops");
     assert!(status.success(), "{status}");
     let journal = std::fs::read_to_string(&log).expect("log");
-    assert!(journal.contains("<4>") && journal.contains("SIGHUP received"), "{journal}");
-    assert!(journal.contains("<6>") && journal.contains("SIGTERM received"), "{journal}");
+    assert!(
+        journal.contains("<4>") && journal.contains("SIGHUP received"),
+        "{journal}"
+    );
+    assert!(
+        journal.contains("<6>") && journal.contains("SIGTERM received"),
+        "{journal}"
+    );
     assert!(journal.contains("node stopped"), "{journal}");
 }
 
@@ -317,7 +339,13 @@ fn setup_makes_the_node_the_service_users() {
     let mode = |path: &std::path::Path| std::fs::metadata(path).expect("metadata").mode() & 0o777;
     let owner = uid(&data_dir);
     assert_ne!(owner, 0, "the data directory is root's");
-    for file in ["outpost.redb", "api-token", "metrics-token", "console-password", "outpost.toml"] {
+    for file in [
+        "outpost.redb",
+        "api-token",
+        "metrics-token",
+        "console-password",
+        "outpost.toml",
+    ] {
         assert_eq!(uid(&data_dir.join(file)), owner, "{file} is not the user's");
     }
     assert_eq!(mode(&data_dir), 0o710);
@@ -331,7 +359,11 @@ fn setup_makes_the_node_the_service_users() {
         .arg(&data_dir)
         .output()
         .expect("runs");
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 const CARD: &str = include_str!("../../docs/examples/card.json");
@@ -400,7 +432,10 @@ async fn a_backup_taken_while_selling_restores_onto_a_new_box_exactly() {
         .expect("join")
         .expect("snapshot");
     let after = printed.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(taken.new_recovery_code.is_some(), "the first backup shows its code");
+    assert!(
+        taken.new_recovery_code.is_some(),
+        "the first backup shows its code"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     till.await.expect("the till kept printing");
@@ -433,8 +468,9 @@ async fn a_backup_taken_while_selling_restores_onto_a_new_box_exactly() {
     assert!(said.contains("Never start the old box"), "{said}");
 
     let restored = TestNode {
-        node: outpost::node::Node::open(outpost::node::NodeOptions::resolve(&data_dir, None)
-            .expect("options"))
+        node: outpost::node::Node::open(
+            outpost::node::NodeOptions::resolve(&data_dir, None).expect("options"),
+        )
         .expect("the restored node opens"),
         dir: new_box,
     }
@@ -506,7 +542,10 @@ fn a_damaged_database_names_the_newest_good_snapshot_which_restores() {
         "{text}"
     );
     let named = first.snapshot.path.display().to_string();
-    assert!(text.contains(&format!("outpost restore {named} --replace")), "{text}");
+    assert!(
+        text.contains(&format!("outpost restore {named} --replace")),
+        "{text}"
+    );
 
     let output = std::process::Command::new(outpost_binary())
         .args(["restore", &named, "--replace", "--key-file"])
@@ -526,7 +565,12 @@ fn a_damaged_database_names_the_newest_good_snapshot_which_restores() {
     let aside = std::fs::read_dir(dir.path())
         .expect("list")
         .flatten()
-        .find(|entry| entry.file_name().to_string_lossy().starts_with("before-restore-"))
+        .find(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("before-restore-")
+        })
         .expect("moved aside");
     assert_eq!(
         std::fs::metadata(aside.path().join("outpost.redb"))
@@ -534,4 +578,345 @@ fn a_damaged_database_names_the_newest_good_snapshot_which_restores() {
             .len(),
         length / 3
     );
+}
+
+/// The findings whose check starts with `check`, as "verdict: detail".
+fn verdicts(findings: &[outpost::doctor::Finding], check: &str) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| f.check.starts_with(check))
+        .map(|f| {
+            let verdict = match f.verdict {
+                outpost::doctor::Verdict::Ok => "ok",
+                outpost::doctor::Verdict::Warn => "warn",
+                outpost::doctor::Verdict::Fail => "fail",
+            };
+            format!("{verdict}: {}", f.detail)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doctor_finds_each_failure_it_names_with_its_fix() {
+    use outpost::store::{AttemptOutcome, NewMessage, OutboxMethod};
+    let courier = outpost::virtual_courier::VirtualCourier::start(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("courier");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port nobody listens on");
+    let courier_config =
+        |api_url: &str| format!("[plugin-config.\"outpost/courier\"]\napi-url = \"{api_url}\"\n");
+    let node = TestNode::with_toml(&courier_config(&courier.url()));
+    node.install_artifact(artifacts::THERMAL_PRINTER);
+    node.install_artifact(artifacts::COURIER);
+    let hostile = node.install_artifact(artifacts::TEST_HOSTILE);
+    let shared = node.shared();
+    outpost::api::load_or_create_token(&shared.node).expect("token");
+
+    // A healthy node: nothing fails; no backup yet is only a warning.
+    let findings = outpost::doctor::examine(&shared.node).await;
+    let failing: Vec<_> = findings
+        .iter()
+        .filter(|f| f.verdict == outpost::doctor::Verdict::Fail)
+        .collect();
+    assert!(failing.is_empty(), "{failing:#?}");
+    assert_eq!(
+        verdicts(&findings, "courier outpost/courier"),
+        vec![format!("ok: reachable: {}", courier.url())]
+    );
+    assert!(verdicts(&findings, "backups")[0].starts_with("warn: no backup"));
+
+    // Break what can break while it runs.
+    let assets = shared
+        .dir
+        .path()
+        .join("plugins")
+        .join(hostile.id().as_str())
+        .join(hostile.version.to_string())
+        .join("assets");
+    std::fs::create_dir_all(&assets).expect("assets");
+    std::fs::write(assets.join("health.txt"), "failing: print head too hot").expect("write");
+    let token = shared.dir.path().join("api-token");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let enqueued = shared
+        .node
+        .outbox()
+        .enqueue(NewMessage {
+            owner: "node".into(),
+            destination: "http://127.0.0.1:9/v1/events".into(),
+            method: OutboxMethod::Post,
+            content_type: "application/json".into(),
+            payload: b"{}".to_vec(),
+            idempotency_key: "doctor-test".into(),
+            max_pending: 10,
+            max_kept_bytes: 1 << 20,
+        })
+        .expect("enqueued");
+    shared
+        .node
+        .store()
+        .outbox_record(
+            enqueued.id,
+            AttemptOutcome::Dead {
+                status: Some(422),
+                body: Vec::new(),
+                error: "refused: the centre answered 422".into(),
+            },
+            outpost::clock::now_millis(),
+        )
+        .expect("recorded");
+    let tomorrow = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    shared
+        .node
+        .store()
+        .put_trust_seen(&std::collections::BTreeMap::from([(
+            "latest_known_time.json".to_string(),
+            serde_json::to_vec(&tomorrow.to_string()).expect("json"),
+        )]))
+        .expect("a registry check recorded a day ahead");
+
+    let findings = outpost::doctor::examine(&shared.node).await;
+    let hostile_check = format!("plugin {}", hostile.id());
+    for (check, expected, fix) in [
+        (
+            hostile_check.as_str(),
+            "print head too hot",
+            "outpost plugin info",
+        ),
+        (
+            "token",
+            "can be read by other users",
+            "outpost token rotate",
+        ),
+        (
+            "outbox to http://127.0.0.1:9/v1/events",
+            "failed for good",
+            "--state dead",
+        ),
+        (
+            "clock",
+            "before the node last checked the registry",
+            "clock",
+        ),
+    ] {
+        let finding = findings
+            .iter()
+            .find(|f| f.check == check)
+            .unwrap_or_else(|| panic!("no {check} finding: {findings:#?}"));
+        assert_eq!(
+            finding.verdict,
+            outpost::doctor::Verdict::Fail,
+            "{finding:?}"
+        );
+        assert!(finding.detail.contains(expected), "{finding:?}");
+        assert!(
+            finding.fix.as_deref().is_some_and(|f| f.contains(fix)),
+            "{finding:?}"
+        );
+    }
+    let outpost_e2e_tests::SharedNode { dir, node } = shared;
+    drop(node);
+
+    // Restarted with a printer that does not answer, a disk reserve the
+    // disk cannot meet, and the courier pointed somewhere not approved.
+    let text = format!(
+        "[policy]\ndisk-reserve-mib = 100000000\n\
+         [printers.dock]\ntransport = \"tcp\"\naddress = \"{closed}\"\ntimeout-ms = 500\n\
+         [defaults]\nlabel-printer = \"dock\"\nreceipt-printer = \"dock\"\n{}",
+        courier_config(&format!("http://{closed}"))
+    );
+    let node = std::sync::Arc::new(
+        outpost::node::Node::open(outpost::node::NodeOptions {
+            data_dir: dir.path().to_path_buf(),
+            config: outpost::config::NodeConfig::parse(&text, "test").expect("config"),
+            config_origin: "test".into(),
+        })
+        .expect("reopens"),
+    );
+    let findings = outpost::doctor::examine(&node).await;
+    for (check, expected, fix) in [
+        ("printer dock", "tcp", "outpost print test"),
+        ("disk", "kept for sales", "free space"),
+    ] {
+        let finding = findings
+            .iter()
+            .find(|f| f.check == check)
+            .unwrap_or_else(|| panic!("no {check} finding: {findings:#?}"));
+        assert_eq!(
+            finding.verdict,
+            outpost::doctor::Verdict::Fail,
+            "{finding:?}"
+        );
+        assert!(finding.detail.contains(expected), "{finding:?}");
+        assert!(
+            finding.fix.as_deref().is_some_and(|f| f.contains(fix)),
+            "{finding:?}"
+        );
+    }
+    let unapproved = verdicts(&findings, "plugin outpost/courier");
+    assert!(
+        unapproved
+            .iter()
+            .any(|v| v.starts_with("fail") && v.contains("not approved")),
+        "{unapproved:?}"
+    );
+    // Approved, the courier reaches the new address (and is told so).
+    let courier_id = outpost::manifest::PluginId::parse("outpost/courier").expect("id");
+    let approved =
+        outpost::control::approve::configured_origins(&node, &courier_id).expect("approved");
+    assert_eq!(approved.added, vec![format!("http://{closed}")]);
+    let loaded = node.loaded(&courier_id).expect("loaded");
+    assert!(loaded.spec.unapproved_origins.is_empty());
+    assert!(
+        loaded
+            .spec
+            .http_allowed
+            .iter()
+            .any(|origin| origin.as_str() == format!("http://{closed}"))
+    );
+    // Nothing answers there: bookings would queue, which the doctor says.
+    let findings = outpost::doctor::examine(&node).await;
+    let courier_check = verdicts(&findings, "courier outpost/courier");
+    assert!(
+        courier_check[0].starts_with("warn") && courier_check[0].contains("bookings queue"),
+        "{courier_check:?}"
+    );
+}
+
+/// A real `outpost run` on a data directory, stopped (SIGTERM) when dropped.
+struct RunningNode {
+    child: std::process::Child,
+}
+
+impl RunningNode {
+    fn start(data_dir: &std::path::Path, port: u16) -> RunningNode {
+        let child = std::process::Command::new(outpost_binary())
+            .args(["run", "--data-dir"])
+            .arg(data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("outpost run starts");
+        let started = Instant::now();
+        let socket = data_dir.join("admin.sock");
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            || std::os::unix::net::UnixStream::connect(&socket).is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the node did not start serving"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RunningNode { child }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A stall's data directory (tokenizer, printer driver, courier pointed at
+/// `courier_url` by configuration), with `edit` applied to the courier's
+/// manifest. Returns the directory and the API's port.
+fn drill_stall(courier_url: &str, edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, u16) {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    std::fs::write(
+        dir.path().join("outpost.toml"),
+        format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\n\
+             [plugin-config.\"outpost/courier\"]\napi-url = \"{courier_url}\"\n"
+        ),
+    )
+    .expect("config");
+    let node = outpost::node::Node::open(
+        outpost::node::NodeOptions::resolve(dir.path(), None).expect("options"),
+    )
+    .expect("opens");
+    outpost_e2e_tests::install_card_tokenizer(&node);
+    outpost::updates::install(
+        &node,
+        std::path::Path::new(artifacts::THERMAL_PRINTER.package_dir),
+    )
+    .expect("printer driver");
+    let courier = outpost_e2e_tests::PackageCopy::new(artifacts::COURIER, edit);
+    outpost::updates::install(&node, courier.path()).expect("courier");
+    drop(node);
+    (dir, port)
+}
+
+fn drill(data_dir: &std::path::Path) -> (bool, String) {
+    let output = std::process::Command::new(outpost_binary())
+        .args(["drill", "--for", "2s", "--settle", "30s", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("outpost drill runs");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_passes_on_a_healthy_stall_and_fails_with_a_broken_courier() {
+    let courier = outpost::virtual_courier::VirtualCourier::start(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("courier");
+    let url = courier.url();
+
+    // The reference courier as shipped, pointed at this courier by
+    // configuration alone: no repackaging.
+    let (healthy, port) = drill_stall(&url, |manifest| manifest);
+    let node = RunningNode::start(healthy.path(), port);
+    let path = healthy.path().to_path_buf();
+    let (passed, said) = tokio::task::spawn_blocking(move || drill(&path))
+        .await
+        .expect("join");
+    assert!(passed, "{said}");
+    eprintln!("{said}");
+    for line in [
+        "ok    sale (card tokenized)",
+        "ok    label printed",
+        "ok    booking: queued",
+        "delivery(ies) queued in the outbox while offline",
+        "confirmed by the courier",
+        "Drill passed",
+    ] {
+        assert!(said.contains(line), "{line:?} missing from:\n{said}");
+    }
+    // The courier saw the booking once, after the network came back.
+    assert_eq!(courier.shipments().len(), 1);
+    drop(node);
+
+    // A courier adapter that cannot queue (its outbox holds one byte):
+    // offline, its booking fails, and so does the drill.
+    let (broken, port) = drill_stall(&url, |manifest| {
+        manifest.replace("max-pending = 1000", "max-pending = 1000, quota-bytes = 1")
+    });
+    let node = RunningNode::start(broken.path(), port);
+    let path = broken.path().to_path_buf();
+    let (passed, said) = tokio::task::spawn_blocking(move || drill(&path))
+        .await
+        .expect("join");
+    assert!(!passed, "{said}");
+    assert!(said.contains("FAIL  booking"), "{said}");
+    assert!(said.contains("the drill failed: booking"), "{said}");
+    drop(node);
 }

@@ -6,8 +6,8 @@
 use outpost::config::NodeConfig;
 use outpost::node::{Node, NodeOptions};
 use outpost::store::UpdateState;
-use outpost_e2e_tests::registry::{TestRegistry, provision};
 use outpost_e2e_tests::outpost_binary;
+use outpost_e2e_tests::registry::{TestRegistry, provision};
 use outpost_e2e_tests::updates::{PLUGIN, install, plugin_id, release, with_own_code};
 use outpost_registry::server::ServeConfig;
 use std::path::{Path, PathBuf};

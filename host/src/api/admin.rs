@@ -31,6 +31,11 @@
 //! | PUT    | `/admin/v1/telemetry`                         | `{"consent"}`: off, aggregate, with-plugin-detail |
 //! | GET    | `/admin/v1/snapshots`                         | local snapshots, newest first |
 //! | POST   | `/admin/v1/snapshots`                         | take one now: path, manifest, recovery code if new |
+//! | POST   | `/admin/v1/plugins/{vendor}/{name}/approve`   | approve the origins its configuration names |
+//! | GET    | `/admin/v1/doctor`                            | can the node trade: findings with fixes |
+//! | GET    | `/admin/v1/drill`                             | whether a drill has the node offline |
+//! | POST   | `/admin/v1/drill`                             | cut the network `{"seconds"}` (a drill) |
+//! | DELETE | `/admin/v1/drill`                             | restore it                    |
 //! | POST   | `/admin/v1/token/rotate`                      | a new API token `{"token", "file"}`; the old one is refused |
 
 use super::errors::ApiError;
@@ -185,6 +190,12 @@ struct ConsentBody {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrillBody {
+    seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
 struct FollowBody {
     requirement: String,
 }
@@ -248,6 +259,40 @@ async fn route(
                 )));
             }
             ok(json!({ "removed": plugin.as_str(), "purged": purge }))
+        }
+        (["admin", "v1", "plugins", vendor, name, "approve"], &Method::POST) => {
+            let plugin = id(vendor, name)?;
+            let worker = node.clone();
+            let approved = tokio::task::spawn_blocking(move || {
+                control::approve::configured_origins(&worker, &plugin)
+            })
+            .await
+            .map_err(|_| ApiError::ShuttingDown)?
+            .map_err(control_error)?;
+            ok(json!(approved))
+        }
+        (["admin", "v1", "doctor"], &Method::GET) => {
+            ok(json!({ "findings": crate::doctor::examine(node).await }))
+        }
+        (["admin", "v1", "drill"], &Method::GET) => ok(json!({
+            "offline": node.is_offline(),
+            "remaining_seconds": node.network().remaining().map(|left| left.as_secs()),
+        })),
+        (["admin", "v1", "drill"], &Method::POST) => {
+            let body: DrillBody = read_json(request, ADMIN_READ_TIMEOUT).await?;
+            if !(1..=3600).contains(&body.seconds) {
+                return Err(ApiError::BadField {
+                    field: "seconds".into(),
+                    message: "a drill lasts 1 to 3600 seconds".into(),
+                });
+            }
+            node.network().cut_for(Duration::from_secs(body.seconds));
+            ok(json!({ "offline": true, "remaining_seconds": body.seconds }))
+        }
+        (["admin", "v1", "drill"], &Method::DELETE) => {
+            node.network().restore();
+            node.outbox().wake();
+            ok(json!({ "offline": false }))
         }
         (["admin", "v1", "plugins", vendor, name, "follow"], &Method::PUT) => {
             let plugin = id(vendor, name)?;
@@ -434,10 +479,11 @@ async fn route(
         }
         (["admin", "v1", "snapshots"], &Method::POST) => {
             let worker = node.clone();
-            let taken = tokio::task::spawn_blocking(move || crate::backup::local::take_now(&worker))
-                .await
-                .map_err(|_| ApiError::ShuttingDown)?
-                .map_err(|error| ApiError::Store(error.to_string()))?;
+            let taken =
+                tokio::task::spawn_blocking(move || crate::backup::local::take_now(&worker))
+                    .await
+                    .map_err(|_| ApiError::ShuttingDown)?
+                    .map_err(|error| ApiError::Store(error.to_string()))?;
             ok(json!(taken))
         }
         (["admin", "v1", "token", "rotate"], &Method::POST) => {

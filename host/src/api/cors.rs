@@ -118,7 +118,10 @@ mod tests {
 
     fn from(origin: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ORIGIN, HeaderValue::from_str(origin).expect("value"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_str(origin).expect("value"),
+        );
         headers
     }
 

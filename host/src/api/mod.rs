@@ -302,8 +302,9 @@ impl Api {
     /// `/metrics`, for a scraper holding the scrape token (not the apps').
     async fn metrics<B>(&self, request: &Request<B>) -> Result<ApiResponse, ApiError> {
         let metrics_token = self.metrics_token.as_deref();
-        let is_scrape_token =
-            |given: &str| metrics_token.is_some_and(|t| tokens::same_token(given.as_bytes(), t.as_bytes()));
+        let is_scrape_token = |given: &str| {
+            metrics_token.is_some_and(|t| tokens::same_token(given.as_bytes(), t.as_bytes()))
+        };
         check_bearer(
             request,
             metrics_token.map(|_| &is_scrape_token as &dyn Fn(&str) -> bool),

@@ -250,7 +250,10 @@ mod tests {
         let path = dir.path().join("api-token");
         let first = read_or_create_token_file(&path, false).expect("created");
         assert_eq!(first.len(), 64);
-        assert_eq!(read_or_create_token_file(&path, false).expect("read"), first);
+        assert_eq!(
+            read_or_create_token_file(&path, false).expect("read"),
+            first
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -243,7 +243,10 @@ pub fn make(node: &Node, out: impl Write) -> Result<BackupMade, BackupError> {
         (plugins, copy.keys(None)?.len())
     };
 
-    let mut counting = CountingWriter { inner: out, bytes: 0 };
+    let mut counting = CountingWriter {
+        inner: out,
+        bytes: 0,
+    };
     let mut sealed =
         SealingWriter::new(&mut counting, &key).map_err(|source| BackupError::Write {
             what: "the backup".into(),
@@ -299,8 +302,13 @@ pub fn make(node: &Node, out: impl Write) -> Result<BackupMade, BackupError> {
         what: "the backup".into(),
         source,
     };
-    write_entry(&mut sealed, MANIFEST_ENTRY, text.len() as u64, &mut &text[..])
-        .map_err(write_error)?;
+    write_entry(
+        &mut sealed,
+        MANIFEST_ENTRY,
+        text.len() as u64,
+        &mut &text[..],
+    )
+    .map_err(write_error)?;
     sealed.finish().map_err(write_error)?;
     Ok(BackupMade {
         manifest,
@@ -446,13 +454,12 @@ fn unpack(
     what: &str,
     mut take: impl FnMut(&str, &mut dyn Read) -> io::Result<()>,
 ) -> Result<Manifest, BackupError> {
-    let mut reader =
-        OpeningReader::new(io::BufReader::new(input), key).map_err(|source| {
-            BackupError::Header {
-                path: what.to_string(),
-                source,
-            }
-        })?;
+    let mut reader = OpeningReader::new(io::BufReader::new(input), key).map_err(|source| {
+        BackupError::Header {
+            path: what.to_string(),
+            source,
+        }
+    })?;
     let read_error = |source| BackupError::Read {
         what: what.to_string(),
         source,
@@ -685,7 +692,11 @@ mod tests {
 
     #[test]
     fn entries_stay_inside_the_data_directory() {
-        for good in ["outpost.redb", "node.key", "plugins/acme/x/1.0.0/assets/logo.bin"] {
+        for good in [
+            "outpost.redb",
+            "node.key",
+            "plugins/acme/x/1.0.0/assets/logo.bin",
+        ] {
             check_entry_name(good).expect(good);
         }
         for bad in [

@@ -152,7 +152,9 @@ pub struct OpeningReader<R: Read> {
 pub enum HeaderError {
     #[error("it is not an Outpost backup (it does not start as one)")]
     NotABackup,
-    #[error("it is an Outpost backup of format {0}, which this build cannot read; use a newer outpost")]
+    #[error(
+        "it is an Outpost backup of format {0}, which this build cannot read; use a newer outpost"
+    )]
     NewerFormat(u8),
     #[error(
         "it was sealed with another backup key (key id {found}; the key given has id {given}): \

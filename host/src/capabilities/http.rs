@@ -44,13 +44,19 @@ impl std::fmt::Debug for HttpState {
 }
 
 impl HttpState {
-    pub fn new(allowed: Arc<[Origin]>, limits: HttpLimits, wake_by: Instant) -> HttpState {
+    pub fn new(
+        allowed: Arc<[Origin]>,
+        limits: HttpLimits,
+        wake_by: Instant,
+        network: Arc<crate::network::Network>,
+    ) -> HttpState {
         HttpState {
             ctx: WasiHttpCtx::new(),
             hooks: HttpHooks {
                 allowed,
                 limits,
                 wake_by,
+                network,
             },
         }
     }
@@ -60,6 +66,7 @@ pub struct HttpHooks {
     allowed: Arc<[Origin]>,
     limits: HttpLimits,
     wake_by: Instant,
+    network: Arc<crate::network::Network>,
 }
 
 impl HttpHooks {
@@ -110,6 +117,11 @@ impl WasiHttpHooks for HttpHooks {
             tracing::warn!(target: "outpost::http", "outbound request denied: {why}");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        // A drill: the line is down, as far as the plugin can tell.
+        if self.network.is_cut() {
+            tracing::debug!(target: "outpost::http", uri = %request.uri(), "drill: refused");
+            return Box::new(async { Err(HttpError::ConnectionRefused) });
+        }
         let options = self.clamp(options);
         let limit = self.limits.max_response_bytes;
         tracing::debug!(target: "outpost::http", uri = %request.uri(), "outbound request");
@@ -157,6 +169,7 @@ mod tests {
                 max_response_bytes: 1024,
             },
             wake_by: Instant::now() + wake_in,
+            network: Arc::default(),
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Services {
     pub keystore: Arc<crate::keystore::Keystore>,
     pub outbox: Arc<crate::outbox::Outbox>,
     pub http_limits: http::HttpLimits,
+    /// Cut during a drill: outbound HTTP is refused.
+    pub network: Arc<crate::network::Network>,
 }
 
 /// `outpost:plugins/types` declares only types, but components import it as

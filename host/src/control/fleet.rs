@@ -227,6 +227,11 @@ pub async fn run(node: Arc<Node>, shutdown: impl std::future::Future<Output = ()
             wait = jittered(interval);
             continue;
         }
+        if node.is_offline() {
+            // A drill: try again when it is over.
+            wait = node.network().remaining().unwrap_or(wait);
+            continue;
+        }
         match check(&node).await {
             Ok(checked) => {
                 failures = 0;

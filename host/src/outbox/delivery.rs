@@ -123,7 +123,16 @@ pub async fn run(
         let mut wait = IDLE_CHECK;
         let started = Instant::now();
         held.retain(|_, until| *until > started);
-        if in_flight.len() < concurrency {
+        let cut = outbox.network().is_cut();
+        if cut {
+            // A drill: nothing goes out; the cut's end wakes the loop.
+            wait = outbox
+                .network()
+                .remaining()
+                .unwrap_or(IDLE_CHECK)
+                .min(IDLE_CHECK);
+        }
+        if !cut && in_flight.len() < concurrency {
             let now = outbox.now_ms();
             let latest = now.saturating_add(settings.max_backoff_ms);
             let lookup = outbox.clone();
@@ -233,6 +242,7 @@ pub async fn run(
                 }
             }
             () = outbox.woken() => {}
+            () = outbox.network().restored(), if cut => {}
             () = tokio::time::sleep(wait) => {}
             () = &mut shutdown => {
                 in_flight.abort_all();

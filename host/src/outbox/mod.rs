@@ -110,6 +110,8 @@ pub struct Outbox {
     pub network_answered: tokio::sync::Notify,
     /// Where attempts are counted.
     pub(crate) metrics: Arc<Metrics>,
+    /// Cut during a drill: deliveries wait (see `network`).
+    network: Arc<crate::network::Network>,
     #[cfg(test)]
     pub(crate) test_seams: TestSeams,
 }
@@ -155,9 +157,20 @@ impl Outbox {
             wake: tokio::sync::Notify::new(),
             network_answered: tokio::sync::Notify::new(),
             metrics: Arc::new(Metrics::new()),
+            network: Arc::default(),
             #[cfg(test)]
             test_seams: TestSeams::default(),
         }
+    }
+
+    /// Holds deliveries while `network` is cut (the node's).
+    pub fn on_network(mut self, network: Arc<crate::network::Network>) -> Outbox {
+        self.network = network;
+        self
+    }
+
+    pub fn network(&self) -> &crate::network::Network {
+        &self.network
     }
 
     /// Counts attempts in `metrics` (the node's) instead of its own.

@@ -55,6 +55,9 @@ pub struct SandboxSpec {
     pub http_allowed: Arc<[Origin]>,
     pub keystore_keys: Arc<[String]>,
     pub outbox_grant: Option<Arc<OutboxGrant>>,
+    /// Origins its configuration names that the operator has not approved
+    /// (`outpost plugin approve`): left out of `http_allowed`, reported.
+    pub unapproved_origins: Vec<Origin>,
 }
 
 /// The memory cap, enforced as the guest grows its memory.
@@ -253,6 +256,7 @@ impl CallState {
             spec.http_allowed.clone(),
             setup.services.http_limits,
             setup.wake_by,
+            setup.services.network.clone(),
         );
         CallState {
             wasi: LazyWasi::Planned(plan),

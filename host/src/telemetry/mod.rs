@@ -252,6 +252,15 @@ pub async fn run(node: Arc<Node>, shutdown: impl std::future::Future<Output = ()
             }
             continue;
         }
+        if node.is_offline() {
+            // A drill: rollups are still taken; shipping waits for its end.
+            tokio::select! {
+                () = node.network().restored() => {}
+                () = tokio::time::sleep(wait) => {}
+                () = &mut shutdown => return,
+            }
+            continue;
+        }
         match ship_once(&node, hourly_allowance.saturating_sub(spent)).await {
             Ok(shipped) if shipped.trouble.is_none() && shipped.rollups > 0 => {
                 spent += shipped.wire_bytes as u64;

@@ -3,19 +3,19 @@
 //! asks for nothing more proceeds by itself; one that asks for more waits
 //! for `outpost update approve`, with these lines shown.
 
-use crate::manifest::{Grants, Limits, Manifest};
+use crate::manifest::{Grants, Limits};
 
 /// One line per thing asked beyond `approved`: the grants the operator
 /// approved for the active version and the limits it runs under on this
 /// node. `offered` is the new manifest with the limits it would run under.
 /// `None` for `approved`: a new plugin, so everything it asks is new.
-pub fn asks(approved: Option<(&Grants, &Limits)>, offered: (&Manifest, &Limits)) -> Vec<String> {
+pub fn asks(approved: Option<(&Grants, &Limits)>, offered: (&Grants, &Limits)) -> Vec<String> {
     let (offered, offered_limits) = offered;
     let Some((approved, active_limits)) = approved else {
-        return vec![format!("asks for: {}", offered.grants.describe())];
+        return vec![format!("asks for: {}", offered.describe())];
     };
     let mut asks = Vec::new();
-    let new = &offered.grants;
+    let new = offered;
     let more =
         |what: &str, old: Option<u64>, new: Option<u64>, asks: &mut Vec<String>| match (old, new) {
             (None, Some(new)) => asks.push(format!("{what}: {new} (not granted before)")),
@@ -113,6 +113,7 @@ pub fn asks(approved: Option<(&Grants, &Limits)>, offered: (&Manifest, &Limits))
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::Manifest;
 
     fn manifest(extra: &str) -> (Manifest, Limits) {
         let manifest = Manifest::parse(&format!(
@@ -134,21 +135,21 @@ mod tests {
         let (same, same_limits) = manifest(
             "[grants]\nkv = { quota-bytes = 500 }\nhttp = [\"https://a.example\"]\n[limits]\nmemory-mib = 4\nfuel = 1000000\n",
         );
-        assert!(asks(approved, (&same, &same_limits)).is_empty());
+        assert!(asks(approved, (&same.grants, &same_limits)).is_empty());
         let (more, more_limits) = manifest(
             "[grants]\nkv = { quota-bytes = 2000 }\nhttp = [\"https://a.example\", \"https://b.example\"]\nkeystore = [\"card\"]\n[limits]\nmemory-mib = 16\nfuel = 1000000\n",
         );
-        let asked = asks(approved, (&more, &more_limits));
+        let asked = asks(approved, (&more.grants, &more_limits));
         assert_eq!(asked.len(), 4, "{asked:?}");
         assert!(asked.iter().any(|a| a == "kv quota bytes: 1000 -> 2000"));
         assert!(asked.iter().any(|a| a.contains("https://b.example")));
         assert!(asked.iter().any(|a| a.contains("\"card\"")));
         assert!(asked.iter().any(|a| a == "memory MiB: 8 -> 16"));
-        assert_eq!(asks(None, (&same, &same_limits)).len(), 1);
+        assert_eq!(asks(None, (&same.grants, &same_limits)).len(), 1);
         // Dropping a limit asks for the policy's default, or for none.
         let (dropped, dropped_limits) =
             manifest("[grants]\nkv = { quota-bytes = 1000 }\nhttp = [\"https://a.example\"]\n");
-        let asked = asks(approved, (&dropped, &dropped_limits));
+        let asked = asks(approved, (&dropped.grants, &dropped_limits));
         assert!(
             asked.iter().any(|a| a == "fuel: 1000000 -> unmetered"),
             "{asked:?}"

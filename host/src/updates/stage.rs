@@ -215,7 +215,9 @@ fn offer_locked(
         manifest: manifest.text.clone(),
         component_digest: digest.clone(),
         component_bytes: package.component.len() as u64,
-        grants: manifest.grants.clone(),
+        // As configured here: what the operator approves, and what the
+        // version gets (see `Grants::origins_from_config`).
+        grants: plugin.spec.grants.clone(),
         installed_at: crate::clock::now_seconds(),
     };
     // What the operator approved: the active version's grants, and the
@@ -230,7 +232,7 @@ fn offer_locked(
     });
     record.asks = consent::asks(
         approved_before.as_ref().map(|(g, l)| (g, l)),
-        (manifest, &plugin.spec.limits),
+        (&plugin.spec.grants, &plugin.spec.limits),
     );
     record.approved |= record.asks.is_empty();
     record.staged = Some(staged);

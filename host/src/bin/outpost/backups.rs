@@ -54,7 +54,10 @@ pub fn backup(data_dir: &Path, config: Option<&Path>, args: BackupArgs) -> anyho
         let (key, new) = backup::backup_key(data_dir)?;
         println!("{}", backup::recovery_code(&key));
         if new {
-            eprintln!("(the backup key was made just now, in {})", data_dir.join(backup::BACKUP_KEY_FILE).display());
+            eprintln!(
+                "(the backup key was made just now, in {})",
+                data_dir.join(backup::BACKUP_KEY_FILE).display()
+            );
         }
         return Ok(());
     }
@@ -174,8 +177,8 @@ pub fn restore(data_dir: &Path, config: Option<&Path>, args: RestoreArgs) -> any
     }
     // The restored node must open, plugins and all, before anyone relies
     // on it; this also makes a new identity when asked for.
-    let node = crate::commands::open(data_dir, config)
-        .context("the restored node does not open")?;
+    let node =
+        crate::commands::open(data_dir, config).context("the restored node does not open")?;
     for plugin in node.plugins() {
         println!("  {} {} {}", plugin.id, plugin.version, plugin.status);
     }

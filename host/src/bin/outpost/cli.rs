@@ -135,8 +135,40 @@ pub enum Command {
     /// backup.every-minutes into <DATA_DIR>/snapshots (72 hours kept, within
     /// backup.max-local-mib). The first backup makes the backup key and
     /// shows its recovery code once: write it down, off the box.
-    #[command(after_help = "Examples:\n  outpost backup -o /media/usb/stall-$(date +%F).outpost-backup\n  outpost backup --list")]
+    #[command(
+        after_help = "Examples:\n  outpost backup -o /media/usb/stall-$(date +%F).outpost-backup\n  outpost backup --list"
+    )]
     Backup(crate::backups::BackupArgs),
+
+    /// Can this node trade right now? Every check, with the fix for each
+    ///
+    /// Plugins healthy, printers answering, couriers reachable (or able to
+    /// queue), the outbox moving, disk free, the clock plausible, the API
+    /// token readable by the apps, snapshots being taken. Exits 1 when a
+    /// check fails. The bad-day runbook in docs/operator-guide.md starts here.
+    Doctor {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Printer chores: a test page on each printer
+    #[command(subcommand)]
+    Print(crate::runbook::PrintCommand),
+
+    /// Rehearse an outage: cut the node off, trade, bring it back, report
+    ///
+    /// The running node cuts itself off from everything outside the box (a
+    /// mode in the node, not a firewall rule, and it always ends): plugins'
+    /// outbound HTTP fails as if the line were down, the outbox, telemetry
+    /// and update checks wait. The till's API and the printers keep working.
+    /// A scripted sale, label and booking run at once; then the node stays
+    /// offline for the rest of --for so the till can be tried by hand; then
+    /// the network comes back and the drill reports what kept working, what
+    /// queued and what went out afterwards. Exits 1 if the stall could not
+    /// trade offline or did not catch up. Run one every quarter.
+    #[command(after_help = "Example:\n  outpost drill --for 5m")]
+    Drill(crate::runbook::DrillArgs),
 
     /// Bring a backup onto this box (a new one, or over a damaged node)
     ///
@@ -145,7 +177,9 @@ pub enum Command {
     /// take the place of anything. Then it opens the node to show its
     /// plugins, and says what to do about the old box, the token and the
     /// keys. The node must be stopped.
-    #[command(after_help = "Examples:\n  OUTPOST_RECOVERY_CODE=... outpost restore /media/usb/stall.outpost-backup -d /var/lib/outpost\n  outpost restore /var/lib/outpost/snapshots/1796280000.outpost-backup --replace --key-file /var/lib/outpost/backup.key")]
+    #[command(
+        after_help = "Examples:\n  OUTPOST_RECOVERY_CODE=... outpost restore /media/usb/stall.outpost-backup -d /var/lib/outpost\n  outpost restore /var/lib/outpost/snapshots/1796280000.outpost-backup --replace --key-file /var/lib/outpost/backup.key"
+    )]
     Restore(crate::backups::RestoreArgs),
 
     /// Install, list, inspect, follow and remove plugins
@@ -463,6 +497,15 @@ pub enum PluginCommand {
 
     /// Stop following the registry
     Unfollow { plugin: String },
+
+    /// Approve the origins a plugin's configuration now names
+    ///
+    /// A plugin whose manifest has `origins-from-config` (a courier adapter's
+    /// api-url) reaches the address the operator sets in outpost.toml, once
+    /// approved: install asks, and after a change of the setting (and a
+    /// restart) this does. Until then requests there are refused.
+    #[command(after_help = "Example:\n  outpost plugin approve outpost/courier")]
+    Approve { plugin: String },
 }
 
 #[derive(Debug, Subcommand)]

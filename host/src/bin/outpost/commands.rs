@@ -65,6 +65,12 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
         Command::Setup(args) => crate::service::setup(data_dir, config, args),
         Command::Token(command) => crate::service::token(data_dir, config, command),
         Command::Backup(args) => crate::backups::backup(data_dir, config, args),
+        Command::Doctor { json } => crate::runbook::doctor(data_dir, config, json),
+        Command::Print(command) => crate::runbook::print(data_dir, config, command),
+        Command::Drill(args) => crate::runbook::drill(data_dir, config, args),
+        Command::Plugin(PluginCommand::Approve { plugin }) => {
+            crate::plugins::approve(data_dir, config, &plugin)
+        }
         Command::Restore(args) => crate::backups::restore(data_dir, config, args),
         Command::Console(command) => crate::console::console(data_dir, config, command),
         Command::Telemetry(command) => crate::console::telemetry(data_dir, config, command),

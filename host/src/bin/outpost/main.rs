@@ -11,6 +11,7 @@ mod link;
 mod outbox;
 mod plugins;
 mod registry;
+mod runbook;
 mod service;
 mod trade;
 mod updates;

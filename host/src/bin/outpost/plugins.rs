@@ -237,6 +237,32 @@ pub fn unfollow(data_dir: &Path, config: Option<&Path>, plugin: &str) -> anyhow:
     Ok(())
 }
 
+pub fn approve(data_dir: &Path, config: Option<&Path>, plugin: &str) -> anyhow::Result<()> {
+    let id = plugin_id(plugin)?;
+    let link = AdminLink::open(data_dir, config)?;
+    let reply = link
+        .request(
+            Method::POST,
+            &format!("/admin/v1/plugins/{id}/approve"),
+            None,
+        )?
+        .ok(&format!("approving what {id}'s configuration names"))?;
+    let added: Vec<&str> = reply["added"]
+        .as_array()
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if added.is_empty() {
+        println!(
+            "{id}: nothing new to approve; it runs with {}",
+            reply["grants"].as_str().unwrap_or_default()
+        );
+    } else {
+        println!("{id} may now reach {}", added.join(", "));
+        println!("  grants: {}", reply["grants"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
 pub fn list(data_dir: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let link = AdminLink::open(data_dir, config)?;
     let reply = link

@@ -341,7 +341,11 @@ fn group_name(gid: u32) -> anyhow::Result<String> {
         .output()
         .context("cannot run `getent group`")?;
     let line = String::from_utf8_lossy(&output.stdout);
-    match line.split(':').next().filter(|name| !name.trim().is_empty()) {
+    match line
+        .split(':')
+        .next()
+        .filter(|name| !name.trim().is_empty())
+    {
         Some(name) if output.status.success() => Ok(name.trim().to_string()),
         _ => bail!("group {gid} has no name (`getent group {gid}` found nothing)"),
     }
@@ -388,8 +392,9 @@ pub fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let listen =
-            |kind: SignalKind, name: &str| signal(kind).with_context(|| format!("cannot handle {name}"));
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("cannot handle {name}"))
+        };
         let mut terminate = listen(SignalKind::terminate(), "SIGTERM")?;
         let mut interrupt = listen(SignalKind::interrupt(), "SIGINT")?;
         let mut hangup = listen(SignalKind::hangup(), "SIGHUP")?;

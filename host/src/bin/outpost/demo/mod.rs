@@ -6,6 +6,8 @@
 //! 127.0.0.1 that behave like port-9100 printers, and every step goes through
 //! the node's local HTTP API with its bearer token.
 
+mod bad_day;
+
 use crate::commands::{open, shutdown_signal};
 use crate::link::ApiClient;
 use anyhow::{Context, bail};
@@ -20,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MARKER: &str = ".outpost-demo";
-const LABEL: &str = include_str!("../../../../docs/examples/label.json");
-const RECEIPT: &str = include_str!("../../../../docs/examples/receipt.json");
+const LABEL: &str = include_str!("../../../../../docs/examples/label.json");
+const RECEIPT: &str = include_str!("../../../../../docs/examples/receipt.json");
 
 /// Makes `dir` empty, but only if it is absent, empty, or a previous demo's.
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
@@ -209,7 +211,7 @@ fn bakery_history() -> String {
     .to_string()
 }
 
-fn step(number: u32, text: &str) {
+pub(crate) fn step(number: u32, text: &str) {
     println!("\n{number}. {text}");
 }
 
@@ -381,13 +383,11 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     node.keystore()
         .provision(&tokenizer, "card-token", None, false)
         .context("provisioning the tokenizer's key")?;
-    let courier_origin = courier.url();
     for name in ["card-tokenizer", "courier", "forecaster"] {
-        // The courier adapter's manifest names the courier it may reach;
-        // the demo's courier is on a free port.
-        let package = write_package(dir, name, |manifest| {
-            manifest.replace("http://127.0.0.1:7280", &courier_origin)
-        })?;
+        // The courier adapter reaches the courier its plugin-config api-url
+        // names (the demo's, on a free port), approved here at install: no
+        // repackaging.
+        let package = write_package(dir, name, str::to_string)?;
         let report = outpost::updates::install(&node, &package)
             .with_context(|| format!("installing the reference {name}"))?;
         println!(
@@ -554,6 +554,7 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     fleet_rollout(&node, &registry).await?;
     registry.stop();
     watch_the_node(&node, address).await?;
+    bad_day::rehearse(&node, &client).await?;
 
     if serve {
         println!(
@@ -579,6 +580,8 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
     println!("   outpost --data-dir {shown} update history");
     println!("   outpost --data-dir {shown} console password");
     println!("   outpost --data-dir {shown} telemetry status");
+    println!("   outpost --data-dir {shown} doctor");
+    println!("   outpost --data-dir {shown} backup --list");
     println!("and, as a node with no network, the bundle from step 1:");
     println!("   outpost --data-dir /tmp/offline-node trust init {shown}/registry/root.json");
     println!(
