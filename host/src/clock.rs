@@ -14,7 +14,8 @@ pub fn built_at_secs() -> u64 {
     env!("OUTPOST_BUILT_AT").parse().unwrap_or(0)
 }
 
-fn date(secs: u64) -> String {
+/// `2026-12-03 07:16 UTC`, for messages.
+pub fn date(secs: u64) -> String {
     i64::try_from(secs)
         .ok()
         .and_then(|secs| jiff::Timestamp::from_second(secs).ok())

@@ -112,7 +112,7 @@ fn storage(node: &Node) -> Vec<Finding> {
                 what,
                 format!(
                     "reads {}, after this build and the last registry check",
-                    utc(crate::clock::now_seconds())
+                    crate::clock::date(crate::clock::now_seconds())
                 ),
             )),
         }
@@ -130,15 +130,6 @@ fn split_fix(text: &str) -> (String, String) {
             "see docs/operator-guide.md, the bad-day runbook".into(),
         ),
     }
-}
-
-fn utc(seconds: u64) -> String {
-    i64::try_from(seconds)
-        .ok()
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .map_or_else(String::new, |t| {
-            t.strftime("%Y-%m-%d %H:%M UTC").to_string()
-        })
 }
 
 fn disk(node: &Node) -> Finding {
@@ -371,7 +362,7 @@ fn file_printer(check: String, destination: &str, path: &Path) -> Finding {
             None => break,
         }
     }
-    let writable = std::fs::metadata(existing).is_ok_and(|m| !m.permissions().readonly());
+    let writable = can_write(existing);
     if writable {
         Finding::ok(check, format!("{destination}: writes to a file"))
     } else {
@@ -382,6 +373,22 @@ fn file_printer(check: String, destination: &str, path: &Path) -> Finding {
             "point the printer's path somewhere the node's user can write",
         )
     }
+}
+
+/// Whether this process may write `path` (its owner, mode and a read-only
+/// mount all count, as the kernel judges them).
+fn can_write(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: a valid C string; access only reads it.
+        unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
+    }
+    #[cfg(not(unix))]
+    std::fs::metadata(path).is_ok_and(|m| !m.permissions().readonly())
 }
 
 /// Whether each courier's origins answer a TCP connection; if not, whether

@@ -55,6 +55,12 @@ pub enum NodeError {
     Linker(String),
     #[error("{source}\n{advice}")]
     Damaged { source: StoreError, advice: String },
+    #[error(
+        "a restore is moving files in this data directory ({marker} is there); wait for it to \
+         finish. If it was interrupted, run `outpost restore` again with --replace, then delete \
+         that file"
+    )]
+    Restoring { marker: PathBuf },
 }
 
 /// How a node is opened.
@@ -207,6 +213,31 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// With the data directory open to the node's group (0710, for the token),
+/// everything else in it stays the node's alone, whatever umask made it.
+#[cfg(unix)]
+fn keep_from_group(data_dir: &Path, token_file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == data_dir.join(token_file) {
+            continue;
+        }
+        if let Ok(metadata) = std::fs::symlink_metadata(&path)
+            && !metadata.file_type().is_symlink()
+        {
+            let mode = metadata.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                let _ =
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o077));
+            }
+        }
+    }
+}
+
 fn create_dir(path: &Path) -> Result<(), NodeError> {
     std::fs::create_dir_all(path).map_err(|source| NodeError::DataDir {
         path: path.to_path_buf(),
@@ -225,6 +256,10 @@ impl Node {
             config_origin,
         } = options;
         create_dir(&data_dir)?;
+        let restoring = data_dir.join(crate::backup::RESTORING_FILE);
+        if restoring.exists() {
+            return Err(NodeError::Restoring { marker: restoring });
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -236,6 +271,9 @@ impl Node {
                 0o700
             };
             let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(mode));
+            if config.api.share_token_with_group {
+                keep_from_group(&data_dir, &config.api.token_file);
+            }
         }
         let store = match NodeStore::open(&data_dir.join(DATABASE_FILE_NAME)) {
             Ok(store) => Arc::new(store),

@@ -258,12 +258,19 @@ fn the_node_survives_sighup_and_says_why_it_stops() {
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let log = dir.path().join("journal.log");
+    let journal = std::fs::File::create(&log).expect("log file");
+    // As systemd does: JOURNAL_STREAM names the stream stderr is.
+    let stream = {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = journal.metadata().expect("metadata");
+        format!("{}:{}", metadata.dev(), metadata.ino())
+    };
     let mut node = std::process::Command::new(outpost_binary())
         .args(["run", "--data-dir"])
         .arg(&data_dir)
         .env("NOTIFY_SOCKET", &notify_path)
-        .env("JOURNAL_STREAM", "8:12345")
-        .stderr(std::fs::File::create(&log).expect("log file"))
+        .env("JOURNAL_STREAM", stream)
+        .stderr(journal)
         .spawn()
         .expect("the node starts");
     let mut heard = [0u8; 64];
@@ -334,7 +341,7 @@ fn setup_makes_the_node_the_service_users() {
         "https://pos.example.com",
     ]);
     assert!(said.contains("ready"), "{said}");
-    assert!(said.contains(&format!("sudo -u {user} outpost")), "{said}");
+    assert!(said.contains("sudo outpost -d"), "{said}");
     let uid = |path: &std::path::Path| std::fs::metadata(path).expect("metadata").uid();
     let mode = |path: &std::path::Path| std::fs::metadata(path).expect("metadata").mode() & 0o777;
     let owner = uid(&data_dir);
@@ -364,6 +371,19 @@ fn setup_makes_the_node_the_service_users() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    // A command run with sudo acts as the node's user: what it makes (the
+    // backup key, a snapshot) is the user's, and the stick's file root's.
+    let stick = dir.path().join("stick.outpost-backup");
+    outpost(&[
+        "backup",
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "-o",
+        &stick.display().to_string(),
+    ]);
+    assert_eq!(uid(&data_dir.join("backup.key")), owner);
+    assert_eq!(uid(&data_dir.join("snapshots")), owner);
+    assert_eq!(uid(&stick), 0);
 }
 
 const CARD: &str = include_str!("../../docs/examples/card.json");
@@ -443,6 +463,27 @@ async fn a_backup_taken_while_selling_restores_onto_a_new_box_exactly() {
         printed.load(std::sync::atomic::Ordering::SeqCst) > after,
         "no sale after the backup"
     );
+
+    // A directory with something of its own in the way is refused before
+    // anything moves, and keeps what it had.
+    let busy = tempfile::tempdir().expect("busy");
+    std::fs::write(busy.path().join("api-token"), "mine\n").expect("a token of its own");
+    let code = taken.new_recovery_code.as_deref().expect("code");
+    let refused = outpost::backup::restore(
+        std::fs::File::open(&taken.snapshot.path).expect("snapshot"),
+        &outpost::backup::parse_recovery_code(code).expect("code"),
+        "the snapshot",
+        busy.path(),
+        &outpost::backup::RestoreOptions::default(),
+    )
+    .expect_err("in the way");
+    assert!(refused.to_string().contains("--replace"), "{refused}");
+    let left: Vec<_> = std::fs::read_dir(busy.path())
+        .expect("list")
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("api-token")]);
 
     // Onto a new box, with the real binary and the recovery code.
     let new_box = tempfile::tempdir().expect("new box");
@@ -890,19 +931,21 @@ async fn a_drill_passes_on_a_healthy_stall_and_fails_with_a_broken_courier() {
         .await
         .expect("join");
     assert!(passed, "{said}");
-    eprintln!("{said}");
     for line in [
         "ok    sale (card tokenized)",
         "ok    label printed",
         "ok    booking: queued",
         "delivery(ies) queued in the outbox while offline",
         "confirmed by the courier",
+        "cancelled with the courier",
         "Drill passed",
     ] {
         assert!(said.contains(line), "{line:?} missing from:\n{said}");
     }
-    // The courier saw the booking once, after the network came back.
-    assert_eq!(courier.shipments().len(), 1);
+    // The courier got the booking once the network was back, and the
+    // drill cancelled it: nothing is left booked.
+    assert!(courier.requests() >= 2, "booked and cancelled");
+    assert!(courier.shipments().is_empty());
     drop(node);
 
     // A courier adapter that cannot queue (its outbox holds one byte):

@@ -10,9 +10,9 @@ use outpost_e2e_tests::outpost_binary;
 use outpost_e2e_tests::registry::{TestRegistry, provision};
 use outpost_e2e_tests::updates::{PLUGIN, install, plugin_id, release, with_own_code};
 use outpost_registry::server::ServeConfig;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where a kill lands, in the order an update passes them.

@@ -42,8 +42,7 @@ pub(crate) fn check(
         return Ok(None);
     };
     let text = sent.to_str().unwrap_or_default();
-    let allowed = Origin::parse(text)
-        .is_ok_and(|origin| api.allowed_origins.iter().any(|allowed| *allowed == origin));
+    let allowed = Origin::parse(text).is_ok_and(|origin| api.allowed_origins.contains(&origin));
     if allowed {
         return Ok(Some(AllowedOrigin(sent.clone())));
     }
@@ -92,11 +91,14 @@ pub(crate) fn preflight<B>(origin: &AllowedOrigin, request: &Request<B>) -> ApiR
 }
 
 /// Lets the page read `response` (errors included: the page should see why
-/// it was refused). Responses always vary by origin, so a cache never hands
-/// one page's answer to another.
+/// it was refused). Responses always vary by origin and are never stored,
+/// so a cache never hands one page's answer to another.
 pub(crate) fn allow(response: &mut ApiResponse, origin: Option<&AllowedOrigin>) {
     let headers = response.headers_mut();
     headers.append(header::VARY, HeaderValue::from_static("origin"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     if let Some(AllowedOrigin(origin)) = origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
     }

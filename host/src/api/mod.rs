@@ -282,10 +282,18 @@ impl Api {
         request: Request<impl RequestBody>,
         read_timeout: Duration,
     ) -> Result<ApiResponse, ApiError> {
-        if !self.checks_token || request.uri().path().starts_with("/console") {
+        let path = request.uri().path();
+        if !self.checks_token || path == "/console" || path.starts_with("/console/") {
             return self.route(request, read_timeout).await;
         }
-        let origin = cors::check(&self.node.config().api, request.headers())?;
+        let origin = match cors::check(&self.node.config().api, request.headers()) {
+            Ok(origin) => origin,
+            Err(refused) => {
+                let mut response = refused.into_response();
+                cors::allow(&mut response, None);
+                return Ok(response);
+            }
+        };
         if let Some(origin) = &origin
             && cors::is_preflight(&request)
         {

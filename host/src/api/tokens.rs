@@ -50,11 +50,24 @@ pub fn load_or_create_token(node: &Node) -> Result<String, TokenError> {
         return Ok(token.clone());
     }
     let path = token_path(api, node.data_dir());
-    let token = read_or_create_token_file(&path, api.share_token_with_group)?;
-    if api.share_token_with_group {
-        // Turned on after the file was made: the group gets to read it now.
-        set_mode(&path, SHARED_MODE).map_err(|source| TokenError::Write { path, source })?;
+    // Sharing turned on or off since the file was made: its mode follows.
+    // A file open to others than that is refused below, not fixed.
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if (mode == 0o600 || mode == 0o640) && mode != token_mode(api) {
+            crate::secret_file::set_mode(&path, token_mode(api)).map_err(|source| {
+                TokenError::Write {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
     }
+    let token = read_or_create_token_file(&path, api.share_token_with_group)?;
+    crate::secret_file::set_mode(&path, token_mode(api))
+        .map_err(|source| TokenError::Write { path, source })?;
     Ok(token)
 }
 
@@ -69,48 +82,31 @@ pub fn rotate_token(node: &Node) -> Result<String, TokenError> {
             config: node.config_origin().to_string(),
         });
     }
+    // Two rotations at once must leave the file and the node agreeing.
+    static ROTATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _rotating = ROTATING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let path = token_path(api, node.data_dir());
     let token = new_secret()?;
-    let write_error = |source| TokenError::Write {
-        path: path.clone(),
-        source,
-    };
-    let mut staged = path.clone().into_os_string();
-    staged.push(".new");
-    let staged = PathBuf::from(staged);
-    match std::fs::remove_file(&staged) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(write_error(error));
-        }
-        _ => {}
-    }
-    crate::secret_file::create(&staged, &format!("{token}\n")).map_err(write_error)?;
-    if api.share_token_with_group {
-        set_mode(&staged, SHARED_MODE).map_err(write_error)?;
-    }
-    std::fs::rename(&staged, &path).map_err(write_error)?;
-    if let Some(dir) = path.parent() {
-        // The rename itself must survive a power cut, or the old token
-        // comes back after it.
-        let _ = std::fs::File::open(dir).and_then(|dir| dir.sync_all());
-    }
+    crate::secret_file::replace(&path, &format!("{token}\n"), token_mode(api)).map_err(
+        |source| TokenError::Write {
+            path: path.clone(),
+            source,
+        },
+    )?;
     node.set_app_token(token.clone());
     tracing::info!(file = %path.display(), "the API token was rotated; the old one is refused");
     Ok(token)
 }
 
-/// The token file's mode when the node's group may read it.
-const SHARED_MODE: u32 = 0o640;
-
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+/// The token file's mode: the node's group may read it only when shared.
+fn token_mode(api: &ApiConfig) -> u32 {
+    if api.share_token_with_group {
+        0o640
+    } else {
+        0o600
     }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
-    Ok(())
 }
 
 /// The token a client on this machine presents to a running node: the same

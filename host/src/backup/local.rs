@@ -42,7 +42,7 @@ pub fn list(data_dir: &Path) -> Vec<Snapshot> {
             })
         })
         .collect();
-    snapshots.sort_by(|a, b| b.made_at.cmp(&a.made_at));
+    snapshots.sort_by_key(|snapshot| std::cmp::Reverse(snapshot.made_at));
     snapshots
 }
 
@@ -71,6 +71,12 @@ pub fn take_now(node: &Node) -> Result<Taken, BackupError> {
 /// Skipped (`None`) when the disk is too full for one: a snapshot must
 /// never be what fills the disk under a sale.
 pub fn take(node: &Node) -> Result<Option<Taken>, BackupError> {
+    // One at a time (the hourly one and an operator's), so neither takes
+    // the other's half-written file for a crash's leftovers.
+    static TAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _taking = TAKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let settings = &node.config().backup;
     let data_dir = node.data_dir();
     let dir = data_dir.join(SNAPSHOTS_DIR);
@@ -79,6 +85,7 @@ pub fn take(node: &Node) -> Result<Option<Taken>, BackupError> {
         source,
     };
     std::fs::create_dir_all(&dir).map_err(write_error)?;
+    remove_leftovers(data_dir);
     // Room for one more the size of the last, above the plugins' reserve.
     let expected = list(data_dir)
         .first()
@@ -102,6 +109,11 @@ pub fn take(node: &Node) -> Result<Option<Taken>, BackupError> {
         .map_err(write_error)?;
     let made = super::make(node, std::io::BufWriter::new(staged.as_file_mut()))?;
     staged.as_file().sync_all().map_err(write_error)?;
+    // Read back before it counts: a snapshot is for the day nothing else
+    // works, and must not be found wanting then.
+    let (key, _) = super::backup_key(data_dir)?;
+    let written = std::fs::File::open(staged.path()).map_err(write_error)?;
+    super::verify(written, &key, &staged.path().display().to_string())?;
     staged
         .persist(&path)
         .map_err(|error| write_error(error.error))?;
@@ -121,26 +133,50 @@ pub fn take(node: &Node) -> Result<Option<Taken>, BackupError> {
     }))
 }
 
+/// Removes what a crash left half-written: snapshots being written and the
+/// database copies they were made from.
+fn remove_leftovers(data_dir: &Path) {
+    let places = [
+        (data_dir.join(SNAPSHOTS_DIR), ".snapshot-"),
+        (data_dir.to_path_buf(), ".backup-"),
+    ];
+    for (dir, prefix) in places {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 fn database_bytes(node: &Node) -> u64 {
     std::fs::metadata(node.store.path()).map_or(0, |m| m.len())
 }
 
 /// Drops snapshots older than `keep`, then the oldest until the rest fit
-/// `budget`; the newest is kept whatever its size, unless it alone is over.
+/// `budget`. The newest (the one just taken) is always kept, whatever its
+/// age or size: it is what a bad day restores.
 fn prune(data_dir: &Path, keep: Duration, budget: u64) {
     let now = crate::clock::now_seconds();
     let mut total = 0u64;
     for (index, snapshot) in list(data_dir).into_iter().enumerate() {
-        let too_old = now.saturating_sub(snapshot.made_at) > keep.as_secs() && index > 0;
-        let too_big = total.saturating_add(snapshot.bytes) > budget;
-        if too_old || too_big {
-            if too_big && index == 0 {
+        if index == 0 {
+            if snapshot.bytes > budget {
                 tracing::warn!(
                     bytes = snapshot.bytes,
-                    "one snapshot is larger than backup.max-local-mib: raise it, or local \
-                     snapshots are not kept"
+                    "a snapshot is larger than backup.max-local-mib: only the newest is kept; \
+                     raise it to keep 72 hours of them"
                 );
             }
+            total = snapshot.bytes;
+            continue;
+        }
+        let too_old = now.saturating_sub(snapshot.made_at) > keep.as_secs();
+        let too_big = total.saturating_add(snapshot.bytes) > budget;
+        if too_old || too_big {
             if let Err(error) = std::fs::remove_file(&snapshot.path) {
                 tracing::warn!(path = %snapshot.path.display(), "cannot drop an old snapshot: {error}");
             }
@@ -208,14 +244,42 @@ pub fn restore_advice(data_dir: &Path, snapshot: &Snapshot, manifest: &Manifest)
     let age_minutes = crate::clock::now_seconds().saturating_sub(snapshot.made_at) / 60;
     format!(
         "The newest good local snapshot is {path}, {age_minutes} minute(s) old, with {plugins} \
-         plugin(s) and {keys} key(s). With the node stopped, put it in place (the damaged file is \
-         moved aside, not deleted):\n  outpost restore {path} --replace --key-file {key} \
-         --data-dir {data}\nWhat the node took after it is not in it: compare the outbox and \
-         the day's sales with the centre's records.",
+         plugin(s) and {keys} key(s). Stop the node (`sudo systemctl stop outpost`), then put it \
+         in place (the damaged file is moved aside, not deleted):\n  sudo outpost restore {path} \
+         --replace --key-file {key} --data-dir {data}\nWhat the node took after it is not in \
+         it: compare the outbox and the day's sales with the centre's records.",
         path = snapshot.path.display(),
         plugins = manifest.plugins.len(),
         keys = manifest.keys,
         key = data_dir.join(super::BACKUP_KEY_FILE).display(),
         data = data_dir.display(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_snapshot_is_kept_whatever_the_budget_and_older_ones_go_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let snapshots = dir.path().join(SNAPSHOTS_DIR);
+        std::fs::create_dir(&snapshots).expect("snapshots");
+        let now = crate::clock::now_seconds();
+        // Three recent ones of 3 KiB and one three days old.
+        for (age, bytes) in [(0, 3072), (3600, 3072), (7200, 3072), (3 * 86_400 + 60, 10)] {
+            std::fs::write(
+                snapshots.join(format!("{}{SUFFIX}", now - age)),
+                vec![0u8; bytes],
+            )
+            .expect("write");
+        }
+        prune(dir.path(), Duration::from_secs(72 * 3600), 7 << 10);
+        let kept: Vec<u64> = list(dir.path()).iter().map(|s| now - s.made_at).collect();
+        assert_eq!(kept, vec![0, 3600], "the two newest fit 7 KiB");
+        // A budget smaller than one snapshot still keeps the newest.
+        prune(dir.path(), Duration::from_secs(72 * 3600), 1024);
+        let kept: Vec<u64> = list(dir.path()).iter().map(|s| now - s.made_at).collect();
+        assert_eq!(kept, vec![0]);
+    }
 }

@@ -32,21 +32,26 @@ use std::path::{Component, Path, PathBuf};
 
 /// The backup key's file in the data directory (never inside a backup).
 pub const BACKUP_KEY_FILE: &str = "backup.key";
+/// Present while a restore moves files in the data directory: a node does
+/// not start on a directory half restored (systemd restarting a node whose
+/// database was damaged would otherwise make an empty one mid-restore).
+pub const RESTORING_FILE: &str = "restoring";
 
 /// Files of the data directory a backup carries, when present. The token
 /// files are added from the configuration (they may be renamed).
 const NODE_FILES: &[&str] = &[
     crate::keystore::NODE_KEY_FILE,
     crate::fleet::IDENTITY_KEY_FILE,
-    "identity.key.pub.json",
+    crate::fleet::IDENTITY_PUBLIC_FILE,
     crate::config::CONFIG_FILE_NAME,
 ];
 /// Files that are secrets: restored with mode 0600.
 const PLUGIN_FILES_ROOT: &str = crate::node::PLUGINS_DIR;
 /// The manifest's name inside the archive; it comes last.
 const MANIFEST_ENTRY: &str = "MANIFEST.json";
-/// The longest path an archive entry may name.
-const MAX_PATH_BYTES: usize = 1024;
+/// The longest path an archive entry may name, writing and reading alike
+/// (a package's assets may nest 16 folders of 255 bytes).
+const MAX_PATH_BYTES: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -57,8 +62,8 @@ pub enum BackupError {
          backup was made, or --key-file with its backup.key"
     )]
     NoKey,
-    #[error("{0:?} is not a recovery code: it is 64 hex digits, in groups of four")]
-    BadRecoveryCode(String),
+    #[error("that is not a recovery code: it is 64 hex digits, in groups of four")]
+    BadRecoveryCode,
     #[error("the backup {path}: {source}")]
     Header { path: String, source: HeaderError },
     #[error("reading {what}: {source}")]
@@ -115,10 +120,8 @@ pub fn parse_recovery_code(text: &str) -> Result<BackupKey, BackupError> {
         .chars()
         .filter(|c| !matches!(c, '-' | ' ' | '\n' | '\t'))
         .collect();
-    let bytes = hex::decode(&digits).map_err(|_| BackupError::BadRecoveryCode(text.into()))?;
-    bytes
-        .try_into()
-        .map_err(|_| BackupError::BadRecoveryCode(text.into()))
+    let bytes = hex::decode(&digits).map_err(|_| BackupError::BadRecoveryCode)?;
+    bytes.try_into().map_err(|_| BackupError::BadRecoveryCode)
 }
 
 /// The node's backup key, and whether it was made just now (then the
@@ -160,7 +163,10 @@ fn write_entry(
     body: &mut impl Read,
 ) -> io::Result<BackedUpFile> {
     let name = path.as_bytes();
-    let name_length = u16::try_from(name.len()).map_err(|_| io::Error::other("path too long"))?;
+    let name_length = u16::try_from(name.len())
+        .ok()
+        .filter(|length| usize::from(*length) <= MAX_PATH_BYTES)
+        .ok_or_else(|| io::Error::other(format!("{path} is longer than {MAX_PATH_BYTES} bytes")))?;
     out.write_all(&name_length.to_be_bytes())?;
     out.write_all(name)?;
     out.write_all(&bytes.to_be_bytes())?;
@@ -214,6 +220,12 @@ pub struct BackupMade {
 /// as of one commit and checked (opened with every page's checksum) before
 /// a byte of it is sealed.
 pub fn make(node: &Node, out: impl Write) -> Result<BackupMade, BackupError> {
+    // No install or update while the database and the assets are read: the
+    // two must be of the same moment.
+    let _changing = node
+        .changing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let data_dir = node.data_dir();
     let (key, new_key) = backup_key(data_dir)?;
     let staged = tempfile::Builder::new()
@@ -287,9 +299,7 @@ pub fn make(node: &Node, out: impl Write) -> Result<BackupMade, BackupError> {
         format: 1,
         made_at: crate::clock::now_seconds(),
         outpost_version: env!("CARGO_PKG_VERSION").to_string(),
-        node_identity: crate::fleet::identity(data_dir)
-            .ok()
-            .map(|key| key.key_id_hex()),
+        node_identity: crate::fleet::existing_identity(data_dir).map(|key| key.key_id_hex()),
         plugins,
         keys,
         files,
@@ -388,9 +398,16 @@ fn plugin_files(data_dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> 
             let name = relative.join(entry.file_name());
             if kind.is_dir() {
                 pending.push(name);
-            } else if kind.is_file()
-                && let Some(text) = name.to_str()
-            {
+            } else if kind.is_file() {
+                // A name the archive cannot carry fails the backup now,
+                // not its restore on the bad day.
+                let text = name.to_str().ok_or_else(|| BackupError::Read {
+                    what: entry.path().display().to_string(),
+                    source: io::Error::other(
+                        "its name is not UTF-8, so a backup cannot carry it; rename it, or \
+                         reinstall the plugin that brought it",
+                    ),
+                })?;
                 found.push((text.to_string(), entry.path()));
             }
         }
@@ -558,7 +575,19 @@ pub fn restore(
     options: &RestoreOptions,
 ) -> Result<Restored, BackupError> {
     let made_dir = !data_dir.exists();
+    std::fs::create_dir_all(data_dir).map_err(|source| BackupError::Write {
+        what: data_dir.display().to_string(),
+        source,
+    })?;
+    let marker = data_dir.join(RESTORING_FILE);
+    std::fs::write(&marker, "outpost restore is moving files here\n").map_err(|source| {
+        BackupError::Write {
+            what: marker.display().to_string(),
+            source,
+        }
+    })?;
     let restored = restore_into(input, key, what, data_dir, options);
+    let _ = std::fs::remove_file(&marker);
     if restored.is_err() && made_dir {
         // Nothing of a failed restore is left behind on a new box.
         let _ = std::fs::remove_dir(data_dir);
@@ -581,11 +610,22 @@ fn restore_into(
         }
     };
     std::fs::create_dir_all(data_dir).map_err(write_error(data_dir))?;
-    let occupied = data_dir.join(DATABASE_FILE_NAME).exists();
+    let database = data_dir.join(DATABASE_FILE_NAME);
+    let occupied = database.exists();
     if occupied && !options.replace {
         return Err(BackupError::Occupied {
             dir: data_dir.to_path_buf(),
         });
+    }
+    if occupied {
+        // A node (even one starting) holds its database: never move it
+        // from under one. A damaged one nobody can hold is what --replace
+        // is for.
+        match NodeStore::open(&database) {
+            Ok(store) => drop(store),
+            Err(error @ StoreError::InUse { .. }) => return Err(error.into()),
+            Err(_) => {}
+        }
     }
     let staging = tempfile::Builder::new()
         .prefix(".restore-")
@@ -615,51 +655,88 @@ fn restore_into(
     // The database must open, checksums and all, before it replaces any.
     drop(NodeStore::open(&staging.path().join(DATABASE_FILE_NAME))?);
 
-    let moved_aside = if occupied {
-        let aside = data_dir.join(format!("before-restore-{}", crate::clock::now_seconds()));
-        std::fs::create_dir(&aside).map_err(write_error(&aside))?;
-        for name in top_level_names(&manifest).chain([
+    let is_identity = |name: &str| {
+        name == crate::fleet::IDENTITY_KEY_FILE || name == crate::fleet::IDENTITY_PUBLIC_FILE
+    };
+    let restoring: Vec<String> = top_level_names(&manifest)
+        .filter(|name| !(options.new_identity && is_identity(name)))
+        .collect();
+    // Everything that is in the way is known before anything moves.
+    let in_the_way: Vec<String> = restoring
+        .iter()
+        .cloned()
+        .chain([
             crate::node::COMPILED_DIR.to_string(),
             BACKUP_KEY_FILE.to_string(),
-        ]) {
-            let from = data_dir.join(&name);
-            if from.exists() {
-                std::fs::rename(&from, aside.join(&name)).map_err(write_error(&from))?;
+        ])
+        .chain(
+            options
+                .new_identity
+                .then(|| {
+                    [
+                        crate::fleet::IDENTITY_KEY_FILE.to_string(),
+                        crate::fleet::IDENTITY_PUBLIC_FILE.to_string(),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
+        .filter(|name| data_dir.join(name).exists())
+        .collect();
+    let clashing: Vec<&String> = in_the_way
+        .iter()
+        .filter(|name| restoring.contains(name))
+        .collect();
+    if !options.replace && !clashing.is_empty() {
+        return Err(BackupError::Occupied {
+            dir: data_dir.to_path_buf(),
+        });
+    }
+    let moved_aside = (!in_the_way.is_empty() && options.replace)
+        .then(|| data_dir.join(format!("before-restore-{}", crate::clock::now_seconds())));
+    // Each move is recorded, so a failure part way puts everything back.
+    let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let moved = (|| {
+        if let Some(aside) = &moved_aside {
+            std::fs::create_dir(aside).map_err(write_error(aside))?;
+            for name in &in_the_way {
+                let (from, to) = (data_dir.join(name), aside.join(name));
+                std::fs::rename(&from, &to).map_err(write_error(&from))?;
+                moves.push((from, to));
             }
         }
-        Some(aside)
-    } else {
-        None
-    };
-    let mut identity_restored = false;
-    for name in top_level_names(&manifest) {
-        let identity = name == crate::fleet::IDENTITY_KEY_FILE || name == "identity.key.pub.json";
-        if identity && options.new_identity {
-            continue;
+        for name in &restoring {
+            let (from, to) = (staging.path().join(name), data_dir.join(name));
+            std::fs::rename(&from, &to).map_err(write_error(&to))?;
+            moves.push((from, to));
         }
-        identity_restored |= name == crate::fleet::IDENTITY_KEY_FILE;
-        let to = data_dir.join(&name);
-        if to.exists() {
-            return Err(BackupError::Occupied {
-                dir: data_dir.to_path_buf(),
-            });
+        // Backups made from now on use the same key, so one recovery code
+        // keeps opening them.
+        let key_path = data_dir.join(BACKUP_KEY_FILE);
+        if !key_path.exists() {
+            crate::secret_file::create(&key_path, &format!("{}\n", hex::encode(key)))
+                .map_err(write_error(&key_path))?;
         }
-        std::fs::rename(staging.path().join(&name), &to).map_err(write_error(&to))?;
-    }
-    // Backups made from now on use the same key, so one recovery code
-    // keeps opening them.
-    let key_path = data_dir.join(BACKUP_KEY_FILE);
-    if !key_path.exists() {
-        crate::secret_file::create(&key_path, &format!("{}\n", hex::encode(key)))
-            .map_err(write_error(&key_path))?;
+        Ok(())
+    })();
+    if let Err(error) = moved {
+        for (from, to) in moves.iter().rev() {
+            let _ = std::fs::rename(to, from);
+        }
+        if let Some(aside) = &moved_aside {
+            let _ = std::fs::remove_dir(aside);
+        }
+        return Err(error);
     }
     if let Ok(dir) = std::fs::File::open(data_dir) {
         let _ = dir.sync_all();
     }
     Ok(Restored {
+        identity_restored: restoring
+            .iter()
+            .any(|name| name == crate::fleet::IDENTITY_KEY_FILE),
         manifest,
         moved_aside,
-        identity_restored,
     })
 }
 

@@ -153,9 +153,10 @@ pub enum HeaderError {
     #[error("it is not an Outpost backup (it does not start as one)")]
     NotABackup,
     #[error(
-        "it is an Outpost backup of format {0}, which this build cannot read; use a newer outpost"
+        "it is an Outpost backup of format {0}, which this build cannot read (it reads format \
+         1); if a newer outpost made it, restore with that"
     )]
-    NewerFormat(u8),
+    UnknownFormat(u8),
     #[error(
         "it was sealed with another backup key (key id {found}; the key given has id {given}): \
          use the recovery code shown when the node's first backup was made"
@@ -174,7 +175,7 @@ impl<R: Read> OpeningReader<R> {
         }
         let version = header[MAGIC.len()];
         if version != VERSION {
-            return Err(HeaderError::NewerFormat(version));
+            return Err(HeaderError::UnknownFormat(version));
         }
         let found = &header[MAGIC.len() + 1..MAGIC.len() + 1 + KEY_ID_BYTES];
         if found != key_id(key) {

@@ -25,6 +25,15 @@ impl Default for BackupSettings {
 
 impl BackupSettings {
     pub(super) fn validate(&self) -> Result<(), String> {
+        for (key, value, most) in [
+            ("backup.every-minutes", self.every_minutes, 7 * 24 * 60),
+            ("backup.keep-hours", self.keep_hours, 24 * 366),
+            ("backup.max-local-mib", self.max_local_mib, 1 << 20),
+        ] {
+            if value > most {
+                return Err(format!("{key} = {value} is over its most, {most}"));
+            }
+        }
         if self.every_minutes > 0 && self.max_local_mib == 0 {
             return Err(
                 "backup.max-local-mib = 0 leaves no room for snapshots; set backup.every-minutes \

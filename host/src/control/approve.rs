@@ -38,13 +38,29 @@ pub fn configured_origins(node: &Node, id: &PluginId) -> Result<Approved, Contro
     let configured = node
         .configured_grants(&manifest)
         .map_err(|why| ControlError::BadRequest(format!("{id}: {why}; fix outpost.toml first")))?;
-    let added: Vec<String> = configured
+    let approved = &record.active.grants;
+    let destinations = |grants: &crate::manifest::Grants| {
+        grants
+            .outbox
+            .as_ref()
+            .map(|outbox| outbox.destinations.clone())
+            .unwrap_or_default()
+    };
+    let approved_destinations = destinations(approved);
+    let mut added: Vec<String> = configured
         .http
         .iter()
-        .filter(|origin| !record.active.grants.http.contains(origin))
+        .filter(|origin| !approved.http.contains(origin))
+        .chain(
+            destinations(&configured)
+                .iter()
+                .filter(|origin| !approved_destinations.contains(origin)),
+        )
         .map(|origin| origin.to_string())
         .collect();
-    if added.is_empty() {
+    added.sort();
+    added.dedup();
+    if configured == *approved {
         return Ok(Approved {
             plugin: id.to_string(),
             grants: record.active.grants.describe(),

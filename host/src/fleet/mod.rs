@@ -1,6 +1,8 @@
 //! The node's identity in a fleet: an ed25519 key pair it makes itself at
 //! first start, in `<data>/identity.key` (0600; the public half beside it
-//! as `identity.key.pub.json`). The private half never leaves the box: the
+//! as `identity.key.pub.json`). The private half never leaves the box but
+//! inside the node's own encrypted backups (so a restored box is the same
+//! node; `outpost restore --new-identity` makes a new one instead): the
 //! node proves it holds it when it enrols, and signs its requests and its
 //! reports with it ([`report`]), so one node cannot speak for another.
 
@@ -10,6 +12,14 @@ use outpost_registry::keys::{KeyError, KeyPair};
 use std::path::{Path, PathBuf};
 
 pub const IDENTITY_KEY_FILE: &str = "identity.key";
+/// Its public half, beside it.
+pub const IDENTITY_PUBLIC_FILE: &str = "identity.key.pub.json";
+
+/// The node's identity key if it has one, without making one.
+pub fn existing_identity(data_dir: &Path) -> Option<KeyPair> {
+    let path = identity_path(data_dir);
+    path.exists().then(|| KeyPair::load(&path).ok()).flatten()
+}
 
 pub fn identity_path(data_dir: &Path) -> PathBuf {
     data_dir.join(IDENTITY_KEY_FILE)

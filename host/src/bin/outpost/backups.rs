@@ -50,6 +50,23 @@ pub struct RestoreArgs {
 }
 
 pub fn backup(data_dir: &Path, config: Option<&Path>, args: BackupArgs) -> anyhow::Result<()> {
+    // The stick is opened by whoever runs this (root can write a stick
+    // mounted for the desktop user); the rest is done as the node's user.
+    let output = match &args.output {
+        Some(path) => Some((
+            path.clone(),
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => None,
+    };
+    #[cfg(unix)]
+    crate::users::act_as_owner(data_dir)?;
     if args.recovery_code {
         let (key, new) = backup::backup_key(data_dir)?;
         println!("{}", backup::recovery_code(&key));
@@ -98,8 +115,8 @@ pub fn backup(data_dir: &Path, config: Option<&Path>, args: BackupArgs) -> anyho
         plugins.join(", "),
         manifest["keys"]
     );
-    if let Some(output) = &args.output {
-        copy_checked(data_dir, &path, output)?;
+    if let Some((output, file)) = output {
+        copy_checked(data_dir, &path, &output, file)?;
         println!("copied to {} and read back whole", output.display());
     }
     if let Some(code) = taken["new_recovery_code"].as_str() {
@@ -112,35 +129,36 @@ pub fn backup(data_dir: &Path, config: Option<&Path>, args: BackupArgs) -> anyho
     Ok(())
 }
 
-/// Copies the snapshot to `output` through a temporary name, flushes it to
-/// the stick, and reads the copy back through the decryption.
-fn copy_checked(data_dir: &Path, snapshot: &Path, output: &Path) -> anyhow::Result<()> {
-    let folder = match output.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut staged = tempfile::Builder::new()
-        .prefix(".outpost-backup-")
-        .tempfile_in(folder)
-        .with_context(|| format!("cannot write in {}", folder.display()))?;
+/// Copies the snapshot into `file` (the stick, opened before), flushes it
+/// there, and reads the copy back through the decryption. A copy that does
+/// not read back is emptied, so it cannot be mistaken for a backup later.
+fn copy_checked(
+    data_dir: &Path,
+    snapshot: &Path,
+    output: &Path,
+    mut file: std::fs::File,
+) -> anyhow::Result<()> {
+    use std::io::Seek;
     let mut from = std::fs::File::open(snapshot)
         .with_context(|| format!("cannot read {}", snapshot.display()))?;
-    std::io::copy(&mut from, staged.as_file_mut())
-        .and_then(|_| staged.as_file().sync_all())
-        .with_context(|| format!("cannot write the copy in {}", folder.display()))?;
-    staged
-        .persist(output)
-        .map_err(|error| error.error)
-        .with_context(|| format!("cannot write {}", output.display()))?;
     let (key, _) = backup::backup_key(data_dir)?;
-    let copy = std::fs::File::open(output)
-        .with_context(|| format!("cannot read back {}", output.display()))?;
-    backup::verify(copy, &key, &output.display().to_string()).with_context(|| {
-        format!(
-            "the copy on {} does not read back whole: try another stick",
-            output.display()
-        )
-    })?;
+    let checked = std::io::copy(&mut from, &mut file)
+        .and_then(|_| file.sync_all())
+        .and_then(|()| file.rewind())
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            backup::verify(&mut file, &key, &output.display().to_string())
+                .map_err(anyhow::Error::from)
+        });
+    if let Err(error) = checked {
+        let _ = file.set_len(0);
+        return Err(error.context(format!(
+            "the copy on {} did not read back whole (emptied); the snapshot itself is fine, at \
+             {}: try again, or another stick",
+            output.display(),
+            snapshot.display()
+        )));
+    }
     Ok(())
 }
 
@@ -154,6 +172,9 @@ pub fn restore(data_dir: &Path, config: Option<&Path>, args: RestoreArgs) -> any
     let key = backup::key_from(args.recovery_code.as_deref(), args.key_file.as_deref())?;
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot read the backup {}", args.file.display()))?;
+    // Read by whoever runs this; restored as the node's user.
+    #[cfg(unix)]
+    crate::users::act_as_owner(data_dir)?;
     let restored = backup::restore(
         file,
         &key,

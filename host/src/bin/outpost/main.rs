@@ -15,6 +15,8 @@ mod runbook;
 mod service;
 mod trade;
 mod updates;
+#[cfg(unix)]
+mod users;
 
 use clap::Parser;
 use std::path::{Path, PathBuf};
@@ -52,7 +54,7 @@ fn init_logging(filter: &str) {
         .with_target(true);
     // systemd connects stderr to the journal and says so in JOURNAL_STREAM;
     // the journal stamps every line itself, so a second time is noise.
-    if std::env::var_os("JOURNAL_STREAM").is_none() {
+    if !logging_to_journal() {
         builder.init();
         return;
     }
@@ -113,6 +115,13 @@ fn quiet_on_closed_pipe() {
 }
 
 fn main() -> ExitCode {
+    // What the node makes is its user's alone (the unit sets the same); the
+    // one file a group may read, the token, is opened up on purpose.
+    #[cfg(unix)]
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = cli::Cli::parse();
     if !matches!(cli.command, cli::Command::Run { .. }) {
         quiet_on_closed_pipe();
@@ -132,13 +141,20 @@ fn main() -> ExitCode {
         command => {
             let data_dir = cli.global.data_dir.unwrap_or_else(default_data_dir);
             used_data_dir = Some(data_dir.clone());
-            commands::run(command, &data_dir, cli.global.config.as_deref())
+            acting_as_owner(&command, &data_dir)
+                .and_then(|()| commands::run(command, &data_dir, cli.global.config.as_deref()))
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", outpost_registry::report::error_chain(&error));
+            // Under systemd, at error priority: `journalctl -p warning`
+            // must show why the node would not start.
+            let priority = if logging_to_journal() { "<3>" } else { "" };
+            eprintln!(
+                "{priority}error: {}",
+                outpost_registry::report::error_chain(&error)
+            );
             if let Some(owner) = used_data_dir.as_deref().and_then(someone_elses) {
                 eprintln!(
                     "hint: the data directory belongs to the user {owner}; run the command as \
@@ -150,31 +166,69 @@ fn main() -> ExitCode {
     }
 }
 
-/// The name of the user owning `data_dir`, when that is not who runs this.
+/// Commands run with `sudo` on the service's node act as its user, so
+/// nothing they make is root's (see `users::act_as_owner`). Not `setup`,
+/// which makes users itself, nor the vendor's tools, which do not touch a
+/// node; `backup` and `restore` open their files on the stick first, then
+/// become the node's user themselves.
+fn acting_as_owner(command: &cli::Command, data_dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    if !matches!(
+        command,
+        cli::Command::Setup(_)
+            | cli::Command::Vendor(_)
+            | cli::Command::Backup(_)
+            | cli::Command::Restore(_)
+            | cli::Command::Config { .. }
+    ) {
+        users::act_as_owner(data_dir)?;
+    }
+    #[cfg(not(unix))]
+    let _ = (command, data_dir);
+    Ok(())
+}
+
+/// The name of the user owning `data_dir`, when that is not who runs this
+/// (root acts as the owner instead; see `acting_as_owner`).
 fn someone_elses(data_dir: &Path) -> Option<String> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::MetadataExt;
-        let owner = std::fs::metadata(data_dir).ok()?.uid();
-        // SAFETY: getuid has no preconditions and cannot fail.
-        if owner == unsafe { libc::getuid() } || unsafe { libc::getuid() } == 0 {
+        let owner = users::other_owner(data_dir)?;
+        if users::current_uid() == 0 {
             return None;
         }
-        let output = std::process::Command::new("getent")
-            .args(["passwd", &owner.to_string()])
-            .output()
-            .ok()?;
-        let line = String::from_utf8_lossy(&output.stdout);
-        let name = line.split(':').next().unwrap_or_default().trim();
-        Some(if name.is_empty() {
-            owner.to_string()
-        } else {
-            name.to_string()
-        })
+        let name = users::user(&owner.to_string()).ok().flatten();
+        Some(name.map_or_else(|| owner.to_string(), |user| user.name))
     }
     #[cfg(not(unix))]
     {
         let _ = data_dir;
         None
     }
+}
+
+/// True when standard error is the journal: systemd names the stream it
+/// connected in JOURNAL_STREAM (`device:inode`), and a shell that merely
+/// inherited the variable has another stderr.
+fn logging_to_journal() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+            return false;
+        };
+        let Some((device, inode)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+            return false;
+        };
+        // stderr, without taking ownership of the descriptor.
+        let stderr = std::mem::ManuallyDrop::new(
+            // SAFETY: fd 2 is open for the life of the process.
+            unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(2) },
+        );
+        stderr.metadata().is_ok_and(|metadata| {
+            device.parse() == Ok(metadata.dev()) && inode.parse() == Ok(metadata.ino())
+        })
+    }
+    #[cfg(not(unix))]
+    false
 }

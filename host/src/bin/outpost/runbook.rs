@@ -36,6 +36,40 @@ pub struct DrillArgs {
     /// How long to wait, once the network is back, for what queued to go out
     #[arg(long, value_name = "DURATION", default_value = "2m")]
     pub settle: jiff::SignedDuration,
+    /// Keep the drill's booking with the courier (by default it is
+    /// cancelled once confirmed: it is a real booking)
+    #[arg(long)]
+    pub keep_booking: bool,
+    /// End a drill now (one whose command was interrupted); nothing else
+    #[arg(long, conflicts_with_all = ["keep_booking"])]
+    pub stop: bool,
+}
+
+/// Brings the network back when the drill ends, however it ends.
+struct Restore<'a> {
+    admin: &'a AdminLink,
+    done: bool,
+}
+
+impl Restore<'_> {
+    fn now(&mut self) -> anyhow::Result<()> {
+        self.done = true;
+        self.admin.call::<Value>(
+            Method::DELETE,
+            "/admin/v1/drill",
+            None::<&()>,
+            "restoring the network",
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.now();
+        }
+    }
 }
 
 /// `outpost doctor`: every check, and an error (exit 1) when one fails.
@@ -181,6 +215,16 @@ pub fn drill(data_dir: &Path, config: Option<&Path>, args: DrillArgs) -> anyhow:
         .context("--for must be between 1s and 1h")?;
     let settle = Duration::try_from(args.settle).unwrap_or(Duration::from_secs(120));
     let admin = AdminLink::open(data_dir, config)?;
+    if args.stop {
+        admin.call::<Value>(
+            Method::DELETE,
+            "/admin/v1/drill",
+            None::<&()>,
+            "ending the drill",
+        )?;
+        println!("The drill is over: the node reaches the outside again.");
+        return Ok(());
+    }
     if admin.node().is_some() {
         bail!(
             "the drill rehearses the running node, and none runs on {}: start it (sudo \
@@ -209,10 +253,15 @@ pub fn drill(data_dir: &Path, config: Option<&Path>, args: DrillArgs) -> anyhow:
         Some(&json!({ "seconds": duration.as_secs() })),
         "cutting the network",
     )?;
+    let mut restore = Restore {
+        admin: &admin,
+        done: false,
+    };
     let started = Instant::now();
     println!(
         "The node is cut off from everything outside the box for {}s (the till and printers \
-         keep working). A sale, a label and a booking now:",
+         keep working; if this command is killed, the cut still ends by itself, or at once with \
+         `outpost drill --stop`). A sale, a label and a booking now:",
         duration.as_secs()
     );
     let mut steps = Vec::new();
@@ -304,12 +353,7 @@ pub fn drill(data_dir: &Path, config: Option<&Path>, args: DrillArgs) -> anyhow:
         );
         wait_or_interrupt(left);
     }
-    admin.call::<Value>(
-        Method::DELETE,
-        "/admin/v1/drill",
-        None::<&()>,
-        "restoring the network",
-    )?;
+    restore.now()?;
     println!(
         "The network is back. Waiting up to {}s for the queue to go out:",
         settle.as_secs()
@@ -343,6 +387,16 @@ pub fn drill(data_dir: &Path, config: Option<&Path>, args: DrillArgs) -> anyhow:
                 "still queued"
             }
         );
+        if confirmed && !args.keep_booking {
+            let path = format!("/v1/shipping/bookings/{id}");
+            match link.request(Method::DELETE, &path, None)?.ok("cancelling") {
+                Ok(_) => println!("  booking {id}: cancelled with the courier (a drill's booking)"),
+                Err(error) => println!(
+                    "  booking {id}: could not be cancelled ({error:#}); cancel it yourself: \
+                     outpost booking {id} --cancel"
+                ),
+            }
+        }
     }
     let failed: Vec<&str> = steps
         .iter()

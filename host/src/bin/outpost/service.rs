@@ -2,6 +2,8 @@
 //! a service on a Debian or Raspberry Pi OS box, takes.
 
 use crate::link::AdminLink;
+#[cfg(unix)]
+use crate::users::{self, User};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hyper::Method;
@@ -80,49 +82,11 @@ pub fn token(data_dir: &Path, config: Option<&Path>, command: TokenCommand) -> a
     }
 }
 
-/// The node's user, as the system knows it.
-#[cfg(unix)]
-struct ServiceUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-#[cfg(unix)]
-fn lookup_user(name: &str) -> anyhow::Result<Option<ServiceUser>> {
-    let output = std::process::Command::new("getent")
-        .args(["passwd", name])
-        .output()
-        .context("cannot run `getent passwd` to look the user up")?;
-    if !output.status.success() {
-        return Ok(None);
-    }
-    let line = String::from_utf8_lossy(&output.stdout);
-    let fields: Vec<&str> = line.trim().split(':').collect();
-    let (Some(uid), Some(gid)) = (
-        fields.get(2).and_then(|f| f.parse().ok()),
-        fields.get(3).and_then(|f| f.parse().ok()),
-    ) else {
-        bail!("`getent passwd {name}` answered {line:?}, not a passwd line");
-    };
-    Ok(Some(ServiceUser {
-        name: name.to_string(),
-        uid,
-        gid,
-    }))
-}
-
-#[cfg(unix)]
-fn current_uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
-}
-
 /// Creates the service user (a system user with its own group, no login,
 /// the data directory as home) unless it exists.
 #[cfg(unix)]
-fn ensure_user(name: &str, data_dir: &Path) -> anyhow::Result<ServiceUser> {
-    if let Some(user) = lookup_user(name)? {
+fn ensure_user(name: &str, data_dir: &Path) -> anyhow::Result<User> {
+    if let Some(user) = users::user(name)? {
         return Ok(user);
     }
     let status = std::process::Command::new("useradd")
@@ -137,44 +101,109 @@ fn ensure_user(name: &str, data_dir: &Path) -> anyhow::Result<ServiceUser> {
         bail!("useradd could not create the user {name:?} ({status})");
     }
     println!("created the system user {name}");
-    lookup_user(name)?.with_context(|| format!("useradd made {name:?}, but getent cannot see it"))
+    users::user(name)?.with_context(|| format!("useradd made {name:?}, but getent cannot see it"))
 }
 
-/// Makes the data directory (and no parent but existing ones), owned by
-/// `user`, mode 0700.
+/// Every folder above the data directory must be root's (or the user's)
+/// and writable by nobody else, unless sticky like /tmp: otherwise another
+/// user could swap a folder for a link while root works below it, and have
+/// root hand over a directory of their choosing.
 #[cfg(unix)]
-fn hand_over_data_dir(data_dir: &Path, user: &ServiceUser) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    std::os::unix::fs::chown(data_dir, Some(user.uid), Some(user.gid)).with_context(|| {
+fn check_parents(data_dir: &Path, user: &User) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for parent in data_dir.ancestors().skip(1) {
+        let Ok(metadata) = std::fs::symlink_metadata(parent) else {
+            continue;
+        };
+        let owner_ok = metadata.uid() == 0 || metadata.uid() == user.uid;
+        let mode = metadata.mode();
+        let others_write = mode & 0o022 != 0 && mode & 0o1000 == 0;
+        if !owner_ok || others_write || metadata.file_type().is_symlink() {
+            bail!(
+                "{} is not safe to hold the data directory: it is {}; put the node under a \
+                 folder only root can change (the default /var/lib/outpost)",
+                parent.display(),
+                if metadata.file_type().is_symlink() {
+                    "a symbolic link".to_string()
+                } else if !owner_ok {
+                    format!("owned by uid {}", metadata.uid())
+                } else {
+                    "writable by others".to_string()
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Makes the data directory (its parents must exist), owned by `user`,
+/// mode 0700. Done on the opened directory itself (never following a link),
+/// and only on one that is new, root's or already the user's.
+#[cfg(unix)]
+fn hand_over_data_dir(data_dir: &Path, user: &User) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    check_parents(data_dir, user)?;
+    match std::fs::DirBuilder::new().mode(0o700).create(data_dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!("cannot create the data directory {}", data_dir.display())
+            });
+        }
+    }
+    let directory = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(data_dir)
+        .with_context(|| format!("{} is not a directory (or is a link)", data_dir.display()))?;
+    let owner = directory.metadata()?.uid();
+    if owner != 0 && owner != user.uid {
+        bail!(
+            "{} belongs to uid {owner}, not to root or {}: choose a new data directory, or give \
+             it to {} yourself if that is what you mean",
+            data_dir.display(),
+            user.name,
+            user.name
+        );
+    }
+    std::os::unix::fs::fchown(&directory, Some(user.uid), Some(user.gid)).with_context(|| {
         format!(
             "cannot give the data directory {} to {}",
             data_dir.display(),
             user.name
         )
     })?;
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+    directory
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .with_context(|| format!("cannot make {} private", data_dir.display()))?;
     Ok(())
 }
 
-/// Becomes `user` for good: what setup makes from here on is the node's,
-/// exactly as if the service had made it.
+/// The binary the unit runs: one root owns, outside home directories (the
+/// unit's `ProtectHome` hides those, and a binary a login user can rewrite
+/// would run as the node).
 #[cfg(unix)]
-fn become_user(user: &ServiceUser) -> anyhow::Result<()> {
-    // SAFETY: plain system calls on integers; the group list is dropped
-    // before the gid and the gid before the uid, the only order that works.
-    let failed = unsafe {
-        libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setgid(user.gid) != 0
-            || libc::setuid(user.uid) != 0
-    };
-    if failed {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot become the user {}", user.name));
+fn service_binary() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let executable = std::env::current_exe()
+        .context("cannot tell where this outpost binary is, for the unit")?;
+    let metadata = std::fs::metadata(&executable)?;
+    let in_home = executable.starts_with("/home") || executable.starts_with("/root");
+    if in_home || metadata.uid() != 0 || metadata.mode() & 0o022 != 0 {
+        bail!(
+            "the unit would run {}, which {}; install the binary first (`sudo install \
+             target/release/outpost /usr/local/bin/`) and run `sudo /usr/local/bin/outpost setup \
+             ...` from there",
+            executable.display(),
+            if in_home {
+                "is in a home directory the service cannot see"
+            } else {
+                "others than root can change"
+            }
+        );
     }
-    Ok(())
+    Ok(executable)
 }
 
 /// The shipped unit with this box's binary, user and data directory.
@@ -203,6 +232,27 @@ fn unit_for(executable: &Path, user: &str, group: &str, data_dir: &Path, shared:
         unit.push('\n');
     }
     unit
+}
+
+/// `--allow-origin` and the like write a new outpost.toml; one that is
+/// already there (or a `--config` elsewhere) is the operator's to edit.
+fn refuse_existing_config(
+    data_dir: &Path,
+    config: Option<&Path>,
+    text: &str,
+) -> anyhow::Result<()> {
+    let existing = match config {
+        Some(path) => Some(path.to_path_buf()),
+        None => Some(data_dir.join("outpost.toml")).filter(|path| path.exists()),
+    };
+    if let Some(path) = existing {
+        bail!(
+            "the node's configuration is {}, which setup does not edit: add these settings to \
+             it yourself, and leave out --allow-origin and --share-token-with-group:\n{text}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The settings setup was asked for, as a new outpost.toml.
@@ -243,7 +293,7 @@ pub fn setup(data_dir: &Path, config: Option<&Path>, args: SetupArgs) -> anyhow:
     }
     #[cfg(unix)]
     {
-        let root = current_uid() == 0;
+        let root = users::current_uid() == 0;
         if (args.systemd || args.user.is_some()) && !root {
             bail!(
                 "setting up a service user or the systemd unit needs root: run `sudo outpost setup \
@@ -256,13 +306,36 @@ pub fn setup(data_dir: &Path, config: Option<&Path>, args: SetupArgs) -> anyhow:
                  run; name the node's user: `sudo outpost setup --user outpost --systemd`"
             );
         }
+        // What could refuse is checked before anything changes.
+        if let Some(text) = config_text(&args) {
+            refuse_existing_config(&data_dir, config, &text)?;
+        }
+        if data_dir.starts_with("/home") || data_dir.starts_with("/root") {
+            bail!(
+                "the service cannot see {} (its unit has ProtectHome); keep the node outside \
+                 home directories, for example the default /var/lib/outpost",
+                data_dir.display()
+            );
+        }
+        if data_dir.to_string_lossy().contains(char::is_whitespace) {
+            bail!(
+                "{} has a space in it, which the unit's settings cannot hold; choose another",
+                data_dir.display()
+            );
+        }
+        let executable = if args.systemd {
+            Some(service_binary()?)
+        } else {
+            None
+        };
         if let Some(name) = &args.user {
             let user = ensure_user(name, &data_dir)?;
+            if user.uid == 0 {
+                bail!("the node must not run as root; name a user of its own: --user outpost");
+            }
             hand_over_data_dir(&data_dir, &user)?;
-            if args.systemd {
-                let executable = std::env::current_exe()
-                    .context("cannot tell where this outpost binary is, for the unit")?;
-                let group = group_name(user.gid)?;
+            if let Some(executable) = executable {
+                let group = users::group_name(user.gid)?;
                 let unit = unit_for(
                     &executable,
                     &user.name,
@@ -274,20 +347,12 @@ pub fn setup(data_dir: &Path, config: Option<&Path>, args: SetupArgs) -> anyhow:
                     .with_context(|| format!("cannot write the unit {UNIT_PATH}"))?;
                 println!("wrote {UNIT_PATH}");
             }
-            become_user(&user)?;
+            users::become_user(&user)?;
         }
     }
     let config_file = data_dir.join("outpost.toml");
     if let Some(text) = config_text(&args) {
-        if config_file.exists() || config.is_some() {
-            bail!(
-                "{} already exists: add these settings to it yourself:\n{text}",
-                config
-                    .map(Path::to_path_buf)
-                    .unwrap_or(config_file.clone())
-                    .display()
-            );
-        }
+        refuse_existing_config(&data_dir, config, &text)?;
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         std::fs::write(&config_file, text)
@@ -320,10 +385,8 @@ pub fn setup(data_dir: &Path, config: Option<&Path>, args: SetupArgs) -> anyhow:
             data_dir.display()
         );
     }
-    let as_user = match &args.user {
-        Some(user) => format!("sudo -u {user} "),
-        None => String::new(),
-    };
+    // With sudo, a command acts as the directory's owner (see `users`).
+    let as_user = if args.user.is_some() { "sudo " } else { "" };
     let dir = if data_dir == Path::new(SERVICE_DATA_DIR) {
         String::new()
     } else {
@@ -334,23 +397,6 @@ pub fn setup(data_dir: &Path, config: Option<&Path>, args: SetupArgs) -> anyhow:
     Ok(())
 }
 
-#[cfg(unix)]
-fn group_name(gid: u32) -> anyhow::Result<String> {
-    let output = std::process::Command::new("getent")
-        .args(["group", &gid.to_string()])
-        .output()
-        .context("cannot run `getent group`")?;
-    let line = String::from_utf8_lossy(&output.stdout);
-    match line
-        .split(':')
-        .next()
-        .filter(|name| !name.trim().is_empty())
-    {
-        Some(name) if output.status.success() => Ok(name.trim().to_string()),
-        _ => bail!("group {gid} has no name (`getent group {gid}` found nothing)"),
-    }
-}
-
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
@@ -359,10 +405,10 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 /// runs the node as a `Type=notify` service; nothing otherwise.
 pub fn notify_systemd(state: &str) {
     #[cfg(target_os = "linux")]
-    if let Some(socket) = std::env::var_os("NOTIFY_SOCKET") {
-        if let Err(error) = send_notification(&socket, state) {
-            tracing::warn!("cannot tell systemd {state}: {error}");
-        }
+    if let Some(socket) = std::env::var_os("NOTIFY_SOCKET")
+        && let Err(error) = send_notification(&socket, state)
+    {
+        tracing::warn!("cannot tell systemd {state}: {error}");
     }
     #[cfg(not(target_os = "linux"))]
     let _ = state;

@@ -8,7 +8,7 @@
 
 mod bad_day;
 
-use crate::commands::{open, shutdown_signal};
+use crate::commands::open;
 use crate::link::ApiClient;
 use anyhow::{Context, bail};
 use hyper::{Method, StatusCode};
@@ -562,7 +562,8 @@ async fn demo(dir: &Path, serve: bool) -> anyhow::Result<()> {
              curl -H \"Authorization: Bearer $(cat {})\" http://{address}/v1/plugins",
             dir.join("api-token").display()
         );
-        shutdown_signal().await;
+        let mut stopping = crate::service::stop_on_signals()?;
+        let _ = stopping.wait_for(|stop| *stop).await;
     }
     let _ = stop.send(());
     let _ = stop_delivery.send(());
