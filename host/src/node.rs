@@ -221,9 +221,11 @@ fn keep_from_group(data_dir: &Path, token_file: &Path) {
     let Ok(entries) = std::fs::read_dir(data_dir) else {
         return;
     };
+    let token = data_dir.join(token_file);
     for entry in entries.flatten() {
         let path = entry.path();
-        if path == data_dir.join(token_file) {
+        // The token, and any folder it is in, stay as they are.
+        if token.starts_with(&path) {
             continue;
         }
         if let Ok(metadata) = std::fs::symlink_metadata(&path)

@@ -78,7 +78,7 @@ struct Api {
     /// open the node's database, and so already holds everything the token
     /// (the node's current one, see `Node::is_app_token`) would protect.
     checks_token: bool,
-    /// What `/metrics` asks for; `None` in-process, like `token`.
+    /// What `/metrics` asks for; `None` in-process (see `checks_token`).
     metrics_token: Option<String>,
     /// The operator console's login; `None` in-process (no browser).
     console: Option<console::Console>,
@@ -691,8 +691,8 @@ impl Api {
     }
 }
 
-/// Lets `request` in if it carries `expected` as its bearer token (always,
-/// when `expected` is `None`: a request made in-process).
+/// Lets `request` in if `is_right` accepts its bearer token (always, when
+/// there is no `is_right`: a request made in-process).
 fn check_bearer<B>(
     request: &Request<B>,
     is_right: Option<&dyn Fn(&str) -> bool>,

@@ -119,6 +119,7 @@ pub fn take(node: &Node) -> Result<Option<Taken>, BackupError> {
         .map_err(|error| write_error(error.error))?;
     prune(
         data_dir,
+        &path,
         Duration::from_secs(settings.keep_hours * 3600),
         settings.max_local_mib << 20,
     );
@@ -157,13 +158,17 @@ fn database_bytes(node: &Node) -> u64 {
 }
 
 /// Drops snapshots older than `keep`, then the oldest until the rest fit
-/// `budget`. The newest (the one just taken) is always kept, whatever its
-/// age or size: it is what a bad day restores.
-fn prune(data_dir: &Path, keep: Duration, budget: u64) {
+/// `budget`. `just_taken` is always kept, whatever its size: it is what a
+/// bad day restores. (Ages come from the names, the clock's at the time: a
+/// snapshot named in the future by a clock that ran ahead ages from now.)
+fn prune(data_dir: &Path, just_taken: &Path, keep: Duration, budget: u64) {
     let now = crate::clock::now_seconds();
     let mut total = 0u64;
-    for (index, snapshot) in list(data_dir).into_iter().enumerate() {
-        if index == 0 {
+    let mut snapshots = list(data_dir);
+    // The one just taken counts first, then the rest newest first.
+    snapshots.sort_by_key(|snapshot| snapshot.path != just_taken);
+    for snapshot in snapshots {
+        if snapshot.path == just_taken {
             if snapshot.bytes > budget {
                 tracing::warn!(
                     bytes = snapshot.bytes,
@@ -174,7 +179,8 @@ fn prune(data_dir: &Path, keep: Duration, budget: u64) {
             total = snapshot.bytes;
             continue;
         }
-        let too_old = now.saturating_sub(snapshot.made_at) > keep.as_secs();
+        let too_old = now.saturating_sub(snapshot.made_at.min(now)) > keep.as_secs()
+            || snapshot.made_at > now.saturating_add(keep.as_secs());
         let too_big = total.saturating_add(snapshot.bytes) > budget;
         if too_old || too_big {
             if let Err(error) = std::fs::remove_file(&snapshot.path) {
@@ -274,11 +280,12 @@ mod tests {
             )
             .expect("write");
         }
-        prune(dir.path(), Duration::from_secs(72 * 3600), 7 << 10);
+        let newest = snapshots.join(format!("{now}{SUFFIX}"));
+        prune(dir.path(), &newest, Duration::from_secs(72 * 3600), 7 << 10);
         let kept: Vec<u64> = list(dir.path()).iter().map(|s| now - s.made_at).collect();
         assert_eq!(kept, vec![0, 3600], "the two newest fit 7 KiB");
         // A budget smaller than one snapshot still keeps the newest.
-        prune(dir.path(), Duration::from_secs(72 * 3600), 1024);
+        prune(dir.path(), &newest, Duration::from_secs(72 * 3600), 1024);
         let kept: Vec<u64> = list(dir.path()).iter().map(|s| now - s.made_at).collect();
         assert_eq!(kept, vec![0]);
     }

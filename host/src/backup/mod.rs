@@ -79,6 +79,17 @@ pub enum BackupError {
          --replace to put the backup in its place (what is there is moved aside, not deleted)"
     )]
     Occupied { dir: PathBuf },
+    #[error(
+        "the restore failed part way ({cause}) and could not put everything back: the \
+         backup's files are in {staging}, what was there in {aside}. The node will not start \
+         until this is finished: run the restore again with --replace, then delete {marker}"
+    )]
+    HalfRestored {
+        cause: String,
+        staging: PathBuf,
+        aside: String,
+        marker: PathBuf,
+    },
 }
 
 /// One file in a backup.
@@ -580,6 +591,9 @@ pub fn restore(
         source,
     })?;
     let marker = data_dir.join(RESTORING_FILE);
+    // A marker already there is an interrupted restore's: only a restore
+    // that completes lifts it.
+    let inherited = marker.exists();
     std::fs::write(&marker, "outpost restore is moving files here\n").map_err(|source| {
         BackupError::Write {
             what: marker.display().to_string(),
@@ -587,8 +601,15 @@ pub fn restore(
         }
     })?;
     let restored = restore_into(input, key, what, data_dir, options);
-    let _ = std::fs::remove_file(&marker);
-    if restored.is_err() && made_dir {
+    let lift = match &restored {
+        Ok(_) => true,
+        Err(BackupError::HalfRestored { .. }) => false,
+        Err(_) => !inherited,
+    };
+    if lift {
+        let _ = std::fs::remove_file(&marker);
+    }
+    if restored.is_err() && made_dir && lift {
         // Nothing of a failed restore is left behind on a new box.
         let _ = std::fs::remove_dir(data_dir);
     }
@@ -617,16 +638,18 @@ fn restore_into(
             dir: data_dir.to_path_buf(),
         });
     }
-    if occupied {
-        // A node (even one starting) holds its database: never move it
-        // from under one. A damaged one nobody can hold is what --replace
-        // is for.
+    // A node (even one starting) holds its database: never move it from
+    // under one. Held here until the moves are done. A damaged one nobody
+    // can hold is what --replace is for.
+    let _held = if occupied {
         match NodeStore::open(&database) {
-            Ok(store) => drop(store),
+            Ok(store) => Some(store),
             Err(error @ StoreError::InUse { .. }) => return Err(error.into()),
-            Err(_) => {}
+            Err(_) => None,
         }
-    }
+    } else {
+        None
+    };
     let staging = tempfile::Builder::new()
         .prefix(".restore-")
         .tempdir_in(data_dir)
@@ -683,9 +706,11 @@ fn restore_into(
         )
         .filter(|name| data_dir.join(name).exists())
         .collect();
+    // With --new-identity the identity there must go too: left in place,
+    // the box would keep the old node's.
     let clashing: Vec<&String> = in_the_way
         .iter()
-        .filter(|name| restoring.contains(name))
+        .filter(|name| restoring.contains(name) || (options.new_identity && is_identity(name)))
         .collect();
     if !options.replace && !clashing.is_empty() {
         return Err(BackupError::Occupied {
@@ -720,13 +745,26 @@ fn restore_into(
         Ok(())
     })();
     if let Err(error) = moved {
+        let mut put_back = true;
         for (from, to) in moves.iter().rev() {
-            let _ = std::fs::rename(to, from);
+            put_back &= std::fs::rename(to, from).is_ok();
         }
-        if let Some(aside) = &moved_aside {
-            let _ = std::fs::remove_dir(aside);
+        if put_back {
+            if let Some(aside) = &moved_aside {
+                let _ = std::fs::remove_dir(aside);
+            }
+            return Err(error);
         }
-        return Err(error);
+        // Keep every file where the operator can find it.
+        return Err(BackupError::HalfRestored {
+            cause: error.to_string(),
+            staging: staging.keep(),
+            aside: moved_aside.as_ref().map_or_else(
+                || "nowhere".to_string(),
+                |aside| aside.display().to_string(),
+            ),
+            marker: data_dir.join(RESTORING_FILE),
+        });
     }
     if let Ok(dir) = std::fs::File::open(data_dir) {
         let _ = dir.sync_all();

@@ -12,9 +12,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Copy the snapshot to FILE too (a USB stick), and read the copy back
-    /// to check it opens whole
+    /// to check it opens whole. FILE must be new (put the date in its name)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Let -o write over a FILE that exists (an older backup is lost if
+    /// this one fails)
+    #[arg(long, requires = "output")]
+    pub overwrite: bool,
     /// List the local snapshots instead
     #[arg(long, conflicts_with_all = ["output", "recovery_code"])]
     pub list: bool,
@@ -53,16 +57,35 @@ pub fn backup(data_dir: &Path, config: Option<&Path>, args: BackupArgs) -> anyho
     // The stick is opened by whoever runs this (root can write a stick
     // mounted for the desktop user); the rest is done as the node's user.
     let output = match &args.output {
-        Some(path) => Some((
-            path.clone(),
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)
-                .with_context(|| format!("cannot write {}", path.display()))?,
-        )),
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true).write(true);
+            if args.overwrite {
+                options.create(true).truncate(true);
+            } else {
+                // Never over an older backup: this one may yet fail.
+                options.create_new(true);
+            }
+            let file = options.open(path).with_context(|| {
+                if path.exists() && !args.overwrite {
+                    format!(
+                        "{} exists; give the new backup its own name (the date in it), or pass \
+                         --overwrite",
+                        path.display()
+                    )
+                } else {
+                    format!("cannot write {}", path.display())
+                }
+            })?;
+            // Sealed already: whoever holds the stick may copy it, only the
+            // recovery code opens it.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+            }
+            Some((path.clone(), file))
+        }
         None => None,
     };
     #[cfg(unix)]
@@ -153,8 +176,8 @@ fn copy_checked(
     if let Err(error) = checked {
         let _ = file.set_len(0);
         return Err(error.context(format!(
-            "the copy on {} did not read back whole (emptied); the snapshot itself is fine, at \
-             {}: try again, or another stick",
+            "the copy on {} did not read back whole (it was emptied: delete it); the snapshot \
+             itself is fine, at {}: try again, or another stick",
             output.display(),
             snapshot.display()
         )));
@@ -172,7 +195,8 @@ pub fn restore(data_dir: &Path, config: Option<&Path>, args: RestoreArgs) -> any
     let key = backup::key_from(args.recovery_code.as_deref(), args.key_file.as_deref())?;
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot read the backup {}", args.file.display()))?;
-    // Read by whoever runs this; restored as the node's user.
+    // Read by whoever runs this; restored as the node's user (a directory
+    // root owns stays root's: `setup --user` hands it over, contents and all).
     #[cfg(unix)]
     crate::users::act_as_owner(data_dir)?;
     let restored = backup::restore(

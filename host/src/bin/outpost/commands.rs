@@ -209,8 +209,22 @@ fn as_input(input: &TradeInput) -> Input<'_> {
 
 pub fn open(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<Node> {
     let options = NodeOptions::resolve(data_dir, config)?;
+    before_opening(data_dir)?;
     open_waiting(&options, || false)
         .with_context(|| format!("cannot open the node in {}", data_dir.display()))
+}
+
+/// Before this process opens the node itself, and so may make files in its
+/// data directory: run with `sudo` on a node another user owns (the
+/// service's), become that user, so nothing made there is root's (see
+/// `users::act_as_owner`). A command that only talks to a running node
+/// stays who it is, and reads the files it is given as that.
+pub fn before_opening(data_dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    crate::users::act_as_owner(data_dir)?;
+    #[cfg(not(unix))]
+    let _ = data_dir;
+    Ok(())
 }
 
 /// How long a command waits for another to let go of the database.

@@ -48,6 +48,8 @@ pub fn console(
     let api = &options.config.api;
     match command {
         ConsoleCommand::Password => {
+            // It may be made here: as the node's user, not root.
+            crate::commands::before_opening(data_dir)?;
             let password = outpost::api::tokens::console_password(api, data_dir)
                 .context("reading the console's password")?;
             println!("console:  http://{}/console/", api.listen);

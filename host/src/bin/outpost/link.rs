@@ -70,6 +70,9 @@ impl Link {
             listen.port() != 0
                 && std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_ok()
         };
+        if !socket_answers(&api::admin::socket_path(data_dir)) {
+            crate::commands::before_opening(data_dir)?;
+        }
         match open_waiting(&options, node_answers) {
             Ok(node) => Ok(Link::InProcess {
                 node: Arc::new(node),
@@ -210,6 +213,9 @@ impl AdminLink {
         let options = NodeOptions::resolve(data_dir, config)?;
         let socket = api::admin::socket_path(data_dir);
         let node_answers = || socket_answers(&socket);
+        if !node_answers() {
+            crate::commands::before_opening(data_dir)?;
+        }
         match open_waiting(&options, node_answers) {
             Ok(node) => Ok(AdminLink::InProcess {
                 node: Arc::new(node),

@@ -139,10 +139,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Demo { serve } => demo::run(cli.global.data_dir, serve),
         command => {
-            let data_dir = cli.global.data_dir.unwrap_or_else(default_data_dir);
+            let data_dir = cli.global.data_dir.unwrap_or_else(|| match &command {
+                // Setting up a service user: the service's directory,
+                // which does not exist yet on a fresh box.
+                cli::Command::Setup(args) if args.user.is_some() => {
+                    PathBuf::from(service::SERVICE_DATA_DIR)
+                }
+                _ => default_data_dir(),
+            });
             used_data_dir = Some(data_dir.clone());
-            acting_as_owner(&command, &data_dir)
-                .and_then(|()| commands::run(command, &data_dir, cli.global.config.as_deref()))
+            commands::run(command, &data_dir, cli.global.config.as_deref())
         }
     };
     match result {
@@ -150,11 +156,16 @@ fn main() -> ExitCode {
         Err(error) => {
             // Under systemd, at error priority: `journalctl -p warning`
             // must show why the node would not start.
-            let priority = if logging_to_journal() { "<3>" } else { "" };
-            eprintln!(
-                "{priority}error: {}",
-                outpost_registry::report::error_chain(&error)
-            );
+            let message = format!("error: {}", outpost_registry::report::error_chain(&error));
+            if logging_to_journal() {
+                // Every line: the journal reads the priority per line, and
+                // the fix is often on the last.
+                for line in message.lines() {
+                    eprintln!("<3>{line}");
+                }
+            } else {
+                eprintln!("{message}");
+            }
             if let Some(owner) = used_data_dir.as_deref().and_then(someone_elses) {
                 eprintln!(
                     "hint: the data directory belongs to the user {owner}; run the command as \
@@ -166,30 +177,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Commands run with `sudo` on the service's node act as its user, so
-/// nothing they make is root's (see `users::act_as_owner`). Not `setup`,
-/// which makes users itself, nor the vendor's tools, which do not touch a
-/// node; `backup` and `restore` open their files on the stick first, then
-/// become the node's user themselves.
-fn acting_as_owner(command: &cli::Command, data_dir: &Path) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    if !matches!(
-        command,
-        cli::Command::Setup(_)
-            | cli::Command::Vendor(_)
-            | cli::Command::Backup(_)
-            | cli::Command::Restore(_)
-            | cli::Command::Config { .. }
-    ) {
-        users::act_as_owner(data_dir)?;
-    }
-    #[cfg(not(unix))]
-    let _ = (command, data_dir);
-    Ok(())
-}
-
 /// The name of the user owning `data_dir`, when that is not who runs this
-/// (root acts as the owner instead; see `acting_as_owner`).
+/// (root acts as the owner instead; see `commands::before_opening`).
 fn someone_elses(data_dir: &Path) -> Option<String> {
     #[cfg(unix)]
     {
@@ -220,14 +209,14 @@ fn logging_to_journal() -> bool {
         let Some((device, inode)) = stream.to_str().and_then(|s| s.split_once(':')) else {
             return false;
         };
-        // stderr, without taking ownership of the descriptor.
-        let stderr = std::mem::ManuallyDrop::new(
-            // SAFETY: fd 2 is open for the life of the process.
-            unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(2) },
-        );
-        stderr.metadata().is_ok_and(|metadata| {
-            device.parse() == Ok(metadata.dev()) && inode.parse() == Ok(metadata.ino())
-        })
+        let stderr = std::os::fd::AsFd::as_fd(&std::io::stderr())
+            .try_clone_to_owned()
+            .map(std::fs::File::from);
+        stderr
+            .and_then(|file| file.metadata())
+            .is_ok_and(|metadata| {
+                device.parse() == Ok(metadata.dev()) && inode.parse() == Ok(metadata.ino())
+            })
     }
     #[cfg(not(unix))]
     false

@@ -361,16 +361,18 @@ pub fn drill(data_dir: &Path, config: Option<&Path>, args: DrillArgs) -> anyhow:
     let back = Instant::now();
     let mut confirmed = booking_id.is_none();
     let mut pending = outbox_pending(&link)?;
+    // A hiccup while watching is not the drill failing: keep watching.
     while back.elapsed() < settle && (pending > before || !confirmed) {
         std::thread::sleep(Duration::from_millis(500));
-        pending = outbox_pending(&link)?;
+        pending = outbox_pending(&link).unwrap_or(pending);
         if let Some(id) = &booking_id
             && !confirmed
         {
-            let status = link
-                .request(Method::GET, &format!("/v1/shipping/bookings/{id}"), None)?
-                .ok("asking for the booking")?;
-            confirmed = status["booking"]["state"] != "queued";
+            let path = format!("/v1/shipping/bookings/{id}");
+            confirmed = link
+                .request(Method::GET, &path, None)
+                .and_then(|reply| reply.ok("asking for the booking"))
+                .is_ok_and(|status| status["booking"]["state"] != "queued");
         }
     }
     let delivered = queued.saturating_sub(pending.saturating_sub(before));
@@ -387,12 +389,23 @@ pub fn drill(data_dir: &Path, config: Option<&Path>, args: DrillArgs) -> anyhow:
                 "still queued"
             }
         );
-        if confirmed && !args.keep_booking {
+        if !args.keep_booking {
             let path = format!("/v1/shipping/bookings/{id}");
-            match link.request(Method::DELETE, &path, None)?.ok("cancelling") {
-                Ok(_) => println!("  booking {id}: cancelled with the courier (a drill's booking)"),
+            let cancelled = if confirmed {
+                link.request(Method::DELETE, &path, None)
+                    .and_then(|reply| reply.ok("cancelling"))
+                    .map(|_| ())
+            } else {
+                Err(anyhow::anyhow!(
+                    "it is still queued, and reaches the courier when it can"
+                ))
+            };
+            match cancelled {
+                Ok(()) => {
+                    println!("  booking {id}: cancelled with the courier (a drill's booking)")
+                }
                 Err(error) => println!(
-                    "  booking {id}: could not be cancelled ({error:#}); cancel it yourself: \
+                    "  booking {id}: not cancelled ({error:#}); cancel it once confirmed: \
                      outpost booking {id} --cancel"
                 ),
             }

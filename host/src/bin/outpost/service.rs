@@ -109,13 +109,13 @@ fn ensure_user(name: &str, data_dir: &Path) -> anyhow::Result<User> {
 /// user could swap a folder for a link while root works below it, and have
 /// root hand over a directory of their choosing.
 #[cfg(unix)]
-fn check_parents(data_dir: &Path, user: &User) -> anyhow::Result<()> {
+fn check_parents(data_dir: &Path, user: Option<u32>) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
     for parent in data_dir.ancestors().skip(1) {
         let Ok(metadata) = std::fs::symlink_metadata(parent) else {
             continue;
         };
-        let owner_ok = metadata.uid() == 0 || metadata.uid() == user.uid;
+        let owner_ok = metadata.uid() == 0 || Some(metadata.uid()) == user;
         let mode = metadata.mode();
         let others_write = mode & 0o022 != 0 && mode & 0o1000 == 0;
         if !owner_ok || others_write || metadata.file_type().is_symlink() {
@@ -142,7 +142,7 @@ fn check_parents(data_dir: &Path, user: &User) -> anyhow::Result<()> {
 #[cfg(unix)]
 fn hand_over_data_dir(data_dir: &Path, user: &User) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-    check_parents(data_dir, user)?;
+    check_parents(data_dir, Some(user.uid))?;
     match std::fs::DirBuilder::new().mode(0o700).create(data_dir) {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -174,9 +174,31 @@ fn hand_over_data_dir(data_dir: &Path, user: &User) -> anyhow::Result<()> {
             user.name
         )
     })?;
+    if owner == 0 {
+        // A node root made there (a restore run as root before setup) is
+        // handed over whole, or the service could not open it.
+        hand_over_contents(data_dir, user)?;
+    }
     directory
         .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .with_context(|| format!("cannot make {} private", data_dir.display()))?;
+    Ok(())
+}
+
+/// Gives everything under `dir` to `user`, links themselves rather than
+/// what they point at.
+#[cfg(unix)]
+fn hand_over_contents(dir: &Path, user: &User) -> anyhow::Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid))
+            .with_context(|| format!("cannot give {} to {}", path.display(), user.name))?;
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            hand_over_contents(&path, user)?;
+        }
+    }
     Ok(())
 }
 
@@ -190,7 +212,14 @@ fn service_binary() -> anyhow::Result<PathBuf> {
         .context("cannot tell where this outpost binary is, for the unit")?;
     let metadata = std::fs::metadata(&executable)?;
     let in_home = executable.starts_with("/home") || executable.starts_with("/root");
-    if in_home || metadata.uid() != 0 || metadata.mode() & 0o022 != 0 {
+    let odd_name = executable
+        .to_string_lossy()
+        .contains(|c: char| c.is_whitespace() || c == '%');
+    // The folders it is in must be root's too, or it can be swapped.
+    let folders_safe = executable
+        .parent()
+        .is_some_and(|folder| check_parents(&folder.join("x"), None).is_ok());
+    if in_home || odd_name || !folders_safe || metadata.uid() != 0 || metadata.mode() & 0o022 != 0 {
         bail!(
             "the unit would run {}, which {}; install the binary first (`sudo install \
              target/release/outpost /usr/local/bin/`) and run `sudo /usr/local/bin/outpost setup \
@@ -198,8 +227,10 @@ fn service_binary() -> anyhow::Result<PathBuf> {
             executable.display(),
             if in_home {
                 "is in a home directory the service cannot see"
+            } else if odd_name {
+                "has a space or % in its path, which a unit cannot hold"
             } else {
-                "others than root can change"
+                "others than root can change (the file or a folder above it)"
             }
         );
     }
@@ -310,14 +341,15 @@ pub fn setup(data_dir: &Path, config: Option<&Path>, args: SetupArgs) -> anyhow:
         if let Some(text) = config_text(&args) {
             refuse_existing_config(&data_dir, config, &text)?;
         }
-        if data_dir.starts_with("/home") || data_dir.starts_with("/root") {
+        let service = args.user.is_some() || args.systemd;
+        if service && (data_dir.starts_with("/home") || data_dir.starts_with("/root")) {
             bail!(
                 "the service cannot see {} (its unit has ProtectHome); keep the node outside \
                  home directories, for example the default /var/lib/outpost",
                 data_dir.display()
             );
         }
-        if data_dir.to_string_lossy().contains(char::is_whitespace) {
+        if service && data_dir.to_string_lossy().contains(char::is_whitespace) {
             bail!(
                 "{} has a space in it, which the unit's settings cannot hold; choose another",
                 data_dir.display()
@@ -329,6 +361,8 @@ pub fn setup(data_dir: &Path, config: Option<&Path>, args: SetupArgs) -> anyhow:
             None
         };
         if let Some(name) = &args.user {
+            // The folders above are checked before a user is made.
+            check_parents(&data_dir, users::user(name)?.map(|user| user.uid))?;
             let user = ensure_user(name, &data_dir)?;
             if user.uid == 0 {
                 bail!("the node must not run as root; name a user of its own: --user outpost");

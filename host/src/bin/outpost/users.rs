@@ -64,9 +64,10 @@ pub fn current_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// Becomes `user` for good, with its groups (`lp` for a USB printer):
-/// whatever this process makes from here on is that user's, exactly as if
-/// the service had made it.
+/// Becomes `user` for good, with its own groups: whatever this process
+/// makes from here on is that user's, as if the service had made it. (The
+/// unit adds `lp` for USB printers; a node run this way has the user's
+/// groups only.)
 pub fn become_user(user: &User) -> anyhow::Result<()> {
     let name = std::ffi::CString::new(user.name.as_str())
         .with_context(|| format!("{:?} is not a user name", user.name))?;
