@@ -762,6 +762,26 @@ async fn the_doctor_finds_each_failure_it_names_with_its_fix() {
     let outpost_e2e_tests::SharedNode { dir, node } = shared;
     drop(node);
 
+    // The command itself: with no node running it says so first, with the
+    // fix, lists the rest, and exits 1.
+    let output = std::process::Command::new(outpost_binary())
+        .args(["doctor", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("outpost doctor runs");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{said}");
+    let first = said.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("FAIL  node") && first.contains("not running"),
+        "{said}"
+    );
+    assert!(
+        said.contains("fix: start it: sudo systemctl start outpost"),
+        "{said}"
+    );
+    assert!(said.contains("FAIL  token"), "{said}");
+
     // Restarted with a printer that does not answer, a disk reserve the
     // disk cannot meet, and the courier pointed somewhere not approved.
     let text = format!(
