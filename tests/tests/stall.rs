@@ -621,6 +621,24 @@ fn a_damaged_database_names_the_newest_good_snapshot_which_restores() {
     );
 }
 
+/// That `check` failed, saying `expected`, with a fix that mentions `fix`.
+fn assert_fails(findings: &[outpost::doctor::Finding], check: &str, expected: &str, fix: &str) {
+    let finding = findings
+        .iter()
+        .find(|f| f.check == check)
+        .unwrap_or_else(|| panic!("no {check} finding: {findings:#?}"));
+    assert_eq!(
+        finding.verdict,
+        outpost::doctor::Verdict::Fail,
+        "{finding:?}"
+    );
+    assert!(finding.detail.contains(expected), "{finding:?}");
+    assert!(
+        finding.fix.as_deref().is_some_and(|f| f.contains(fix)),
+        "{finding:?}"
+    );
+}
+
 /// The findings whose check starts with `check`, as "verdict: detail".
 fn verdicts(findings: &[outpost::doctor::Finding], check: &str) -> Vec<String> {
     findings
@@ -744,20 +762,7 @@ async fn the_doctor_finds_each_failure_it_names_with_its_fix() {
             "clock",
         ),
     ] {
-        let finding = findings
-            .iter()
-            .find(|f| f.check == check)
-            .unwrap_or_else(|| panic!("no {check} finding: {findings:#?}"));
-        assert_eq!(
-            finding.verdict,
-            outpost::doctor::Verdict::Fail,
-            "{finding:?}"
-        );
-        assert!(finding.detail.contains(expected), "{finding:?}");
-        assert!(
-            finding.fix.as_deref().is_some_and(|f| f.contains(fix)),
-            "{finding:?}"
-        );
+        assert_fails(&findings, check, expected, fix);
     }
     let outpost_e2e_tests::SharedNode { dir, node } = shared;
     drop(node);
@@ -803,20 +808,7 @@ async fn the_doctor_finds_each_failure_it_names_with_its_fix() {
         ("printer dock", "tcp", "outpost print test"),
         ("disk", "kept for sales", "free space"),
     ] {
-        let finding = findings
-            .iter()
-            .find(|f| f.check == check)
-            .unwrap_or_else(|| panic!("no {check} finding: {findings:#?}"));
-        assert_eq!(
-            finding.verdict,
-            outpost::doctor::Verdict::Fail,
-            "{finding:?}"
-        );
-        assert!(finding.detail.contains(expected), "{finding:?}");
-        assert!(
-            finding.fix.as_deref().is_some_and(|f| f.contains(fix)),
-            "{finding:?}"
-        );
+        assert_fails(&findings, check, expected, fix);
     }
     let unapproved = verdicts(&findings, "plugin outpost/courier");
     assert!(
