@@ -395,6 +395,14 @@ impl Node {
         &self.config
     }
 
+    /// Holds off every other change (install, removal, update step, grant
+    /// approval, backup) until the guard is dropped.
+    pub(crate) fn lock_changes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The switch a drill cuts the node off the outside world with.
     pub fn network(&self) -> &crate::network::Network {
         &self.network

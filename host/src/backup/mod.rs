@@ -233,10 +233,7 @@ pub struct BackupMade {
 pub fn make(node: &Node, out: impl Write) -> Result<BackupMade, BackupError> {
     // No install or update while the database and the assets are read: the
     // two must be of the same moment.
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     let data_dir = node.data_dir();
     let (key, new_key) = backup_key(data_dir)?;
     let staged = tempfile::Builder::new()

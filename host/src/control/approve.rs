@@ -25,10 +25,7 @@ pub struct Approved {
 /// Approves the active version's grants as this node's configuration makes
 /// them, and reloads it with them: calls in flight finish on the old.
 pub fn configured_origins(node: &Node, id: &PluginId) -> Result<Approved, ControlError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     let mut record = node
         .store
         .plugin(id)?

@@ -302,10 +302,7 @@ pub(super) fn lock_loaded(
 /// Confirms a version on probation: the previous version's code and the kv
 /// snapshot are dropped.
 pub fn confirm(node: &Node, plugin: &PluginId) -> Result<UpdateRecord, UpdateError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     confirm_locked(node, plugin)
 }
 
@@ -357,10 +354,7 @@ pub fn roll_back(
     reason: &str,
     block: bool,
 ) -> Result<UpdateRecord, UpdateError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     roll_back_locked(node, plugin, reason, block)
 }
 
@@ -375,10 +369,7 @@ pub fn roll_back_directed(
     version: &semver::Version,
     reason: &str,
 ) -> Result<Option<UpdateRecord>, UpdateError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     let ours = node.store.update(plugin)?.is_some_and(|update| {
         update.to == *version
             && update.state != UpdateState::Activating
@@ -500,10 +491,7 @@ fn go_ahead(
     wanted: &'static str,
     approving: bool,
 ) -> Result<UpdateRecord, UpdateError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     let mut record = node
         .store
         .update(plugin)?
@@ -551,10 +539,7 @@ pub fn activate_due(node: &Node) -> Vec<Result<UpdateRecord, UpdateError>> {
         if record.state == UpdateState::Deferred && activation_blocked(node, &record).is_some() {
             continue;
         }
-        let _changing = node
-            .changing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _changing = node.lock_changes();
         // Read again under the lock: an operator may have moved it on.
         match node.store.update(&record.plugin) {
             Ok(Some(current)) if current == record => results.push(proceed(node, current)),
@@ -576,10 +561,7 @@ pub fn judge(
     // Under the change lock from the read to the verdict's commit, so an
     // operator's rollback, install or removal in between is not undone, and
     // the verdict applies to the version it was made on.
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     let Some(mut record) = node.store.update(plugin)? else {
         return Ok(None);
     };

@@ -289,10 +289,7 @@ fn refuse(
 /// refused, not blocked (the registry may answer better next time), unless
 /// an operator replaced it meanwhile.
 fn abandon(node: &Node, mut record: UpdateRecord, why: &str) -> Result<(), StoreError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     if node.store.update(&record.plugin)?.as_ref() != Some(&record) {
         return Ok(());
     }
@@ -311,10 +308,7 @@ pub fn begin(
     approved: bool,
     directed: Option<Directed>,
 ) -> Result<UpdateRecord, UpdateError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     begin_locked(node, plugin, to, source, approved, false, directed)
 }
 
@@ -463,10 +457,7 @@ pub fn install(node: &Node, path: &Path) -> Result<InstallReport, InstallError> 
 
 /// Removes a plugin; with `purge`, its stored data too.
 pub fn remove(node: &Node, id: &PluginId, purge: bool) -> Result<bool, StoreError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     // Taken under the change lock, so an update in flight is either
     // done before this or never started: removal drops it whole.
     let removed = node.store.remove_plugin(id, purge)?;

@@ -14,10 +14,7 @@ pub fn offer(
     offer: Offer<'_>,
     found: Option<UpdateRecord>,
 ) -> Result<UpdateRecord, UpdateError> {
-    let _changing = node
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _changing = node.lock_changes();
     if let Some(found) = &found
         && node.store.update(&found.plugin)?.as_ref() != Some(found)
     {
