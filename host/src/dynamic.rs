@@ -227,6 +227,92 @@ fn find(
     Ok((found, ty, index))
 }
 
+/// The parameter names of `name`, in order: `["label"]`.
+pub fn parameter_names(
+    node: &Node,
+    plugin: &LoadedPlugin,
+    name: &str,
+) -> Result<Vec<String>, DynamicCallError> {
+    let (_, ty, _) = find(node, plugin, name)?;
+    Ok(ty.params().map(|(param, _)| param.to_string()).collect())
+}
+
+/// Spreads one JSON document into `name`'s arguments, as `outpost call
+/// F @input.json` and the test-kit give them: an array is the arguments in
+/// order; an object whose keys are all parameter names (snake_case or
+/// kebab-case) is the arguments by name, as the API's request bodies and
+/// `docs/examples/` hold them (`{"label": {...}}`); anything else is the
+/// one argument of a one-parameter function.
+pub fn spread_arguments(
+    node: &Node,
+    plugin: &LoadedPlugin,
+    name: &str,
+    document: Value,
+) -> Result<Vec<Value>, DynamicCallError> {
+    let (function, ty, _) = find(node, plugin, name)?;
+    let params: Vec<(String, bool)> = ty
+        .params()
+        .map(|(param, ty)| (param.to_string(), matches!(ty, Type::Option(_))))
+        .collect();
+    // A one-parameter function taking a list or tuple gets an array as it.
+    let takes_array = ty
+        .params()
+        .next()
+        .is_some_and(|(_, ty)| matches!(ty, Type::List(_) | Type::Tuple(_)));
+    let names = || {
+        params
+            .iter()
+            .map(|(n, _)| n.replace('-', "_"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let lookup = |object: &serde_json::Map<String, Value>, param: &str| {
+        object
+            .get(param)
+            .or_else(|| object.get(&param.replace('-', "_")))
+            .cloned()
+    };
+    match document {
+        Value::Array(items) if !(params.len() == 1 && takes_array) => Ok(items),
+        Value::Object(object)
+            if !object.is_empty()
+                && object.keys().all(|key| {
+                    params
+                        .iter()
+                        .any(|(p, _)| p == key || p.replace('-', "_") == *key)
+                }) =>
+        {
+            let mut values = Vec::with_capacity(params.len());
+            for (param, optional) in &params {
+                match lookup(&object, param) {
+                    Some(value) => values.push(value),
+                    None if *optional => values.push(Value::Null),
+                    None => {
+                        return Err(DynamicCallError::BadArgument {
+                            name: param.clone(),
+                            path: String::new(),
+                            message: format!(
+                                "missing from the arguments object (it names {}; {} takes {})",
+                                object.keys().cloned().collect::<Vec<_>>().join(", "),
+                                function.qualified(),
+                                names()
+                            ),
+                        });
+                    }
+                }
+            }
+            Ok(values)
+        }
+        other if params.len() == 1 => Ok(vec![other]),
+        _ => Err(DynamicCallError::ArgumentCount {
+            function: function.qualified(),
+            expected: params.len(),
+            names: names(),
+            given: 1,
+        }),
+    }
+}
+
 /// Calls `name` on `plugin` with `args`, returning the results as JSON.
 pub fn call(
     node: &Node,
@@ -235,10 +321,11 @@ pub fn call(
     args: &[Value],
 ) -> Result<Value, DynamicCallError> {
     let results = call_values(node, plugin, name, args, false)?;
+    // snake_case field names, as the API answers and `docs/examples/` hold.
     Ok(match results.as_slice() {
         [] => Value::Null,
-        [one] => from_val(one),
-        many => Value::Array(many.iter().map(from_val).collect()),
+        [one] => to_json(one, true),
+        many => Value::Array(many.iter().map(|v| to_json(v, true)).collect()),
     })
 }
 

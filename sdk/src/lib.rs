@@ -69,6 +69,10 @@
 
 pub use outpost_sdk_core::{config, http, keystore, kv, log, outbox, types};
 
+/// An in-memory host for native unit tests (the `testing` feature).
+#[cfg(all(not(target_family = "wasm"), feature = "testing"))]
+pub use outpost_sdk_core::testing;
+
 /// The `printer-driver` world: implement [`Lifecycle`](printer_driver::Lifecycle)
 /// and [`Printer`](printer_driver::Printer), then call [`export_printer_driver!`].
 pub use outpost_sdk_printer_driver as printer_driver;

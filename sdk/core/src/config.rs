@@ -10,7 +10,11 @@
 //! [`parse`] reads a value and turns a bad one into an `invalid-input` error
 //! that names the key, so the operator knows what to fix.
 
+#[cfg(target_family = "wasm")]
 use crate::bindings::outpost::host::config as host;
+// Natively (a vendor's `cargo test`) there is no node: the in-memory host.
+#[cfg(not(target_family = "wasm"))]
+use crate::testing::config as host;
 use crate::types::PluginError;
 use std::str::FromStr;
 

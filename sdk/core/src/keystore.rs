@@ -12,8 +12,12 @@
 //! [`PluginError`] with `?`: a key that is not granted becomes `denied`, one
 //! not yet provisioned `unavailable`, so the caller learns what to fix.
 
+#[cfg(target_family = "wasm")]
 use crate::bindings::outpost::host::keystore as host;
+// Natively (a vendor's `cargo test`) there is no node: the in-memory host.
 pub use crate::bindings::outpost::host::keystore::KeystoreError;
+#[cfg(not(target_family = "wasm"))]
+use crate::testing::keystore as host;
 use crate::types::PluginError;
 
 /// HMAC-SHA-256 of `data` under the named key: 32 bytes, the same on every

@@ -12,8 +12,12 @@
 //! converts into a [`PluginError`] with `?`, so storage trouble becomes
 //! `unavailable` for the caller.
 
+#[cfg(target_family = "wasm")]
 use crate::bindings::outpost::host::kv as host;
+// Natively (a vendor's `cargo test`) there is no node: the in-memory host.
 pub use crate::bindings::outpost::host::kv::{KvError, Usage};
+#[cfg(not(target_family = "wasm"))]
+use crate::testing::kv as host;
 use crate::types::PluginError;
 
 /// The value stored under `key`, if any.

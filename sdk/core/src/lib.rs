@@ -16,7 +16,7 @@ pub mod bindings {
                 import outpost:plugins/types@0.1.0;
             }
         ",
-        path: ["../../wit/host@0.1.0", "../../wit/plugins@0.1.0"],
+        path: ["wit/host@0.1.0", "wit/plugins@0.1.0"],
         world: "outpost:sdk/base",
         additional_derives: [PartialEq],
         generate_all,
@@ -31,6 +31,14 @@ pub mod log;
 pub mod outbox;
 pub mod types;
 
+/// The in-memory host behind native `cargo test`s; public with the `testing`
+/// feature.
+#[cfg(all(not(target_family = "wasm"), feature = "testing"))]
+pub mod testing;
+#[cfg(all(not(target_family = "wasm"), not(feature = "testing")))]
+#[allow(dead_code)]
+mod testing;
+
 /// Generates one plugin world's bindings in the calling crate (which must
 /// depend on `outpost-sdk-core` and `wit-bindgen` by those names), reusing this
 /// crate's host interfaces and shared records. Each world crate calls it
@@ -41,7 +49,7 @@ pub mod types;
 macro_rules! world_bindings {
     ($world:literal, $export_macro:literal, $bindings_module:literal, $interface:ident as $Trait:ident) => {
         wit_bindgen::generate!({
-            path: ["../../../wit/host@0.1.0", "../../../wit/plugins@0.1.0"],
+            path: ["wit/host@0.1.0", "wit/plugins@0.1.0"],
             world: $world,
             with: {
                 "outpost:host/log@0.1.0": outpost_sdk_core::bindings::outpost::host::log,

@@ -11,8 +11,12 @@
 //! outpost_sdk::warn!("paper width {} is unusual", 37);
 //! ```
 
+#[cfg(target_family = "wasm")]
 use crate::bindings::outpost::host::log as host;
+// Natively (a vendor's `cargo test`) there is no node: the in-memory host.
 pub use crate::bindings::outpost::host::log::Level;
+#[cfg(not(target_family = "wasm"))]
+use crate::testing::log as host;
 
 /// Whether the node records events at `level`.
 pub fn enabled(level: Level) -> bool {

@@ -14,10 +14,14 @@
 //! key. Pick keys from what the message is about (a booking reference), not
 //! at random: enqueueing the same key and message twice is harmless.
 
+#[cfg(target_family = "wasm")]
 use crate::bindings::outpost::host::outbox as host;
+// Natively (a vendor's `cargo test`) there is no node: the in-memory host.
 pub use crate::bindings::outpost::host::outbox::{
     Delivery, DeliveryState, Message, Method, OutboxError,
 };
+#[cfg(not(target_family = "wasm"))]
+use crate::testing::outbox as host;
 use crate::types::PluginError;
 
 /// Queues `message`; returns its id once it is durably stored.

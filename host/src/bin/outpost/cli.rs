@@ -204,19 +204,24 @@ pub enum Command {
     /// Call any function a plugin exports, with JSON arguments
     ///
     /// Arguments are JSON in WIT's own shapes: records as objects keyed by
-    /// field name, variants as "case" or {"case": payload}, option as null or
-    /// the value, list<u8> as a string or "hex:...". Without FUNCTION, lists
+    /// field name (snake_case, as the API, or kebab-case), variants as
+    /// "case" or {"case": payload}, option as null or the value, list<u8>
+    /// as a string or "hex:...". `@FILE` reads an argument from a file; one
+    /// `@FILE` alone may hold every argument as an object keyed by parameter
+    /// name, the shape of the API's request bodies and of docs/examples/.
+    /// The answer is printed in the same shape. Without FUNCTION, lists
     /// what the plugin exports.
     ///
     /// Example:
     ///   outpost call outpost/thermal-printer lifecycle.health
     ///   outpost call outpost/thermal-printer status-request '"receipt"'
+    ///   outpost call outpost/thermal-printer render-label @docs/examples/label.json
     Call {
         /// The plugin id, vendor/name
         plugin: String,
         /// The function: `render-label` or `printer.render-label`
         function: Option<String>,
-        /// One JSON value per parameter
+        /// One JSON value per parameter, or @FILE
         args: Vec<String>,
     },
 
@@ -679,22 +684,98 @@ pub enum BundleCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum VendorCommand {
+    /// Make a plugin crate for KIND that builds, tests and passes the checks
+    ///
+    /// The crate pins outpost-sdk to this node's version, pins the toolchain
+    /// and the wasm32-wasip2 target, stubs every function of the world,
+    /// holds example inputs for `outpost call` in examples/, native unit
+    /// tests (an in-memory host) and sandbox tests (a real node), and keeps
+    /// the plugin's version in Cargo.toml only.
+    #[command(
+        after_help = "Example:\n  outpost vendor new printer-driver acme/zpl-printer\n  cd zpl-printer && cargo test && outpost vendor check"
+    )]
+    New {
+        /// printer-driver, payment-tokenizer, courier-adapter or forecaster
+        kind: crate::vendor::Kind,
+        /// The plugin id: your namespace and the plugin's name, acme/zpl-printer
+        id: String,
+        /// The folder to make (default: the plugin's name)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Outpost's sdk folder in a source checkout, for an SDK that is not
+        /// on crates.io (default: the tree this outpost was built from, if
+        /// it is still there)
+        #[arg(long, value_name = "FOLDER", env = "OUTPOST_SDK_PATH")]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Build a plugin crate into a package folder and check it
+    ///
+    /// Builds for wasm32-wasip2 in release, then writes the package
+    /// (default target/outpost/package): the component, plugin.toml with the
+    /// version and component file name from Cargo.toml, and assets/.
+    Package {
+        /// The plugin crate
+        #[arg(default_value = ".")]
+        folder: PathBuf,
+        /// The package folder to write
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Cargo's target folder
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// Show cargo's output only when the build fails
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run a node's install checks on a plugin crate or package, offline
+    ///
+    /// The world it exports, what it imports against what plugin.toml
+    /// grants, the versions in Cargo.toml, plugin.toml and info() agreeing,
+    /// and limits and grants within a default node's policy. No node or
+    /// network is needed; `vendor publish` runs the same checks first.
+    Check {
+        /// A plugin crate (packaged first) or a package folder
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Rebuild and reload the plugin into a local node on every change
+    ///
+    /// Watches src/, assets/, Cargo.toml and plugin.toml; after a change,
+    /// packages, checks and installs into the node at --data-dir (the
+    /// running one, or in-process). The same version rebuilt replaces the
+    /// installed one, its data kept; a new version goes through migrate.
+    #[command(
+        after_help = "Example:\n  outpost --data-dir /tmp/dev-node vendor watch\n  outpost --data-dir /tmp/dev-node call acme/zpl-printer render-label @examples/render-label.json"
+    )]
+    Watch {
+        /// The plugin crate
+        #[arg(default_value = ".")]
+        folder: PathBuf,
+        /// How often to look for changes, in milliseconds
+        #[arg(long, default_value_t = 500)]
+        every_ms: u64,
+    },
+    /// Run a package in a throwaway node for tests (the test-kit drives it)
+    #[command(hide = true)]
+    Sandbox(crate::vendor::sandbox::SandboxArgs),
     /// Make a signing key: FILE (private, keep it secret) and FILE.pub.json
     ///
     /// Send FILE.pub.json to the central team; they delegate your namespace
     /// to it. Every release you publish is signed with FILE.
     Keygen { file: PathBuf },
-    /// Package, sign and publish the plugin in PACKAGE (a package folder)
+    /// Check, sign and publish the plugin in PACKAGE (a crate or a package)
     ///
-    /// Pushes the component, plugin.toml and assets as an OCI artifact, then
-    /// signs your namespace's next release metadata with --key and sends it.
-    /// The plugin id's namespace must be the one your token and key are for;
-    /// a published version never changes.
+    /// A plugin crate is packaged first (`vendor package`). Runs every check
+    /// of `vendor check` before anything leaves the machine, then pushes the
+    /// component, plugin.toml and assets as an OCI artifact, signs your
+    /// namespace's next release metadata with --key and sends it. The plugin
+    /// id's namespace must be the one your token and key are for; a
+    /// published version never changes.
     #[command(
-        after_help = "Example:\n  outpost vendor publish package --registry http://registry:7272 --key acme.key"
+        after_help = "Example:\n  outpost vendor publish --registry https://registry.example:7272 --key ~/.config/outpost/acme.key"
     )]
     Publish {
-        /// The package folder: plugin.toml, the component, assets/
+        /// A plugin crate, or a package folder (plugin.toml, the component, assets/)
         #[arg(default_value = ".")]
         package: PathBuf,
         /// The registry URL

@@ -87,6 +87,26 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             crate::registry::bundle_export(data_dir, config, &plugins, &output, registry.as_deref())
         }
         Command::Vendor(VendorCommand::Keygen { file }) => crate::registry::keygen(&file),
+        Command::Vendor(VendorCommand::New {
+            kind,
+            id,
+            dir,
+            sdk_path,
+        }) => crate::vendor::new(kind, &id, dir.as_deref(), sdk_path.as_deref()),
+        Command::Vendor(VendorCommand::Package {
+            folder,
+            out,
+            target_dir,
+            quiet,
+        }) => crate::vendor::package_command(&folder, out, target_dir, quiet),
+        Command::Vendor(VendorCommand::Check { path }) => crate::vendor::check_command(&path),
+        Command::Vendor(VendorCommand::Watch { folder, every_ms }) => crate::vendor::watch(
+            &folder,
+            data_dir,
+            config,
+            Duration::from_millis(every_ms.max(50)),
+        ),
+        Command::Vendor(VendorCommand::Sandbox(args)) => crate::vendor::sandbox::run(&args),
         Command::Vendor(VendorCommand::Publish {
             package,
             registry,
@@ -359,17 +379,37 @@ fn call(
     };
     let mut values = Vec::with_capacity(args.len());
     for (index, arg) in args.iter().enumerate() {
-        let value: serde_json::Value = serde_json::from_str(arg).with_context(|| {
-            format!(
-                "argument {} is not JSON: {arg:?} (quote strings twice, as '\"receipt\"')",
-                index + 1
-            )
-        })?;
-        values.push(value);
+        values.push(call_argument(index, arg)?);
+    }
+    // One `@input.json` holds every argument, by name or in order.
+    if let ([file], [document]) = (args, values.as_slice())
+        && file.starts_with('@')
+    {
+        values = dynamic::spread_arguments(&node, &loaded, function, document.clone())?;
     }
     let result = dynamic::call(&node, &loaded, function, &values)?;
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
+}
+
+/// One `outpost call` argument: JSON, or `@FILE` (`@-`: standard input)
+/// holding JSON.
+fn call_argument(index: usize, arg: &str) -> anyhow::Result<serde_json::Value> {
+    let Some(file) = arg.strip_prefix('@') else {
+        return serde_json::from_str(arg).with_context(|| {
+            format!(
+                "argument {} is not JSON: {arg:?} (quote strings twice, as '\"receipt\"'; \
+                 `@FILE` reads it from a file)",
+                index + 1
+            )
+        });
+    };
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))
 }
 
 fn show_config(data_dir: &Path, config: Option<&Path>, defaults: bool) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ mod trade;
 mod updates;
 #[cfg(unix)]
 mod users;
+mod vendor;
 
 use clap::Parser;
 use std::path::{Path, PathBuf};

@@ -193,6 +193,31 @@ pub fn remove(
     Ok(())
 }
 
+/// The version of `plugin` the node has active, if it has it.
+pub fn installed_version(
+    data_dir: &Path,
+    config: Option<&Path>,
+    plugin: &str,
+) -> anyhow::Result<Option<String>> {
+    let id = plugin_id(plugin)?;
+    let link = AdminLink::open(data_dir, config)?;
+    let reply = link.request(Method::GET, &format!("/admin/v1/plugins/{id}"), None)?;
+    if reply.status == hyper::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let view = reply.ok(&format!("looking up {id}"))?;
+    Ok(view["plugin"]["version"].as_str().map(str::to_string))
+}
+
+/// Removes `plugin`, keeping its data, without a word (`vendor watch`).
+pub fn remove_quietly(data_dir: &Path, config: Option<&Path>, plugin: &str) -> anyhow::Result<()> {
+    let id = plugin_id(plugin)?;
+    let link = AdminLink::open(data_dir, config)?;
+    link.request(Method::DELETE, &format!("/admin/v1/plugins/{id}"), None)?
+        .ok(&format!("removing {id}"))?;
+    Ok(())
+}
+
 pub fn follow(data_dir: &Path, config: Option<&Path>, spec: &str) -> anyhow::Result<()> {
     let (plugin, requirement) = spec.split_once('@').with_context(|| {
         format!("give a version requirement: `outpost plugin follow {spec}@^1`")

@@ -216,6 +216,18 @@ pub fn bundle_export(
 
 pub fn keygen(file: &Path) -> anyhow::Result<()> {
     let key = KeyPair::generate()?;
+    // `~/.config/outpost/acme.key` on a machine with no such folder yet:
+    // made private (0700), as a key's folder should be.
+    if let Some(folder) = file.parent().filter(|f| !f.as_os_str().is_empty())
+        && !folder.exists()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder)
+            .with_context(|| format!("cannot make the folder {}", folder.display()))?;
+    }
     let public = key.save(file)?;
     println!(
         "private key: {} (keep it secret; it signs your releases)",
@@ -252,15 +264,16 @@ pub fn publish(
         .map(|p| KeyPair::load(p))
         .collect::<Result<Vec<_>, _>>()?;
     let key_refs: Vec<&KeyPair> = keys.iter().collect();
-    // The install checks run first: a release no node would install is
-    // refused here, before anything is pushed or signed.
+    // A crate is packaged first. Every check of `vendor check` runs before
+    // anything is pushed or signed: a release no node would install is
+    // refused while its version number is still free.
+    let package =
+        crate::vendor::package_of(package_dir, &crate::vendor::PackageOptions::default())?;
+    crate::vendor::check(&package).map_err(|error| {
+        anyhow::anyhow!("{error:#}\nNothing was pushed; fix the release and publish it again")
+    })?;
     let (checked, outcome) = runtime()?.block_on(releases::publish(
-        package_dir,
-        &url,
-        &tls,
-        token,
-        &key_refs,
-        valid_for,
+        &package, &url, &tls, token, &key_refs, valid_for,
     ))?;
     println!(
         "published {} ({}, {} bytes); {} metadata version {}",

@@ -1,0 +1,69 @@
+//! {{id}} as a node runs it: the built component in a real sandbox, under
+//! plugin.toml's own limits and grants, called with the files in examples/.
+//! The test-kit builds the crate for wasm32-wasip2 first.
+
+use outpost_testkit::{Kind, Plugin, example, json};
+use std::time::Duration;
+
+/// Generous: a call takes milliseconds, but test machines are often slow.
+const QUICK: Duration = Duration::from_secs(2);
+
+/// Pointed at a port nothing answers on, so every booking stays queued.
+fn plugin() -> Plugin {
+    let plugin = Plugin::builder()
+        .config("api-url", "http://127.0.0.1:9")
+        .build();
+    plugin.expect("build and install the plugin")
+}
+
+#[test]
+fn quotes_the_example_shipment() {
+    let answer = plugin().call("request-quotes", example("request-quotes"));
+    let answer = answer.expect("request-quotes");
+    assert_eq!(
+        answer.value.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        answer.value
+    );
+    assert_eq!(answer.value[0]["quote_id"], "STD.1795478400");
+    assert_eq!(answer.value[0]["price"]["minor_units"], 695);
+    assert!(
+        answer.elapsed < QUICK,
+        "request-quotes took {:?}",
+        answer.elapsed
+    );
+}
+
+#[test]
+fn books_the_example_once_and_reports_it_queued() {
+    let plugin = plugin();
+    let booked = plugin.call("book", example("book")).expect("book");
+    assert_eq!(booked.value["state"], "queued", "{}", booked.value);
+    assert_eq!(booked.value["booking_id"], "bk-ORDER-1042");
+    assert!(booked.elapsed < QUICK, "book took {:?}", booked.elapsed);
+    let again = plugin.call("book", example("book")).expect("book again");
+    assert_eq!(
+        again.value["booking_id"], "bk-ORDER-1042",
+        "the same booking"
+    );
+
+    let status = plugin.call("booking-status", example("booking-status"));
+    assert_eq!(status.expect("booking-status").value["state"], "queued");
+    let tracking = plugin.call("track", example("track")).expect("track");
+    assert_eq!(tracking.value["tracking_number"], "15501234567890");
+    plugin.call("cancel", example("cancel")).expect("cancel");
+}
+
+#[test]
+fn refuses_a_booking_without_a_reference() {
+    let mut args = example("book");
+    args["request"]["reference"] = json!("");
+    let failure = plugin().call("book", args).unwrap_err();
+    assert!(
+        matches!(failure.kind, Kind::InvalidInput),
+        "{}",
+        failure.message
+    );
+    assert!(failure.message.contains("reference"), "{}", failure.message);
+}

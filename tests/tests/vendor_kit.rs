@@ -1,0 +1,294 @@
+//! The vendor's whole path with the real binaries, from an empty folder:
+//! `outpost vendor new` for each of the four kinds, `cargo test` inside the
+//! new crate (native tests on the in-memory host, sandbox tests through the
+//! test-kit), `vendor check`, `vendor publish` to a registry on 127.0.0.1
+//! and an install on a node; then the releases `vendor publish` must refuse
+//! before it pushes anything.
+
+use outpost_e2e_tests::outpost_binary;
+use outpost_e2e_tests::registry::{TestRegistry, test_config};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+const KINDS: [(&str, &str); 4] = [
+    ("printer-driver", "render-label"),
+    ("payment-tokenizer", "tokenize"),
+    ("courier-adapter", "request-quotes"),
+    ("forecaster", "forecast"),
+];
+
+/// The workspace, for its Cargo.lock and SDK.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .to_path_buf()
+}
+
+/// Runs `command`, returning its output; `what` names it in a failure.
+fn run(command: &mut Command, what: &str) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    output
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn succeed(command: &mut Command, what: &str) -> String {
+    let output = run(command, what);
+    let all = text(&output);
+    assert!(output.status.success(), "{what} failed:\n{all}");
+    all
+}
+
+/// `outpost` with the vendor's environment: no registry token or key from
+/// the machine running the tests.
+fn outpost(home: &Path) -> Command {
+    let mut command = Command::new(outpost_binary());
+    command
+        .env("HOME", home)
+        .env_remove("OUTPOST_REGISTRY")
+        .env_remove("OUTPOST_VENDOR_KEY")
+        .env_remove("OUTPOST_REGISTRY_TOKEN")
+        .env_remove("OUTPOST_DATA_DIR");
+    command
+}
+
+/// `cargo` for a vendor's crate: one target folder shared by the four
+/// crates (they build the same SDK), the `outpost` under test for the
+/// test-kit, and no network (every crate is in the local cache: the crate
+/// starts from the workspace's lock file).
+fn cargo(home: &Path, target: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_NET_OFFLINE", "true")
+        .env("OUTPOST_BIN", outpost_binary())
+        .env("HOME", home)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    // The vendor's cargo keeps its own home (~/.cargo) for the registry cache.
+    if let Some(cargo_home) = std::env::var_os("CARGO_HOME") {
+        command.env("CARGO_HOME", cargo_home);
+    } else if let Some(real_home) = std::env::var_os("HOME") {
+        command.env("CARGO_HOME", Path::new(&real_home).join(".cargo"));
+    }
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_goes_from_nothing_to_an_installed_plugin_for_every_kind() {
+    let registry = TestRegistry::start(test_config()).await;
+    let url = registry.url.to_string();
+    let root_json = registry.root_json.clone();
+    let key = registry.acme.key.clone();
+    let token = registry.acme.token.clone();
+
+    let timings = tokio::task::spawn_blocking(move || {
+        let work = tempfile::tempdir().expect("temp dir");
+        let home = work.path().join("home");
+        std::fs::create_dir_all(&home).expect("home");
+        let target = work.path().join("target");
+        // The key folder does not exist yet: keygen makes it.
+        let key_file = home.join(".config/outpost/acme.key");
+        std::fs::create_dir_all(key_file.parent().expect("key folder")).expect("key folder");
+        key.save(&key_file).expect("the vendor's key");
+
+        let node = work.path().join("node");
+        std::fs::write(work.path().join("root.json"), &root_json).expect("root.json");
+        succeed(
+            outpost(&home)
+                .arg("--data-dir")
+                .arg(&node)
+                .args(["trust", "init"])
+                .arg(work.path().join("root.json"))
+                .args(["--registry", &url]),
+            "trust init",
+        );
+
+        let mut timings = Vec::new();
+        for (kind, function) in KINDS {
+            let id = format!("acme/{kind}-demo");
+            let folder = work.path().join(format!("{kind}-demo"));
+            let started = Instant::now();
+            succeed(
+                outpost(&home)
+                    .current_dir(work.path())
+                    .args(["vendor", "new", kind, &id]),
+                &format!("vendor new {kind}"),
+            );
+            std::fs::copy(workspace().join("Cargo.lock"), folder.join("Cargo.lock"))
+                .expect("lock file");
+            let tests = succeed(
+                cargo(&home, &target).current_dir(&folder).arg("test"),
+                &format!("cargo test in the new {kind} crate"),
+            );
+            // Both kinds of test ran and passed.
+            assert!(
+                tests.contains("tests::") && tests.contains("Running tests/sandbox.rs"),
+                "{kind}: native and sandbox tests both run:\n{tests}"
+            );
+            let checked = succeed(
+                outpost(&home)
+                    .current_dir(&folder)
+                    .env("CARGO_TARGET_DIR", &target)
+                    .args(["vendor", "check"]),
+                &format!("vendor check {kind}"),
+            );
+            assert!(
+                checked.contains(&format!("{id}@0.1.0")),
+                "{kind} check:\n{checked}"
+            );
+            let published = succeed(
+                outpost(&home)
+                    .current_dir(&folder)
+                    .env("CARGO_TARGET_DIR", &target)
+                    .env("OUTPOST_REGISTRY_TOKEN", &token)
+                    .args(["vendor", "publish", "--registry", &url, "--key"])
+                    .arg(&key_file),
+                &format!("vendor publish {kind}"),
+            );
+            assert!(
+                published.contains(&format!("published {id}@0.1.0")),
+                "{kind} publish:\n{published}"
+            );
+            timings.push((kind, started.elapsed()));
+
+            if kind == "payment-tokenizer" {
+                // Its health needs its key, which the operator provisions
+                // before installing.
+                succeed(
+                    outpost(&home).arg("--data-dir").arg(&node).args([
+                        "keys",
+                        "add",
+                        &id,
+                        "card-hmac",
+                    ]),
+                    "keys add",
+                );
+            }
+            succeed(
+                outpost(&home)
+                    .arg("--data-dir")
+                    .arg(&node)
+                    .args(["plugin", "install", &id, "--yes"]),
+                &format!("installing {id}"),
+            );
+            // The crate's example input works with `outpost call` as written.
+            let example = folder.join(format!("examples/{function}.json"));
+            let mut call = outpost(&home);
+            call.arg("--data-dir")
+                .arg(&node)
+                .args(["call", &id, function]);
+            call.arg(format!("@{}", example.display()));
+            let answer = succeed(&mut call, &format!("outpost call {id} {function} @example"));
+            assert!(
+                !answer.trim().is_empty(),
+                "{id} {function} answered nothing"
+            );
+        }
+
+        // Releases no node would install: each refused before anything is
+        // pushed. Version 0.2.0, so a push would show as a new release.
+        let printer = work.path().join("printer-driver-demo");
+        let edit = |file: &str, from: &str, to: &str| {
+            let path = printer.join(file);
+            let text = std::fs::read_to_string(&path).expect("read");
+            assert!(text.contains(from), "{file} holds {from:?}");
+            std::fs::write(&path, text.replacen(from, to, 1)).expect("write");
+        };
+        edit("Cargo.toml", "version = \"0.1.0\"", "version = \"0.2.0\"");
+        let refusals: [(&str, &str, &str, &str, &str); 4] = [
+            (
+                "plugin.toml names another version",
+                "plugin.toml",
+                "[plugin]\n",
+                "[plugin]\nversion = \"0.2.1\"\n",
+                "plugin.toml says version \"0.2.1\" but Cargo.toml says 0.2.0",
+            ),
+            (
+                "info() reports another version",
+                "src/lib.rs",
+                "env!(\"CARGO_PKG_VERSION\")",
+                "\"0.1.9\"",
+                "reports version 0.1.9",
+            ),
+            (
+                "a capability it uses is not granted",
+                "plugin.toml",
+                "kv = ",
+                "# kv = ",
+                "needs the `kv` grant",
+            ),
+            (
+                "plugin.toml names the wrong world",
+                "plugin.toml",
+                "outpost:plugins/printer-driver@0.1.0",
+                "outpost:plugins/forecaster@0.1.0",
+                "which is the printer-driver world",
+            ),
+        ];
+        for (what, file, from, to, expected) in refusals {
+            edit(file, from, to);
+            let output = run(
+                outpost(&home)
+                    .current_dir(&printer)
+                    .env("CARGO_TARGET_DIR", &target)
+                    .env("OUTPOST_REGISTRY_TOKEN", &token)
+                    .args(["vendor", "publish", "--registry", &url, "--key"])
+                    .arg(&key_file),
+                what,
+            );
+            let said = text(&output);
+            assert!(
+                !output.status.success(),
+                "{what}: published anyway:\n{said}"
+            );
+            assert!(said.contains(expected), "{what}: says why:\n{said}");
+            assert!(!said.contains("published"), "{what}:\n{said}");
+            edit(file, to, from);
+        }
+        // Nothing of 0.2.0 reached the registry.
+        let output = run(
+            outpost(&home).arg("--data-dir").arg(&node).args([
+                "plugin",
+                "install",
+                "acme/printer-driver-demo@0.2.0",
+                "--yes",
+            ]),
+            "installing 0.2.0",
+        );
+        assert!(
+            !output.status.success(),
+            "0.2.0 was published:\n{}",
+            text(&output)
+        );
+        // Put right, it publishes.
+        succeed(
+            outpost(&home)
+                .current_dir(&printer)
+                .env("CARGO_TARGET_DIR", &target)
+                .env("OUTPOST_REGISTRY_TOKEN", &token)
+                .args(["vendor", "publish", "--registry", &url, "--key"])
+                .arg(&key_file),
+            "publishing the fixed 0.2.0",
+        );
+        timings
+    })
+    .await
+    .expect("the vendor's path");
+    for (kind, took) in &timings {
+        println!(
+            "{kind}: vendor new to published in {:.1} s",
+            took.as_secs_f64()
+        );
+    }
+}
