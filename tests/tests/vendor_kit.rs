@@ -5,8 +5,8 @@
 //! and an install on a node; then the releases `vendor publish` must refuse
 //! before it pushes anything.
 
-use outpost_e2e_tests::outpost_binary;
-use outpost_e2e_tests::registry::{TestRegistry, test_config};
+use outpost_e2e_tests::registry::{TestRegistry, hostile_as, test_config};
+use outpost_e2e_tests::{artifacts, outpost_binary};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -281,6 +281,43 @@ async fn a_vendor_goes_from_nothing_to_an_installed_plugin_for_every_kind() {
                 .arg(&key_file),
             "publishing the fixed 0.2.0",
         );
+
+        // `vendor watch` reloads a changed driver into a local node.
+        let dev_node = work.path().join("dev-node");
+        let mut watch = std::process::Command::new(outpost_binary())
+            .env("HOME", &home)
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&printer)
+            .arg("--data-dir")
+            .arg(&dev_node)
+            .args(["vendor", "watch", "--every-ms", "200"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("vendor watch starts");
+        let lines = watch_lines(&mut watch);
+        let reloaded = "reloaded acme/printer-driver-demo@0.2.0";
+        wait_for_line(&lines, reloaded, &mut watch);
+        let label = |node: &Path| {
+            succeed(
+                outpost(&home)
+                    .current_dir(&printer)
+                    .arg("--data-dir")
+                    .arg(node)
+                    .args(["call", "acme/printer-driver-demo", "render-label"])
+                    .arg("@examples/render-label.json"),
+                "a label from the dev node",
+            )
+        };
+        assert!(label(&dev_node).contains("REF: "));
+        edit("src/lib.rs", "\"REF: {}\"", "\"REFERENCE: {}\"");
+        wait_for_line(&lines, reloaded, &mut watch);
+        assert!(
+            label(&dev_node).contains("REFERENCE: "),
+            "the change is live"
+        );
+        let _ = watch.kill();
+        let _ = watch.wait();
         timings
     })
     .await
@@ -291,4 +328,125 @@ async fn a_vendor_goes_from_nothing_to_an_installed_plugin_for_every_kind() {
             took.as_secs_f64()
         );
     }
+}
+
+/// A label for the hostile test plugin, which runs `command` with `args`.
+fn hostile_label(command: &str, args: &[&str]) -> outpost_testkit::Value {
+    let mut example: outpost_testkit::Value = serde_json::from_str(include_str!(
+        "../../host/src/bin/outpost/vendor/templates/printer-driver/examples/render-label.json"
+    ))
+    .expect("the template's label");
+    example["label"]["reference"] = command.into();
+    example["label"]["notes"] = args.iter().map(|a| a.to_string()).collect();
+    example
+}
+
+#[test]
+fn the_test_kit_reports_what_the_sandbox_did_to_a_call() {
+    use outpost_testkit::{Kind, Plugin};
+    let old = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.0.0");
+    let new = hostile_as(artifacts::TEST_HOSTILE, "acme/hostile", "1.1.0");
+    let mut plugin = Plugin::builder()
+        .outpost(outpost_binary())
+        .package(old.path())
+        .config("greeting", "hello")
+        .build()
+        .expect("the sandbox starts with 1.0.0");
+    assert_eq!((plugin.id(), plugin.version()), ("acme/hostile", "1.0.0"));
+
+    let answer = plugin
+        .call("render-label", hostile_label("echo", &["a", "b"]))
+        .expect("echo");
+    assert_eq!(answer.text().as_deref(), Some("a b"));
+    assert!(answer.elapsed > std::time::Duration::ZERO);
+    let config = plugin
+        .call("render-label", hostile_label("config", &["greeting"]))
+        .expect("config");
+    assert_eq!(config.text().as_deref(), Some("hello"));
+
+    // What the node stopped, as the kinds a test asserts on.
+    for (command, kind) in [
+        ("panic", Kind::Panicked),
+        ("spin", Kind::DeadlineExceeded),
+        ("grow-memory", Kind::MemoryLimit),
+        ("no-such-command", Kind::InvalidInput),
+    ] {
+        let failure = plugin
+            .call("render-label", hostile_label(command, &[]))
+            .expect_err(command);
+        assert_eq!(failure.kind, kind, "{command}: {failure}");
+    }
+    let deadline = plugin
+        .call("render-label", hostile_label("spin", &[]))
+        .expect_err("spin");
+    assert!(
+        deadline.elapsed.is_some_and(|t| t.as_millis() >= 300),
+        "stopped at its 300 ms deadline: {deadline:?}"
+    );
+    let wrong = plugin
+        .call("no-such-function", outpost_testkit::json!([]))
+        .expect_err("no such function");
+    assert_eq!(wrong.kind, Kind::BadCall, "{wrong}");
+
+    // An update migrates the old version's data.
+    plugin
+        .call("render-label", hostile_label("kv-set", &["kept", "yes"]))
+        .expect("kv-set");
+    let installed = plugin.install(new.path()).expect("update to 1.1.0");
+    assert_eq!(installed.previous.as_deref(), Some("1.0.0"));
+    assert_eq!(plugin.version(), "1.1.0");
+    let read = |key: &str| {
+        plugin
+            .call("render-label", hostile_label("kv-get", &[key]))
+            .expect("kv-get")
+            .text()
+    };
+    assert_eq!(read("migrated-from").as_deref(), Some("1.0.0"));
+    assert_eq!(read("kept").as_deref(), Some("yes"));
+}
+
+/// `child`'s standard output and error, line by line.
+fn watch_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (send, lines) = std::sync::mpsc::channel();
+    let out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    let forward = |stream: Box<dyn std::io::Read + Send>, send: std::sync::mpsc::Sender<String>| {
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    };
+    forward(Box::new(out), send.clone());
+    forward(Box::new(err), send);
+    lines
+}
+
+/// Waits (up to three minutes: a first build) for a line holding `wanted`.
+fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    wanted: &str,
+    child: &mut std::process::Child,
+) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(180);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        match lines.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) if line.contains(wanted) => return,
+            Ok(line) => seen.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    panic!(
+        "no {wanted:?} from vendor watch; it said:\n{}",
+        seen.join("\n")
+    );
 }

@@ -232,9 +232,11 @@ fn no_outpost(error: std::io::Error) -> String {
 #[derive(Debug, Default, Clone)]
 #[must_use]
 pub struct Builder {
+    outpost: Option<PathBuf>,
     package: Option<PathBuf>,
     config: Vec<(String, String)>,
     keys: Vec<(String, Vec<u8>)>,
+    virtual_courier: bool,
 }
 
 impl Builder {
@@ -242,6 +244,12 @@ impl Builder {
     /// older release, to test `migrate` with [`Plugin::install_this_crate`]).
     pub fn package(mut self, folder: impl AsRef<Path>) -> Builder {
         self.package = Some(folder.as_ref().to_path_buf());
+        self
+    }
+
+    /// The `outpost` binary to run, instead of `OUTPOST_BIN` or `PATH`'s.
+    pub fn outpost(mut self, binary: impl AsRef<Path>) -> Builder {
+        self.outpost = Some(binary.as_ref().to_path_buf());
         self
     }
 
@@ -257,16 +265,27 @@ impl Builder {
         self
     }
 
+    /// Runs the node's virtual courier API on 127.0.0.1 and sets the
+    /// plugin's `api-url` to it (`outpost demo`'s courier: quotes,
+    /// bookings deduplicated by `Idempotency-Key`, tracking).
+    pub fn virtual_courier(mut self) -> Builder {
+        self.virtual_courier = true;
+        self
+    }
+
     /// Starts the node and installs the package.
     pub fn build(self) -> Result<Plugin, Failure> {
         let package = match self.package {
             Some(folder) => folder,
             None => this_crate_package()?,
         };
-        let mut command = Command::new(outpost());
+        let mut command = Command::new(self.outpost.unwrap_or_else(outpost));
         command.args(["vendor", "sandbox"]).arg(&package);
         for (key, value) in &self.config {
             command.arg("--plugin-config").arg(format!("{key}={value}"));
+        }
+        if self.virtual_courier {
+            command.arg("--virtual-courier");
         }
         for (name, material) in &self.keys {
             let hex: String = material.iter().map(|b| format!("{b:02x}")).collect();
@@ -297,6 +316,23 @@ impl Builder {
         plugin.version = installed.version;
         Ok(plugin)
     }
+}
+
+/// What the virtual printer received for one print.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Printed {
+    /// The bytes the printer got: what the driver rendered.
+    pub bytes: Vec<u8>,
+    /// Rendering and sending.
+    pub elapsed: Duration,
+}
+
+/// A printer's state as the driver read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterStatus {
+    pub ready: bool,
+    pub conditions: Vec<String>,
+    pub detail: String,
 }
 
 /// What an install did.
@@ -370,6 +406,54 @@ impl Plugin {
             message: format!("the answer of {function} is not the type asked for: {e}"),
             elapsed: Some(answer.elapsed),
         })
+    }
+
+    /// Prints `document`: the driver renders it and the node sends the
+    /// bytes over its printer transport to a virtual printer (a printer
+    /// driver's sandbox has one). `document` is `{"label": {...}}` or
+    /// `{"receipt": {...}}`, the `render-label`/`render-receipt` examples.
+    pub fn print(&self, document: Value) -> Result<Printed, Failure> {
+        let reply = self.request(&json!({ "print": document }))?;
+        let elapsed = reply["micros"].as_u64().map(Duration::from_micros);
+        match reply.get("ok") {
+            Some(ok) => Ok(Printed {
+                bytes: bytes_of(&ok["printed"]).unwrap_or_default(),
+                elapsed: elapsed.unwrap_or_default(),
+            }),
+            None => Err(failure_of(&reply, elapsed)),
+        }
+    }
+
+    /// Asks the virtual printer how it is, through the driver's
+    /// `status-request` and `parse-status` (`kind`: "label" or "receipt").
+    /// It answers ZPL `~HS` and ESC/POS `DLE EOT n` probes as a ready
+    /// printer; other probes get no answer.
+    pub fn printer_status(&self, kind: &str) -> Result<PrinterStatus, Failure> {
+        let reply = self.request(&json!({ "printer-status": kind }))?;
+        match reply.get("ok") {
+            Some(ok) => Ok(PrinterStatus {
+                ready: ok["ready"].as_bool().unwrap_or(false),
+                conditions: ok["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect(),
+                detail: ok["detail"].as_str().unwrap_or_default().to_string(),
+            }),
+            None => Err(failure_of(&reply, None)),
+        }
+    }
+
+    /// What the virtual courier booked ([`Builder::virtual_courier`]):
+    /// each shipment's idempotency key, id, request body and tracking
+    /// numbers, as JSON.
+    pub fn courier_shipments(&self) -> Result<Vec<Value>, Failure> {
+        let reply = self.request(&json!({ "courier-shipments": null }))?;
+        match reply.get("ok") {
+            Some(Value::Array(shipments)) => Ok(shipments.clone()),
+            _ => Err(failure_of(&reply, None)),
+        }
     }
 
     /// Updates to the package in `folder` through a node's update path:

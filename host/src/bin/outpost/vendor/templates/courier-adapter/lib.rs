@@ -71,6 +71,17 @@ fn find(booking_id: &str) -> Result<(&str, Delivery), PluginError> {
     }
 }
 
+/// `[{"weight_grams":1200},...]`. The body (and the `/v1/shipments` path)
+/// is what the test-kit's virtual courier takes; replace both with your
+/// carrier's API.
+fn parcels(parcels: &[Parcel]) -> String {
+    let each: Vec<String> = parcels
+        .iter()
+        .map(|p| format!("{{\"weight_grams\":{}}}", p.weight_grams))
+        .collect();
+    format!("[{}]", each.join(","))
+}
+
 // Replace: the body your carrier's booking API expects (serde_json helps).
 fn booking_body(request: &BookingRequest) -> Vec<u8> {
     let text = |value: &str| format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""));
@@ -78,7 +89,7 @@ fn booking_body(request: &BookingRequest) -> Vec<u8> {
         ("reference", text(&request.reference)),
         ("quote_id", text(&request.quote_id)),
         ("postal_code", text(&request.ship_to.postal_code)),
-        ("parcels", request.parcels.len().to_string()),
+        ("parcels", parcels(&request.parcels)),
     ];
     let fields: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
     ["{", &fields.join(","), "}"].concat().into_bytes()
@@ -151,7 +162,7 @@ impl Courier for Plugin {
         }
         check_shipment(&request.ship_from, &request.ship_to, &request.parcels)?;
         let key = idempotency_key(&request.reference);
-        let url = format!("{}/shipments", api_url());
+        let url = format!("{}/v1/shipments", api_url());
         // Durable once it returns. The same reference and details give the same
         // entry; other details a conflict (invalid-input): never two shipments.
         let entry = outbox::enqueue(&outbox::post_json(&url, booking_body(&request), &key))?;
@@ -261,7 +272,7 @@ mod tests {
         assert_eq!(again.booking_id, booked.booking_id);
         let sent = host.outbox();
         assert_eq!(sent.len(), 1, "one message per booking");
-        assert_eq!(sent[0].destination, "https://api.courier.example/shipments");
+        assert_eq!(sent[0].destination, "https://api.courier.example/v1/shipments");
         let body = String::from_utf8_lossy(&sent[0].payload).into_owned();
         assert!(body.contains(r#""reference":"ORDER-1042""#), "{body}");
         let status = Plugin::booking_status(booked.booking_id).expect("status");

@@ -55,6 +55,25 @@ fn books_the_example_once_and_reports_it_queued() {
     plugin.call("cancel", example("cancel")).expect("cancel");
 }
 
+/// A booking reaches the carrier through the node's outbox: here the
+/// virtual courier API the test-kit runs on 127.0.0.1 as `api-url`.
+#[test]
+fn a_booking_reaches_the_virtual_courier() {
+    let plugin = Plugin::builder().virtual_courier().build();
+    let plugin = plugin.expect("build and install the plugin");
+    plugin.call("book", example("book")).expect("book");
+    let mut shipments = Vec::new();
+    for _ in 0..100 {
+        shipments = plugin.courier_shipments().expect("the courier's bookings");
+        if !shipments.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(shipments.len(), 1, "delivered once: {shipments:?}");
+    assert_eq!(shipments[0]["request"]["reference"], "ORDER-1042");
+}
+
 #[test]
 fn refuses_a_booking_without_a_reference() {
     let mut args = example("book");

@@ -45,6 +45,18 @@ fn reads_the_example_status_reply() {
     assert!(status.elapsed < QUICK, "took {:?}", status.elapsed);
 }
 
+/// Through the node's print path to the test-kit's virtual printer, which
+/// keeps each job and answers ESC/POS and ZPL status probes.
+#[test]
+fn prints_to_the_virtual_printer_and_reads_its_status() {
+    let plugin = plugin();
+    let printed = plugin.print(example("render-receipt")).expect("print");
+    let text = String::from_utf8_lossy(&printed.bytes);
+    assert!(text.contains("19.35 GBP"), "the printer got:\n{text}");
+    let status = plugin.printer_status("receipt").expect("status");
+    assert!(status.ready, "{status:?}");
+}
+
 #[test]
 fn refuses_a_label_without_a_reference() {
     let mut args = example("render-label");
