@@ -12,6 +12,7 @@
 //! Results come back in the same shapes; `list<u8>` as a string when it is
 //! UTF-8 text, else as `"hex:..."`.
 
+use crate::api::schema;
 use crate::bindings::types::PluginError;
 use crate::call::CallError;
 use crate::card_data::CardGuard;
@@ -471,6 +472,26 @@ fn bytes_from(text: &str) -> Result<Vec<u8>, String> {
     }
 }
 
+/// A `local-datetime` record (year to second) from the API's text form.
+fn local_datetime(fields: &[(String, Type)], text: &str) -> Option<Val> {
+    const PARTS: [&str; 6] = ["year", "month", "day", "hour", "minute", "second"];
+    if fields.len() != PARTS.len() || fields.iter().zip(PARTS).any(|((n, _), p)| n != p) {
+        return None;
+    }
+    let at = schema::parse_local_datetime(text)?;
+    let values = [
+        Val::U16(at.year),
+        Val::U8(at.month),
+        Val::U8(at.day),
+        Val::U8(at.hour),
+        Val::U8(at.minute),
+        Val::U8(at.second),
+    ];
+    Some(Val::Record(
+        PARTS.iter().map(|p| p.to_string()).zip(values).collect(),
+    ))
+}
+
 /// Converts `json` to a value of type `ty`; `path` says where a problem is.
 pub fn to_val(json: &Value, ty: &Type, path: &mut String) -> Result<Val, String> {
     let expected = |what: &str| format!("expected {what}, got {json}");
@@ -515,11 +536,17 @@ pub fn to_val(json: &Value, ty: &Type, path: &mut String) -> Result<Val, String>
             Val::List(values)
         }
         Type::Record(record) => {
-            let object = json.as_object().ok_or_else(|| expected("an object"))?;
             let fields: Vec<_> = record
                 .fields()
                 .map(|f| (f.name.to_string(), f.ty))
                 .collect();
+            // A `local-datetime` as the API takes it: "2026-11-23T14:05".
+            if let Some(text) = json.as_str()
+                && let Some(at) = local_datetime(&fields, text)
+            {
+                return Ok(at);
+            }
+            let object = json.as_object().ok_or_else(|| expected("an object"))?;
             for key in object.keys() {
                 let known = fields
                     .iter()
@@ -540,10 +567,15 @@ pub fn to_val(json: &Value, ty: &Type, path: &mut String) -> Result<Val, String>
                 let before = path.len();
                 path.push('.');
                 path.push_str(&name);
+                // Left out: what the API would take (`schema::default_field`).
                 let value = match (value, &field_ty) {
                     (Some(value), _) => to_val(value, &field_ty, path)?,
                     (None, Type::Option(_)) => Val::Option(None),
-                    (None, _) => return Err("missing".into()),
+                    (None, Type::List(_)) => Val::List(Vec::new()),
+                    (None, _) => match schema::default_field(&name.replace('-', "_")) {
+                        Some(default) => to_val(&default, &field_ty, path)?,
+                        None => return Err("missing".into()),
+                    },
                 };
                 path.truncate(before);
                 values.push((name, value));

@@ -332,6 +332,36 @@ impl From<Receipt> for wit::Receipt {
     }
 }
 
+/// What a request body may leave out, by field name (snake_case), and the
+/// value the API then takes: the same defaults as the `#[serde(default)]`s
+/// above, for the calls that take WIT-shaped JSON (`outpost call`, the
+/// test-kit, and the API's own plugin calls through `dynamic`), so that
+/// `docs/examples/` works with all of them. Lists left out are empty and
+/// options `null` everywhere; these are the rest.
+pub fn default_field(field: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    Some(match field {
+        "copies" | "parcel_number" | "parcel_count" => json!(one()),
+        "quantity" => json!(one_u32()),
+        "included" | "cut" => json!(yes()),
+        "open_drawer" => json!(false),
+        "dots_per_mm" => json!(default_dots_per_mm()),
+        "columns" => json!(default_columns()),
+        "postal_code" => json!(""),
+        // A quote request collected now.
+        "ready_at" => json!(crate::clock::now_seconds()),
+        "media" => {
+            let media = Media::default();
+            json!({"width_mm": media.width_mm, "height_mm": media.height_mm, "dots_per_mm": media.dots_per_mm})
+        }
+        "paper" => {
+            let paper = Paper::default();
+            json!({"columns": paper.columns, "cut": paper.cut, "open_drawer": paper.open_drawer})
+        }
+        _ => return None,
+    })
+}
+
 /// Parses "2026-11-23T14:05" or "2026-11-23 14:05:30". Range checks are the
 /// driver's job; this only reads the shape.
 pub fn parse_local_datetime(text: &str) -> Option<LocalDatetime> {

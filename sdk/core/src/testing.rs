@@ -441,3 +441,72 @@ pub(crate) mod log {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::post_json;
+
+    #[test]
+    fn kv_holds_a_node_s_quota_and_key_rules() {
+        let host = TestHost::new().kv_quota(16).install();
+        crate::kv::set("count", b"12345").expect("10 bytes fit");
+        assert_eq!(host.kv_usage().used_bytes, 10);
+        crate::kv::set("count", b"1234567890").expect("a replaced value counts once");
+        match crate::kv::set("more", b"12") {
+            Err(KvError::QuotaExceeded(usage)) => assert_eq!(usage.used_bytes, 15),
+            other => panic!("over the quota: {other:?}"),
+        }
+        assert!(matches!(crate::kv::get(""), Err(KvError::InvalidKey(_))));
+        assert!(matches!(
+            crate::kv::set("tab\there", b""),
+            Err(KvError::InvalidKey(_))
+        ));
+        assert!(crate::kv::delete("count").expect("delete"));
+        assert_eq!(host.kv_get("count"), None);
+    }
+
+    #[test]
+    fn keys_seal_and_unseal_and_refuse_what_was_not_provisioned() {
+        let _host = TestHost::new().key("card", &[7; 32]).install();
+        let sealed = crate::keystore::seal("card", b"4111", b"order-1").expect("seal");
+        assert_ne!(&sealed[32..], b"4111", "not the plaintext");
+        assert_eq!(
+            crate::keystore::unseal("card", &sealed, b"order-1").expect("unseal"),
+            b"4111"
+        );
+        assert!(matches!(
+            crate::keystore::unseal("card", &sealed, b"order-2"),
+            Err(KeystoreError::InvalidSealedData)
+        ));
+        let mac = crate::keystore::hmac_sha256("card", b"x").expect("hmac");
+        assert_eq!(mac.len(), 32);
+        assert!(matches!(
+            crate::keystore::hmac_sha256("other", b"x"),
+            Err(KeystoreError::NotProvisioned(_))
+        ));
+    }
+
+    #[test]
+    fn the_outbox_keeps_messages_and_refuses_a_reused_key() {
+        let host = TestHost::new().install();
+        let message = post_json("https://api.example/v1", b"{}".to_vec(), "booking-1");
+        let id = crate::outbox::enqueue(&message).expect("enqueue");
+        assert_eq!(crate::outbox::enqueue(&message).expect("again"), id);
+        let other = post_json("https://api.example/v1", b"{\"x\":1}".to_vec(), "booking-1");
+        assert!(matches!(
+            crate::outbox::enqueue(&other),
+            Err(OutboxError::Conflict(_))
+        ));
+        assert_eq!(host.outbox(), vec![message]);
+        crate::info!("booked {}", 1);
+        assert_eq!(host.logs()[0].message, "booked 1");
+    }
+
+    #[test]
+    fn a_host_call_without_a_test_host_says_what_to_do() {
+        let panic = std::panic::catch_unwind(|| crate::kv::get("x")).expect_err("no host");
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains("TestHost"), "{message}");
+    }
+}

@@ -86,15 +86,8 @@ pub fn tokenize(link: &Link, input: Input) -> anyhow::Result<()> {
 }
 
 pub fn quote(link: &Link, input: Input) -> anyhow::Result<()> {
-    let mut body = body(&input, "request", "the quote request")?;
-    // What a person would leave out: collect now, every service.
-    let request = &mut body["request"];
-    if request.get("ready_at").is_none() && request.get("ready-at").is_none() {
-        request["ready_at"] = json!(outpost::clock::now_seconds());
-    }
-    if request.get("service_codes").is_none() && request.get("service-codes").is_none() {
-        request["service_codes"] = json!([]);
-    }
+    // What a person leaves out (collect now, every service) the node fills.
+    let body = body(&input, "request", "the quote request")?;
     let reply = link.request(Method::POST, "/v1/shipping/quotes", Some(&body))?;
     let result = reply.ok("quoting")?;
     if input.json {
