@@ -28,10 +28,9 @@ fn workspace() -> PathBuf {
 
 /// Runs `command`, returning its output; `what` names it in a failure.
 fn run(command: &mut Command, what: &str) -> Output {
-    let output = command
+    command
         .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    output
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"))
 }
 
 fn text(output: &Output) -> String {
