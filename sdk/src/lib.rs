@@ -1,4 +1,4 @@
-//! Write [Outpost](https://github.com/outpost-edge/outpost) plugins in Rust.
+//! Write Outpost plugins in Rust.
 //!
 //! An Outpost plugin is a WebAssembly component that implements one *world*:
 //! a printer driver, a payment tokenizer, a courier adapter or a forecaster.

@@ -393,13 +393,44 @@ pub fn parse_local_datetime(text: &str) -> Option<LocalDatetime> {
     })
 }
 
+/// "2026-11-23T14:05", or the WIT's own record (`{"year": 2026, ...}`, as
+/// `outpost call` and a plugin crate's examples write it).
 fn local_datetime<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LocalDatetime, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_local_datetime(&text).ok_or_else(|| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a local date and time such as \"2026-11-23T14:05:00\""
-        ))
-    })
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Record {
+            year: u16,
+            month: u8,
+            day: u8,
+            hour: u8,
+            minute: u8,
+            second: u8,
+        },
+    }
+    match Either::deserialize(deserializer)? {
+        Either::Text(text) => parse_local_datetime(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a local date and time such as \"2026-11-23T14:05:00\""
+            ))
+        }),
+        Either::Record {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        } => Ok(LocalDatetime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -356,12 +356,19 @@ pub async fn status(
         )
         .await??
     };
-    let reply = transport::query(&printer_config, &probe.request, probe.reply_bytes as usize)
-        .await
-        .map_err(|source| PrintError::Transport {
-            printer: printer_name.clone(),
-            source,
-        })?;
+    // An empty probe waiting for no reply is a driver with no way to ask
+    // (a printer language without status): nothing is sent, and the driver
+    // reads the empty reply as it sees fit.
+    let reply = if probe.request.is_empty() && probe.reply_bytes == 0 {
+        Vec::new()
+    } else {
+        transport::query(&printer_config, &probe.request, probe.reply_bytes as usize)
+            .await
+            .map_err(|source| PrintError::Transport {
+                printer: printer_name.clone(),
+                source,
+            })?
+    };
     let status = {
         let node = node.clone();
         let plugin = plugin.clone();

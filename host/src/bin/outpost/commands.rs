@@ -389,6 +389,21 @@ fn call(
     }
     let result = dynamic::call(&node, &loaded, function, &values)?;
     println!("{}", serde_json::to_string_pretty(&result)?);
+    // A `result` the plugin answered with its error: the answer is printed,
+    // and the exit status says it failed, for scripts.
+    if let Some(error) = result
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("err"))
+    {
+        bail!(
+            "{id} {function} answered with its {} error (above)",
+            error
+                .as_object()
+                .and_then(|e| e.keys().next())
+                .map_or("", String::as_str)
+        );
+    }
     Ok(())
 }
 

@@ -267,11 +267,11 @@ pub fn publish(
     // A crate is packaged first. Every check of `vendor check` runs before
     // anything is pushed or signed: a release no node would install is
     // refused while its version number is still free.
-    let package =
-        crate::vendor::package_of(package_dir, &crate::vendor::PackageOptions::default())?;
-    crate::vendor::check(&package).map_err(|error| {
-        anyhow::anyhow!("{error:#}\nNothing was pushed; fix the release and publish it again")
-    })?;
+    let package = crate::vendor::package_of(package_dir, &crate::vendor::PackageOptions::default())
+        .and_then(|package| crate::vendor::check(&package).map(|_| package))
+        .map_err(|error| {
+            anyhow::anyhow!("{error:#}\nNothing was pushed; fix the release and publish it again")
+        })?;
     let (checked, outcome) = runtime()?.block_on(releases::publish(
         &package, &url, &tls, token, &key_refs, valid_for,
     ))?;

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, bail};
 use outpost::manifest::PluginId;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The toolchain a new crate pins: the one this node is built and tested
@@ -174,6 +175,16 @@ pub fn new(
         }
         std::fs::write(&target, fill(template))
             .with_context(|| format!("cannot write {}", target.display()))?;
+        // Source for a team's repository, not a node's secrets: readable as
+        // any crate is, whatever the node's private umask made it.
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot set the mode of {}", target.display()))?;
+    }
+    for folder in std::iter::once(folder.clone())
+        .chain(["src", "tests", "examples"].iter().map(|f| folder.join(f)))
+    {
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot set the mode of {}", folder.display()))?;
     }
     println!(
         "made {}, a {} plugin crate for {id}",
