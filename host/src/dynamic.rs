@@ -228,16 +228,6 @@ fn find(
     Ok((found, ty, index))
 }
 
-/// The parameter names of `name`, in order: `["label"]`.
-pub fn parameter_names(
-    node: &Node,
-    plugin: &LoadedPlugin,
-    name: &str,
-) -> Result<Vec<String>, DynamicCallError> {
-    let (_, ty, _) = find(node, plugin, name)?;
-    Ok(ty.params().map(|(param, _)| param.to_string()).collect())
-}
-
 /// Spreads one JSON document into `name`'s arguments, as `outpost call
 /// F @input.json` and the test-kit give them: an array is the arguments in
 /// order; an object whose keys are all parameter names (snake_case or
@@ -689,6 +679,28 @@ pub fn from_val(value: &Val) -> Value {
     to_json(value, false)
 }
 
+/// A non-empty `list<u8>` as JSON answers carry it: the text when it is
+/// printable, else `"hex:…"`.
+pub fn bytes_to_json(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.contains(|c: char| c.is_control() && !c.is_whitespace()) => json!(text),
+        _ => json!(format!("hex:{}", hex::encode(bytes))),
+    }
+}
+
+/// A `list<u8>` from JSON in any shape answers give it: text, `"hex:…"`,
+/// or an array of numbers (`[]` when empty).
+pub fn bytes_from_json(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::String(text) => bytes_from(text).ok(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_u64().and_then(|n| u8::try_from(n).ok()))
+            .collect(),
+        _ => None,
+    }
+}
+
 /// Converts a value to JSON; with `snake`, record fields are snake_case.
 fn to_json(value: &Val, snake: bool) -> Value {
     let from_val = |v: &Val| to_json(v, snake);
@@ -715,13 +727,7 @@ fn to_json(value: &Val, snake: bool) -> Value {
                 })
                 .collect();
             match bytes {
-                Some(bytes) if !items.is_empty() => match String::from_utf8(bytes) {
-                    Ok(text) if !text.contains(|c: char| c.is_control() && !c.is_whitespace()) => {
-                        json!(text)
-                    }
-                    Ok(text) => json!(format!("hex:{}", hex::encode(text.as_bytes()))),
-                    Err(error) => json!(format!("hex:{}", hex::encode(error.into_bytes()))),
-                },
+                Some(bytes) if !items.is_empty() => bytes_to_json(&bytes),
                 _ => Value::Array(items.iter().map(from_val).collect()),
             }
         }

@@ -96,9 +96,22 @@ async fn a_vendor_goes_from_nothing_to_an_installed_plugin_for_every_kind() {
         let home = work.path().join("home");
         std::fs::create_dir_all(&home).expect("home");
         let target = work.path().join("target");
-        // The key folder does not exist yet: keygen makes it.
+        // The key folder does not exist yet: keygen makes it, private.
+        let spare = home.join(".config/outpost/spare.key");
+        succeed(
+            outpost(&home).args(["vendor", "keygen"]).arg(&spare),
+            "vendor keygen",
+        );
+        let folder = spare.parent().expect("key folder");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(folder)
+            .expect("made")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the key folder is private");
+        assert!(folder.join("spare.key.pub.json").is_file());
+        // The registry delegated acme to this key (the central team's step).
         let key_file = home.join(".config/outpost/acme.key");
-        std::fs::create_dir_all(key_file.parent().expect("key folder")).expect("key folder");
         key.save(&key_file).expect("the vendor's key");
 
         let node = work.path().join("node");

@@ -336,8 +336,9 @@ impl From<Receipt> for wit::Receipt {
 /// value the API then takes: the same defaults as the `#[serde(default)]`s
 /// above, for the calls that take WIT-shaped JSON (`outpost call`, the
 /// test-kit, and the API's own plugin calls through `dynamic`), so that
-/// `docs/examples/` works with all of them. Lists left out are empty and
-/// options `null` everywhere; these are the rest.
+/// `docs/examples/` works with all of them. There, lists left out are empty
+/// and options `null` in every record, so those calls take a little more
+/// than the typed print routes (a receipt without `lines`), never less.
 pub fn default_field(field: &str) -> Option<serde_json::Value> {
     use serde_json::json;
     Some(match field {

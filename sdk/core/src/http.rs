@@ -215,6 +215,15 @@ impl Request {
 
     /// Sends the request and reads the whole answer.
     pub fn send(self) -> Result<Response, HttpError> {
+        // Natively there is no node to send it: say so, instead of the
+        // bindings aborting the whole test binary.
+        if cfg!(not(target_family = "wasm")) {
+            panic!(
+                "outpost_sdk::http: {} was sent outside a node (a native test); test outbound \
+                 HTTP with outpost-testkit, which runs the component in a node's sandbox",
+                self.url
+            );
+        }
         let target = Target::parse(&self.url)?;
         let fields: Vec<(String, Vec<u8>)> = self.headers.clone();
         let headers =

@@ -24,20 +24,22 @@
 //!
 //! What it checks as a node does: kv keys (not empty, at most 512 bytes, no
 //! control characters), values up to 1 MiB, the quota (a key's bytes plus
-//! its value's), outbox messages (destination an `http(s)` URL, an
-//! idempotency key, a conflict when one key is reused for another message).
-//! What it cannot: grants (every capability is available; the test-kit's
-//! sandbox runs the built component with its `plugin.toml`), and outbound
-//! `http` (use the test-kit with a local server). `seal` here is a keyed
-//! checksum and a keystream for round trips and tamper checks, not
+//! its value's), outbox messages (an `http(s)` destination, an idempotency
+//! key and content type of printable ASCII, payloads up to 256 KiB, a
+//! conflict when one key is reused for another message), 32-byte keys.
+//! What it does not: grants, policy and `max-pending` (every capability is
+//! available; the test-kit's sandbox runs the built component with its
+//! `plugin.toml`), a failed `migrate`'s writes being rolled back, outbox
+//! deliveries (every message stays `pending`), and outbound `http` (a call
+//! panics, naming it; use the test-kit). `seal` here is a keyed checksum and
+//! a keystream, deterministic and 32 bytes longer (a node's is random and
+//! 40 bytes longer): good for round trips and tamper checks, not
 //! encryption.
 
 use crate::bindings::outpost::host::keystore::KeystoreError;
 use crate::bindings::outpost::host::kv::{KvError, Usage};
 use crate::bindings::outpost::host::log::Level;
-use crate::bindings::outpost::host::outbox::{
-    Delivery, DeliveryState, Message, Method, OutboxError,
-};
+use crate::bindings::outpost::host::outbox::{Delivery, DeliveryState, Message, OutboxError};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -46,6 +48,12 @@ use std::rc::Rc;
 const MAX_VALUE_BYTES: u64 = 1 << 20;
 /// A node's limit on one key.
 const MAX_KEY_BYTES: usize = 512;
+/// A node's limits on one outbox message (`host/src/outbox`).
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+const MAX_PAYLOAD_BYTES: usize = 256 << 10;
+const MAX_CONTENT_TYPE_BYTES: usize = 200;
+/// The length of a node's keys.
+const KEY_BYTES: usize = 32;
 /// The quota a [`TestHost`] starts with.
 const DEFAULT_KV_QUOTA: u64 = 64 * 1024;
 
@@ -115,8 +123,13 @@ impl TestHost {
         self
     }
 
-    /// A provisioned key's material.
+    /// A provisioned key's material: 32 bytes, as a node's keys are.
     pub fn key(mut self, name: &str, material: &[u8]) -> TestHost {
+        assert_eq!(
+            material.len(),
+            KEY_BYTES,
+            "TestHost::key({name:?}): a node's keys are {KEY_BYTES} bytes"
+        );
         self.state.keys.insert(name.to_string(), material.to_vec());
         self
     }
@@ -371,15 +384,39 @@ pub(crate) mod keystore {
 pub(crate) mod outbox {
     use super::*;
 
+    /// Printable ASCII, spaces allowed, as a node's headers need.
+    fn printable(text: &str, most: usize) -> bool {
+        !text.is_empty()
+            && text.len() <= most
+            && text.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    }
+
+    /// The node's own rules for a message (`check_message`); which
+    /// destinations are granted is the sandbox tests' to check.
     pub fn enqueue(message: &Message) -> Result<u64, OutboxError> {
         let destination = message.destination.as_str();
-        if !(destination.starts_with("https://") || destination.starts_with("http://")) {
+        if !(destination.starts_with("https://") || destination.starts_with("http://"))
+            || destination.contains(char::is_whitespace)
+        {
             return Err(OutboxError::Invalid(format!(
-                "destination {destination:?} is not an http(s) URL"
+                "destination {destination:?} is not a valid http(s) URL"
             )));
         }
-        if message.idempotency_key.is_empty() {
-            return Err(OutboxError::Invalid("the idempotency key is empty".into()));
+        if !printable(&message.idempotency_key, MAX_IDEMPOTENCY_KEY_BYTES) {
+            return Err(OutboxError::Invalid(format!(
+                "idempotency-key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} printable ASCII characters"
+            )));
+        }
+        if message.payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(OutboxError::Invalid(format!(
+                "payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                message.payload.len()
+            )));
+        }
+        if !printable(&message.content_type, MAX_CONTENT_TYPE_BYTES) {
+            return Err(OutboxError::Invalid(format!(
+                "content-type must be 1 to {MAX_CONTENT_TYPE_BYTES} printable ASCII characters"
+            )));
         }
         with_host("outbox::enqueue", |state| {
             let earlier = state
@@ -412,12 +449,6 @@ pub(crate) mod outbox {
                     last_error: None,
                 }))
         })
-    }
-
-    /// So the `Method` import stays used when nothing else names it.
-    #[allow(dead_code)]
-    fn methods() -> [Method; 2] {
-        [Method::Post, Method::Put]
     }
 }
 

@@ -55,6 +55,11 @@ pub enum Kind {
     BadCall,
     /// A node refused to install the package.
     InstallRefused,
+    /// The crate did not build (or package) for `wasm32-wasip2`.
+    Build,
+    /// The node refused a `tokenize` call that put the card number
+    /// somewhere (a log line, storage, the outbox): the vendor's bug.
+    CardData,
     /// Anything else the node stopped the call for (see the message).
     Other,
 }
@@ -74,6 +79,7 @@ impl Kind {
             "refused" => Kind::Refused,
             "bad-call" | "bad-request" => Kind::BadCall,
             "install-refused" => Kind::InstallRefused,
+            "card-data" => Kind::CardData,
             _ => Kind::Other,
         }
     }
@@ -185,7 +191,7 @@ fn outpost() -> PathBuf {
 
 /// The crate under test, packaged once per test binary: tests run in
 /// parallel, and one build serves them all.
-fn this_crate_package() -> Result<PathBuf, Failure> {
+fn this_crate_package(binary: &Path) -> Result<PathBuf, Failure> {
     static PACKAGE: OnceLock<Result<PathBuf, Failure>> = OnceLock::new();
     PACKAGE
         .get_or_init(|| {
@@ -196,8 +202,10 @@ fn this_crate_package() -> Result<PathBuf, Failure> {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| folder.join("target"))
                 .join("outpost-testkit");
-            let out = target.join("package");
-            let output = Command::new(outpost())
+            // One per process: test runners that start a process per test
+            // (nextest) must not empty a package another is installing.
+            let out = target.join(format!("package-{}", std::process::id()));
+            let output = Command::new(binary)
                 .args(["vendor", "package", "--quiet", "--target-dir"])
                 .arg(&target)
                 .arg("--out")
@@ -207,7 +215,7 @@ fn this_crate_package() -> Result<PathBuf, Failure> {
                 .map_err(|e| Failure::setup(no_outpost(e)))?;
             if !output.status.success() {
                 return Err(Failure {
-                    kind: Kind::InstallRefused,
+                    kind: Kind::Build,
                     message: format!(
                         "`outpost vendor package` failed:\n{}",
                         String::from_utf8_lossy(&output.stderr).trim()
@@ -275,11 +283,12 @@ impl Builder {
 
     /// Starts the node and installs the package.
     pub fn build(self) -> Result<Plugin, Failure> {
+        let binary = self.outpost.unwrap_or_else(outpost);
         let package = match self.package {
             Some(folder) => folder,
-            None => this_crate_package()?,
+            None => this_crate_package(&binary)?,
         };
-        let mut command = Command::new(self.outpost.unwrap_or_else(outpost));
+        let mut command = Command::new(&binary);
         command.args(["vendor", "sandbox"]).arg(&package);
         for (key, value) in &self.config {
             command.arg("--plugin-config").arg(format!("{key}={value}"));
@@ -306,8 +315,11 @@ impl Builder {
         };
         let mut plugin = Plugin {
             child,
-            stdin: Mutex::new(Some(stdin)),
-            stdout: Mutex::new(BufReader::new(stdout)),
+            binary,
+            link: Mutex::new(Link {
+                stdin: Some(stdin),
+                stdout: BufReader::new(stdout),
+            }),
             id: String::new(),
             version: String::new(),
         };
@@ -344,12 +356,20 @@ pub struct Installed {
     pub previous: Option<String>,
 }
 
+struct Link {
+    /// Closed on drop: the sandbox then ends and removes its node.
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
 /// A plugin installed in a throwaway node of its own.
 pub struct Plugin {
     child: Child,
-    /// Closed on drop: the sandbox then ends and removes its node.
-    stdin: Mutex<Option<ChildStdin>>,
-    stdout: Mutex<BufReader<ChildStdout>>,
+    /// The `outpost` it runs, which packages the crate too.
+    binary: PathBuf,
+    /// One lock over both ends, held from a request to its answer, so
+    /// threads sharing a `Plugin` never read each other's answers.
+    link: Mutex<Link>,
     id: String,
     version: String,
 }
@@ -389,12 +409,15 @@ impl Plugin {
     pub fn call(&self, function: &str, args: Value) -> Result<Answer, Failure> {
         let reply = self.request(&json!({"call": function, "args": args}))?;
         let elapsed = reply["micros"].as_u64().map(Duration::from_micros);
-        match reply.get("ok") {
-            Some(value) => Ok(Answer {
+        match (reply.get("ok"), elapsed) {
+            (Some(value), Some(elapsed)) => Ok(Answer {
                 value: value.clone(),
-                elapsed: elapsed.unwrap_or_default(),
+                elapsed,
             }),
-            None => Err(failure_of(&reply, elapsed)),
+            (Some(_), None) => Err(Failure::setup(format!(
+                "the sandbox node answered without the call's time: {reply}"
+            ))),
+            (None, _) => Err(failure_of(&reply, elapsed)),
         }
     }
 
@@ -470,42 +493,42 @@ impl Plugin {
     /// Updates to the crate under test (after a [`Builder::package`] of an
     /// older release).
     pub fn install_this_crate(&mut self) -> Result<Installed, Failure> {
-        let package = this_crate_package()?;
+        let package = this_crate_package(&self.binary)?;
         self.install(package)
     }
 
     fn read_installed(&mut self) -> Result<Installed, Failure> {
-        let reply = self.read_reply()?;
+        let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
+        let reply = read_reply(&mut link)?;
         installed_of(&reply)
     }
 
     fn request(&self, request: &Value) -> Result<Value, Failure> {
-        {
-            let mut stdin = self.stdin.lock().unwrap_or_else(|p| p.into_inner());
-            let stdin = stdin
-                .as_mut()
-                .ok_or_else(|| Failure::setup("the sandbox node was closed".into()))?;
-            writeln!(stdin, "{request}")
-                .and_then(|()| stdin.flush())
-                .map_err(|e| Failure::setup(format!("the sandbox node has gone: {e}")))?;
-        }
-        self.read_reply()
-    }
-
-    fn read_reply(&self) -> Result<Value, Failure> {
-        let mut stdout = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
-        let mut line = String::new();
-        let read = stdout
-            .read_line(&mut line)
+        let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
+        let stdin = link
+            .stdin
+            .as_mut()
+            .ok_or_else(|| Failure::setup("the sandbox node was closed".into()))?;
+        writeln!(stdin, "{request}")
+            .and_then(|()| stdin.flush())
             .map_err(|e| Failure::setup(format!("the sandbox node has gone: {e}")))?;
-        if read == 0 {
-            return Err(Failure::setup(
-                "the sandbox node stopped (its error is above)".into(),
-            ));
-        }
-        serde_json::from_str(&line)
-            .map_err(|e| Failure::setup(format!("the sandbox node answered {line:?}: {e}")))
+        read_reply(&mut link)
     }
+}
+
+fn read_reply(link: &mut Link) -> Result<Value, Failure> {
+    let mut line = String::new();
+    let read = link
+        .stdout
+        .read_line(&mut line)
+        .map_err(|e| Failure::setup(format!("the sandbox node has gone: {e}")))?;
+    if read == 0 {
+        return Err(Failure::setup(
+            "the sandbox node stopped (its error is above)".into(),
+        ));
+    }
+    serde_json::from_str(&line)
+        .map_err(|e| Failure::setup(format!("the sandbox node answered {line:?}: {e}")))
 }
 
 fn failure_of(reply: &Value, elapsed: Option<Duration>) -> Failure {
@@ -534,9 +557,10 @@ impl Drop for Plugin {
         // Closing its input ends the sandbox, which removes its node; one
         // that does not end (a call still running) is killed.
         drop(
-            self.stdin
+            self.link
                 .get_mut()
                 .unwrap_or_else(|p| p.into_inner())
+                .stdin
                 .take(),
         );
         for _ in 0..100 {

@@ -737,6 +737,10 @@ pub enum VendorCommand {
         /// A plugin crate (packaged first) or a package folder
         #[arg(default_value = ".")]
         path: PathBuf,
+        /// Let limits and grants above a default node's policy pass, with a
+        /// warning: for plugins meant only for nodes whose operators raised it
+        #[arg(long)]
+        beyond_default_policy: bool,
     },
     /// Rebuild and reload the plugin into a local node on every change
     ///
@@ -794,5 +798,9 @@ pub enum VendorCommand {
         /// How long the signed metadata stays valid: 8760h is a year
         #[arg(long, default_value = "8760h")]
         valid_for: jiff::SignedDuration,
+        /// Publish even though its limits or grants are above a default
+        /// node's policy (only nodes whose operators raised it install it)
+        #[arg(long)]
+        beyond_default_policy: bool,
     },
 }

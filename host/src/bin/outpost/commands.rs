@@ -99,7 +99,10 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             target_dir,
             quiet,
         }) => crate::vendor::package_command(&folder, out, target_dir, quiet),
-        Command::Vendor(VendorCommand::Check { path }) => crate::vendor::check_command(&path),
+        Command::Vendor(VendorCommand::Check {
+            path,
+            beyond_default_policy,
+        }) => crate::vendor::check_command(&path, beyond_default_policy),
         Command::Vendor(VendorCommand::Watch { folder, every_ms }) => crate::vendor::watch(
             &folder,
             data_dir,
@@ -114,6 +117,7 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             token,
             registry_ca,
             valid_for,
+            beyond_default_policy,
         }) => crate::registry::publish(
             &package,
             &registry,
@@ -121,6 +125,7 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             &keys,
             &token,
             valid_for,
+            beyond_default_policy,
         ),
         Command::Plugin(PluginCommand::Info { plugin, json }) => {
             crate::plugins::info(data_dir, config, &plugin, json)

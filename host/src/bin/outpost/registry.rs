@@ -248,6 +248,7 @@ pub fn publish(
     key_files: &[PathBuf],
     token: &str,
     valid_for: jiff::SignedDuration,
+    beyond_default_policy: bool,
 ) -> anyhow::Result<()> {
     let url = releases::parse_registry_url(registry)?;
     let ca = registry_ca
@@ -268,7 +269,7 @@ pub fn publish(
     // anything is pushed or signed: a release no node would install is
     // refused while its version number is still free.
     let package = crate::vendor::package_of(package_dir, &crate::vendor::PackageOptions::default())
-        .and_then(|package| crate::vendor::check(&package).map(|_| package))
+        .and_then(|package| crate::vendor::check(&package, beyond_default_policy).map(|_| package))
         .map_err(|error| {
             anyhow::anyhow!("{error:#}\nNothing was pushed; fix the release and publish it again")
         })?;

@@ -40,7 +40,10 @@ impl PluginCrate {
                 folder.display()
             );
         }
+        // Run in the crate's folder: rustup picks the toolchain (and so the
+        // wasm32-wasip2 target) from the crate's rust-toolchain.toml there.
         let output = Command::new(cargo())
+            .current_dir(folder)
             .args([
                 "metadata",
                 "--no-deps",
@@ -147,6 +150,7 @@ pub fn package(folder: &Path, options: &PackageOptions) -> anyhow::Result<PathBu
         .unwrap_or(krate.target_dir.clone());
     let mut build = Command::new(cargo());
     build
+        .current_dir(folder)
         .args(["build", "--release", "--target", "wasm32-wasip2", "--lib"])
         .arg("--manifest-path")
         .arg(folder.join("Cargo.toml"))
@@ -175,20 +179,57 @@ pub fn package(folder: &Path, options: &PackageOptions) -> anyhow::Result<PathBu
         .out
         .clone()
         .unwrap_or_else(|| krate.target_dir.join("outpost/package"));
-    if out.exists() {
-        std::fs::remove_dir_all(&out).with_context(|| format!("cannot empty {}", out.display()))?;
-    }
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot make {}", out.display()))?;
-    std::fs::copy(&wasm, out.join(krate.component_name()))
+    // Made beside its place and moved in whole: a failed packaging leaves
+    // the last good package, and only a folder this command made before
+    // (it holds the marker) is ever replaced.
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot make {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".outpost-package-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot make a folder in {}", parent.display()))?;
+    let fresh = staging.path();
+    std::fs::write(
+        fresh.join(PACKAGE_MARKER),
+        "made by `outpost vendor package`\n",
+    )
+    .with_context(|| format!("cannot write in {}", fresh.display()))?;
+    std::fs::copy(&wasm, fresh.join(krate.component_name()))
         .with_context(|| format!("cannot copy {}", wasm.display()))?;
-    std::fs::write(out.join(MANIFEST_FILE_NAME), manifest)
-        .with_context(|| format!("cannot write {}", out.join(MANIFEST_FILE_NAME).display()))?;
+    std::fs::write(fresh.join(MANIFEST_FILE_NAME), manifest)
+        .with_context(|| format!("cannot write in {}", fresh.display()))?;
     let assets = folder.join("assets");
     if assets.is_dir() {
-        copy_tree(&assets, &out.join("assets"))?;
+        copy_tree(&assets, &fresh.join("assets"))?;
     }
+    move_into_place(staging, &out)?;
     Ok(out)
 }
+
+/// Puts the package made in `staging` at `out`, replacing only a package
+/// this command made there before.
+fn move_into_place(staging: tempfile::TempDir, out: &Path) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(out).is_ok() {
+        if out.is_symlink() || !out.join(PACKAGE_MARKER).is_file() {
+            bail!(
+                "{} exists and is not a package `outpost vendor package` made; choose another --out (it replaces only its own packages)",
+                out.display()
+            );
+        }
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("cannot replace {}", out.display()))?;
+    }
+    let fresh = staging.keep();
+    std::fs::rename(&fresh, out)
+        .with_context(|| format!("cannot move the package to {}", out.display()))
+}
+
+/// The file that marks a folder as a package this command made, so it may
+/// replace it.
+const PACKAGE_MARKER: &str = ".outpost-package";
 
 /// `plugin.toml` with `version` and `component` from the crate. Either may
 /// already be there, but only with the crate's value.
@@ -226,12 +267,20 @@ fn complete_manifest(source: &str, krate: &PluginCrate) -> anyhow::Result<String
     let mut lines: Vec<String> = source.lines().map(str::to_string).collect();
     let header = lines
         .iter()
-        .position(|line| line.trim() == "[plugin]")
+        .position(|line| is_plugin_header(line))
         .context("plugin.toml's [plugin] table must be written as a `[plugin]` header")?;
     for (offset, line) in missing.into_iter().enumerate() {
         lines.insert(header + 1 + offset, line);
     }
     Ok(lines.join("\n") + "\n")
+}
+
+/// `[plugin]`, `[ plugin ]`, `[plugin]  # comment`.
+fn is_plugin_header(line: &str) -> bool {
+    let code = line.split('#').next().unwrap_or_default().trim();
+    code.strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .is_some_and(|name| name.trim() == "plugin")
 }
 
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -275,18 +324,28 @@ pub fn package_of(path: &Path, options: &PackageOptions) -> anyhow::Result<PathB
 /// Every check a default node makes at install, with no node: the
 /// install checks (world, imports against grants, `info()`'s version
 /// against plugin.toml's) and the manifest against a default node's policy.
-pub fn check(package: &Path) -> anyhow::Result<CheckedRelease> {
+///
+/// With `beyond_default_policy`, a manifest asking for more than a default
+/// node allows (a plugin meant for nodes whose operators raised a limit)
+/// passes with a warning instead.
+pub fn check(package: &Path, beyond_default_policy: bool) -> anyhow::Result<CheckedRelease> {
     let manifest_path = package.join(MANIFEST_FILE_NAME);
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read {}", manifest_path.display()))?;
     let manifest = Manifest::parse(&text)
         .with_context(|| format!("{} is not valid", manifest_path.display()))?;
-    manifest.limits_under(&Policy::default()).with_context(|| {
-        format!(
-            "{}: a default node refuses this (nodes whose operator raised the limit would not)",
+    if let Err(error) = manifest.limits_under(&Policy::default()) {
+        if !beyond_default_policy {
+            return Err(anyhow::Error::new(error).context(format!(
+                "{}: a default node refuses this; ask for less, or pass --beyond-default-policy if it is meant only for nodes whose operators raised the limit",
+                manifest_path.display()
+            )));
+        }
+        eprintln!(
+            "warning: {}: {error}; default nodes will refuse it, only nodes whose operators raised the limit install it",
             manifest_path.display()
-        )
-    })?;
+        );
+    }
     let checked = release_check::check_folder(package).with_context(|| {
         format!(
             "{} is not a release any node would install",
@@ -297,9 +356,9 @@ pub fn check(package: &Path) -> anyhow::Result<CheckedRelease> {
 }
 
 /// `outpost vendor check`: package (from a crate), check, say what passed.
-pub fn check_command(path: &Path) -> anyhow::Result<()> {
+pub fn check_command(path: &Path, beyond_default_policy: bool) -> anyhow::Result<()> {
     let package = package_of(path, &PackageOptions::default())?;
-    let checked = check(&package)?;
+    let checked = check(&package, beyond_default_policy)?;
     println!(
         "{}@{} ({}) passes a node's install checks: its world, imports within its grants ({}), info() reporting {}, limits within a default node's policy",
         checked.id,
@@ -329,7 +388,7 @@ pub fn package_command(
         quiet,
     };
     let package = package(folder, &options)?;
-    let checked = check(&package)?;
+    let checked = check(&package, true)?;
     println!(
         "packaged {}@{} in {}; it passes a node's install checks",
         checked.id,
@@ -347,6 +406,12 @@ pub fn watch(
     config: Option<&Path>,
     every: Duration,
 ) -> anyhow::Result<()> {
+    if data_dir == Path::new(crate::service::SERVICE_DATA_DIR) {
+        bail!(
+            "vendor watch installs unsigned development builds, approving what they ask for: it will not touch the service's node at {}; give it a node of its own with --data-dir (e.g. /tmp/dev-node)",
+            data_dir.display()
+        );
+    }
     let options = PackageOptions {
         quiet: true,
         ..PackageOptions::default()
@@ -372,7 +437,8 @@ fn reload(
     options: &PackageOptions,
 ) -> anyhow::Result<String> {
     let package = package(folder, options)?;
-    let checked = check(&package)?;
+    // The dev node's own policy decides at install.
+    let checked = check(&package, true)?;
     // The same version rebuilt is a new component under an old number,
     // which a node refuses: it is removed first (its data kept) and added
     // again. A new version goes through the update path, `migrate` and all.
@@ -395,11 +461,16 @@ fn newest_change(folder: &Path) -> SystemTime {
     let mut pending = vec![
         folder.join("src"),
         folder.join("assets"),
+        folder.join("wit"),
+        folder.join("build.rs"),
         folder.join("Cargo.toml"),
+        folder.join("Cargo.lock"),
         folder.join(MANIFEST_FILE_NAME),
     ];
     while let Some(path) = pending.pop() {
-        let Ok(metadata) = std::fs::metadata(&path) else {
+        // Links are not followed: one pointing at `/` or back up the tree
+        // would have this walk the disk every tick.
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else {
             continue;
         };
         if let Ok(modified) = metadata.modified() {
@@ -436,6 +507,43 @@ mod tests {
         assert_eq!(parsed.version.to_string(), "1.2.0");
         assert_eq!(parsed.component, "zpl_printer.wasm");
         assert!(manifest.starts_with("# the driver\n[plugin]\nversion = \"1.2.0\""));
+    }
+
+    #[test]
+    fn the_plugin_header_may_be_spaced_or_commented() {
+        let source = SOURCE.replace("[plugin]\n", "[ plugin ]  # the driver\n");
+        let manifest = complete_manifest(&source, &krate("1.2.0")).expect("complete");
+        assert_eq!(
+            Manifest::parse(&manifest)
+                .expect("valid")
+                .version
+                .to_string(),
+            "1.2.0"
+        );
+        assert!(!is_plugin_header("[plugins]") && !is_plugin_header("# [plugin]"));
+    }
+
+    #[test]
+    fn packaging_replaces_only_its_own_package() {
+        let root = tempfile::tempdir().expect("temp");
+        let stage = || {
+            let staging = tempfile::tempdir_in(root.path()).expect("staging");
+            std::fs::write(staging.path().join(PACKAGE_MARKER), "").expect("marker");
+            staging
+        };
+        // A folder of the vendor's (the crate, their home) is never emptied.
+        let theirs = root.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("folder");
+        std::fs::write(theirs.join("keep.txt"), "mine").expect("file");
+        let error = move_into_place(stage(), &theirs).expect_err("not a package");
+        assert!(error.to_string().contains("is not a package"), "{error}");
+        assert!(theirs.join("keep.txt").is_file());
+        // A package it made is replaced.
+        let out = root.path().join("package");
+        move_into_place(stage(), &out).expect("first");
+        std::fs::write(out.join("old.wasm"), "old").expect("file");
+        move_into_place(stage(), &out).expect("again");
+        assert!(!out.join("old.wasm").exists() && out.join(PACKAGE_MARKER).is_file());
     }
 
     #[test]

@@ -164,13 +164,26 @@ pub fn run(args: &SandboxArgs) -> anyhow::Result<()> {
     if first.get("error").is_some() {
         return Ok(());
     }
-    for line in std::io::stdin().lock().lines() {
-        let line = line.context("cannot read a request")?;
-        if line.trim().is_empty() {
+    let mut input = std::io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input
+            .read_until(b'\n', &mut line)
+            .context("cannot read a request")?
+            == 0
+        {
+            break;
+        }
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let answer = match serde_json::from_str::<Value>(&line) {
-            Ok(request) => answer(&node, &devices, &id.to_string(), request),
+        // Whatever a request holds, it gets an answer and the node stays up.
+        let answer = match serde_json::from_slice::<Value>(&line) {
+            Ok(request) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                answer(&node, &devices, &id.to_string(), request)
+            }))
+            .unwrap_or_else(|_| failure("other", "the sandbox failed on this request".into())),
             Err(error) => failure("bad-request", format!("not JSON: {error}")),
         };
         writeln!(out, "{answer}")?;
@@ -279,7 +292,7 @@ fn print(node: &Arc<Node>, devices: &Devices, id: &str, document: Value) -> Valu
     };
     let bytes = dynamic::spread_arguments(node, &plugin, function, document)
         .and_then(|args| dynamic::call_for_api(node, &plugin, function, &args));
-    let bytes = match bytes.map(|value| bytes_from_json(&value)) {
+    let bytes = match bytes.map(|value| dynamic::bytes_from_json(&value)) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return failure("other", format!("{function} answered no bytes")),
         Err(error) => return failure(kind(&error), error.to_string()),
@@ -299,8 +312,19 @@ fn print(node: &Arc<Node>, devices: &Devices, id: &str, document: Value) -> Valu
             let jobs = devices
                 .runtime
                 .block_on(printer.wait_for_jobs(before + 1, Duration::from_secs(10)));
-            let received = jobs.get(before).cloned().unwrap_or_default();
-            json!({"ok": {"printed": bytes_json(&received), "rendered_bytes": bytes.len()}})
+            match jobs.get(before) {
+                Some(received) => json!({"ok": {
+                    "printed": dynamic::bytes_to_json(received),
+                    "rendered_bytes": bytes.len(),
+                }}),
+                None => failure(
+                    "other",
+                    format!(
+                        "the printer received nothing within 10 s ({} bytes rendered and sent)",
+                        bytes.len()
+                    ),
+                ),
+            }
         }
         Err(error) => failure("other", format!("sending to the printer: {error}")),
     };
@@ -317,15 +341,8 @@ fn loaded(node: &Node, id: &str) -> Result<Arc<LoadedPlugin>, Value> {
         .ok_or_else(|| failure("unavailable", format!("{id} is not loaded")))
 }
 
-/// `list<u8>` as the API answers it (text, or `hex:…`) back to bytes.
-fn bytes_from_json(value: &Value) -> Option<Vec<u8>> {
-    let text = value.as_str()?;
-    match text.strip_prefix("hex:") {
-        Some(digits) => hex::decode(digits).ok(),
-        None => Some(text.as_bytes().to_vec()),
-    }
-}
-
+/// The driver's status probe through the node's own status path, to the
+/// virtual printer.
 fn printer_status(node: &Arc<Node>, devices: &Devices, kind: &Value) -> Value {
     if devices.printer.is_none() {
         return failure(
@@ -350,14 +367,6 @@ fn printer_status(node: &Arc<Node>, devices: &Devices, kind: &Value) -> Value {
         Ok(report) => json!({ "ok": report }),
         Err(PrintError::Call(error)) => failure(kind_of_call(&error), error.to_string()),
         Err(error) => failure("other", error.to_string()),
-    }
-}
-
-/// Bytes as the API gives `list<u8>`: text when printable, else `hex:…`.
-fn bytes_json(bytes: &[u8]) -> Value {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if !text.contains(|c: char| c.is_control() && !c.is_whitespace()) => json!(text),
-        _ => json!(format!("hex:{}", hex::encode(bytes))),
     }
 }
 

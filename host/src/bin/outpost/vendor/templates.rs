@@ -104,12 +104,39 @@ fn sdk_source(explicit: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
         return Ok(Some(path));
     }
     // Built from a source tree that is still there (`cargo install --path
-    // host` from a checkout): its SDK is the one that matches exactly.
+    // host` from a checkout): its SDK is the one that matches exactly. Only
+    // a tree of this user's that nobody else may change: the new crate
+    // builds whatever code is there.
     let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    if built_from.join("testkit/Cargo.toml").is_file() {
-        return Ok(std::fs::canonicalize(&built_from).ok());
+    match std::fs::canonicalize(&built_from) {
+        Ok(sdk) if sdk.join("testkit/Cargo.toml").is_file() && only_mine(&sdk) => Ok(Some(sdk)),
+        _ => Ok(None),
     }
-    Ok(None)
+}
+
+/// True when this user owns `folder` and its parent and neither is writable
+/// by others.
+fn only_mine(folder: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = unsafe { libc::geteuid() };
+    [Some(folder), folder.parent()]
+        .into_iter()
+        .flatten()
+        .all(|path| std::fs::metadata(path).is_ok_and(|m| m.uid() == me && m.mode() & 0o022 == 0))
+}
+
+/// Rust's keywords, which cargo refuses as a package name.
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "box", "break", "const", "continue", "crate", "dyn", "else", "enum",
+    "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
+    "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true",
+    "try", "type", "unsafe", "use", "where", "while", "yield", "abstract", "become", "do", "final",
+    "macro", "override", "priv", "typeof", "unsized", "virtual",
+];
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
 }
 
 /// Makes the crate for plugin `id` of `kind` in `folder` (default: a new
@@ -127,6 +154,11 @@ pub fn new(
     })?;
     let id = plugin.to_string();
     let (vendor, name) = id.split_once('/').context("a plugin id is vendor/name")?;
+    if KEYWORDS.contains(&name) || ["core", "std", "alloc", "test", "proc_macro"].contains(&name) {
+        bail!(
+            "{name:?} cannot name a Rust crate; call the plugin something else, as {vendor}/{name}-driver"
+        );
+    }
     let folder = folder.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
     if folder.exists()
         && std::fs::read_dir(&folder)
@@ -145,10 +177,10 @@ pub fn new(
             "\n# outpost-sdk and outpost-testkit from the source tree this `outpost` was\n\
              # built from, until they come from crates.io: delete this section then.\n\
              [patch.crates-io]\n\
-             outpost-sdk = {{ path = {:?} }}\n\
-             outpost-testkit = {{ path = {:?} }}\n",
-            path.display().to_string(),
-            path.join("testkit").display().to_string()
+             outpost-sdk = {{ path = {} }}\n\
+             outpost-testkit = {{ path = {} }}\n",
+            toml_string(&path.display().to_string()),
+            toml_string(&path.join("testkit").display().to_string())
         ),
         None => String::new(),
     };
@@ -198,7 +230,8 @@ pub fn new(
             path.display()
         ),
         None => println!(
-            "outpost-sdk = \"={}\" comes from crates.io",
+            "outpost-sdk = \"={}\" is taken from crates.io; if it is not published there yet, \
+             make the crate again with --sdk-path pointing at an Outpost source tree's sdk folder",
             env!("CARGO_PKG_VERSION")
         ),
     }

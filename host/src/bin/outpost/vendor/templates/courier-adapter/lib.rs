@@ -82,13 +82,27 @@ fn parcels(parcels: &[Parcel]) -> String {
     format!("[{}]", each.join(","))
 }
 
+/// `value` as a JSON string, every character that must be escaped escaped.
+fn json_string(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 // Replace: the body your carrier's booking API expects (serde_json helps).
 fn booking_body(request: &BookingRequest) -> Vec<u8> {
-    let text = |value: &str| format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""));
     let fields = [
-        ("reference", text(&request.reference)),
-        ("quote_id", text(&request.quote_id)),
-        ("postal_code", text(&request.ship_to.postal_code)),
+        ("reference", json_string(&request.reference)),
+        ("quote_id", json_string(&request.quote_id)),
+        ("postal_code", json_string(&request.ship_to.postal_code)),
         ("parcels", parcels(&request.parcels)),
     ];
     let fields: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
@@ -203,7 +217,7 @@ impl Courier for Plugin {
         let (reference, _) = find(&booking_id)?;
         // Replace: your carrier's cancel call. Queued as well, so it reaches the
         // carrier even while the booking itself still waits.
-        let url = format!("{}/shipments/{reference}/cancel", api_url());
+        let url = format!("{}/v1/shipments/{reference}/cancel", api_url());
         let message = outbox::post_json(&url, b"{}".to_vec(), &format!("cancel-{reference}"));
         let entry = outbox::enqueue(&message)?;
         outpost_sdk::info!("cancellation of {booking_id} queued as outbox entry {entry}");

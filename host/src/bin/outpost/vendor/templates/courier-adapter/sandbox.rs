@@ -5,8 +5,9 @@
 use outpost_testkit::{Kind, Plugin, example, json};
 use std::time::Duration;
 
-/// Generous: a call takes milliseconds, but test machines are often slow.
-const QUICK: Duration = Duration::from_secs(2);
+/// The time budget of one call: well under plugin.toml's 3000 ms deadline,
+/// so a change that makes the code slow fails here before nodes stop it.
+const QUICK: Duration = Duration::from_millis(500);
 
 /// Pointed at a port nothing answers on, so every booking stays queued.
 fn plugin() -> Plugin {
