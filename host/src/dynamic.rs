@@ -295,6 +295,28 @@ pub fn spread_arguments(
             Ok(values)
         }
         other if params.len() == 1 => Ok(vec![other]),
+        // By name, with a name the function does not have: say which.
+        Value::Object(object) => {
+            let unknown: Vec<&String> = object
+                .keys()
+                .filter(|key| {
+                    !params
+                        .iter()
+                        .any(|(p, _)| p == *key || p.replace('-', "_") == **key)
+                })
+                .collect();
+            Err(DynamicCallError::BadArgument {
+                name: unknown
+                    .first()
+                    .map_or_else(String::new, |key| key.to_string()),
+                path: String::new(),
+                message: format!(
+                    "{} takes no argument by that name; it takes {}",
+                    function.qualified(),
+                    names()
+                ),
+            })
+        }
         _ => Err(DynamicCallError::ArgumentCount {
             function: function.qualified(),
             expected: params.len(),

@@ -28,6 +28,9 @@ use std::time::Duration;
 
 pub use serde_json::{self, Value, json};
 
+/// The `outpost vendor sandbox` protocol this test-kit speaks.
+const PROTOCOL: u64 = 1;
+
 /// Why a call did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -500,6 +503,14 @@ impl Plugin {
     fn read_installed(&mut self) -> Result<Installed, Failure> {
         let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
         let reply = read_reply(&mut link)?;
+        if reply["protocol"].as_u64() != Some(PROTOCOL) {
+            return Err(Failure::setup(format!(
+                "`{}` speaks sandbox protocol {} and this test-kit {PROTOCOL}: use the outpost \
+                 and outpost-testkit of one release",
+                self.binary.display(),
+                reply["protocol"]
+            )));
+        }
         installed_of(&reply)
     }
 

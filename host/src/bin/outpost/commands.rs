@@ -382,6 +382,9 @@ fn call(
         }
         return Ok(());
     };
+    if args.iter().filter(|arg| *arg == "@-").count() > 1 {
+        bail!("only one argument can come from standard input (`@-`); put the others in files");
+    }
     let mut values = Vec::with_capacity(args.len());
     for (index, arg) in args.iter().enumerate() {
         values.push(call_argument(index, arg)?);
@@ -429,7 +432,8 @@ fn call_argument(index: usize, arg: &str) -> anyhow::Result<serde_json::Value> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
     };
-    serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))
+    let name = if file == "-" { "standard input" } else { file };
+    serde_json::from_str(&text).with_context(|| format!("{name} is not JSON"))
 }
 
 fn show_config(data_dir: &Path, config: Option<&Path>, defaults: bool) -> anyhow::Result<()> {

@@ -53,6 +53,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The version of this JSON-lines protocol, in the first line: the
+/// test-kit refuses a sandbox speaking another.
+const PROTOCOL: u64 = 1;
+
 /// What the sandbox is started with.
 #[derive(Debug, clap::Args)]
 pub struct SandboxArgs {
@@ -158,7 +162,8 @@ pub fn run(args: &SandboxArgs) -> anyhow::Result<()> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let first = install(&node, &args.package);
+    let mut first = install(&node, &args.package);
+    first["protocol"] = json!(PROTOCOL);
     writeln!(out, "{first}")?;
     out.flush()?;
     if first.get("error").is_some() {
