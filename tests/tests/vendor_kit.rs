@@ -395,6 +395,14 @@ fn the_test_kit_reports_what_the_sandbox_did_to_a_call() {
         deadline.elapsed.is_some_and(|t| t.as_millis() >= 300),
         "stopped at its 300 ms deadline: {deadline:?}"
     );
+    assert!(
+        plugin
+            .logs()
+            .iter()
+            .any(|line| line.contains("panicked on purpose")),
+        "the node's log is kept for the test: {:?}",
+        plugin.logs()
+    );
     let wrong = plugin
         .call("no-such-function", outpost_testkit::json!([]))
         .expect_err("no such function");

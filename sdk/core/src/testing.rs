@@ -27,10 +27,11 @@
 //! its value's), outbox messages (an `http(s)` destination, an idempotency
 //! key and content type of printable ASCII, payloads up to 256 KiB, a
 //! conflict when one key is reused for another message), 32-byte keys.
+//! `migrate` run through [`InstalledHost::migrate`] keeps its writes only
+//! when it succeeds and may not use the outbox, as on a node.
 //! What it does not: grants, policy and `max-pending` (every capability is
 //! available; the test-kit's sandbox runs the built component with its
-//! `plugin.toml`), a failed `migrate`'s writes being rolled back, outbox
-//! deliveries (every message stays `pending`), and outbound `http` (a call
+//! `plugin.toml`), outbox deliveries (every message stays `pending`), and outbound `http` (a call
 //! panics, naming it; use the test-kit). `seal` here is a keyed checksum and
 //! a keystream, deterministic and 32 bytes longer (a node's is random and
 //! 40 bytes longer): good for round trips and tamper checks, not
@@ -72,6 +73,9 @@ struct State {
     keys: BTreeMap<String, Vec<u8>>,
     outbox: Vec<Message>,
     logs: Vec<LogLine>,
+    /// Inside [`InstalledHost::migrate`]: the outbox refuses, as a node's
+    /// does during `migrate`.
+    migrating: bool,
 }
 
 thread_local! {
@@ -168,6 +172,26 @@ impl InstalledHost {
     /// Storage used against the quota.
     pub fn kv_usage(&self) -> Usage {
         usage(&self.state.borrow())
+    }
+
+    /// Runs `migrate` as a node runs it: its kv writes stay only if it
+    /// returns `Ok` (on a node they are one transaction with the
+    /// activation), and the outbox refuses messages meanwhile.
+    ///
+    /// ```ignore
+    /// let host = TestHost::new().kv_value("count", b"7").install();
+    /// host.migrate(|| Driver::migrate(Some("1.2.0".into()))).expect("migrates");
+    /// ```
+    pub fn migrate<E>(&self, migrate: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
+        let before = self.state.borrow().kv.clone();
+        self.state.borrow_mut().migrating = true;
+        let result = migrate();
+        let mut state = self.state.borrow_mut();
+        state.migrating = false;
+        if result.is_err() {
+            state.kv = before;
+        }
+        result
     }
 }
 
@@ -419,6 +443,12 @@ pub(crate) mod outbox {
             )));
         }
         with_host("outbox::enqueue", |state| {
+            if state.migrating {
+                return Err(OutboxError::Unavailable(
+                    "the outbox takes no messages during migrate; send them from a later call"
+                        .into(),
+                ));
+            }
             let earlier = state
                 .outbox
                 .iter()
@@ -532,6 +562,25 @@ mod tests {
         assert_eq!(host.outbox(), vec![message]);
         crate::info!("booked {}", 1);
         assert_eq!(host.logs()[0].message, "booked 1");
+    }
+
+    #[test]
+    fn a_failed_migrate_leaves_the_store_as_it_was() {
+        let host = TestHost::new().kv_value("count", b"7").install();
+        let failed: Result<(), &str> = host.migrate(|| {
+            crate::kv::set("count", b"8").expect("write");
+            let message = post_json("https://api.example/v1", Vec::new(), "m-1");
+            assert!(matches!(
+                crate::outbox::enqueue(&message),
+                Err(OutboxError::Unavailable(_))
+            ));
+            Err("failed on purpose")
+        });
+        assert!(failed.is_err());
+        assert_eq!(host.kv_get("count"), Some(b"7".to_vec()));
+        host.migrate(|| crate::kv::set("count", b"9"))
+            .expect("migrates");
+        assert_eq!(host.kv_get("count"), Some(b"9".to_vec()));
     }
 
     #[test]

@@ -22,8 +22,8 @@
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub use serde_json::{self, Value, json};
@@ -306,27 +306,61 @@ impl Builder {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .env(
                 "OUTPOST_LOG",
-                std::env::var("OUTPOST_LOG").unwrap_or("warn".into()),
+                std::env::var("OUTPOST_LOG").unwrap_or("info".into()),
             )
             .spawn()
             .map_err(|e| Failure::setup(no_outpost(e)))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             return Err(Failure::setup("the sandbox has no pipes".into()));
         };
+        // Read on threads of their own: an answer is waited for with a
+        // deadline, and the node's log (the plugin's lines among it) is
+        // kept for `logs()` and for failures instead of filling the
+        // terminal of every passing test.
+        let (answers, replies) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if answers.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
         let mut plugin = Plugin {
             child,
             binary,
             link: Mutex::new(Link {
                 stdin: Some(stdin),
-                stdout: BufReader::new(stdout),
+                replies,
             }),
+            logs,
             id: String::new(),
             version: String::new(),
         };
-        let installed = plugin.read_installed()?;
+        let installed = plugin.read_installed().map_err(|mut failure| {
+            // The node's last lines, once its log has been read to the end.
+            std::thread::sleep(Duration::from_millis(100));
+            let logs = plugin.logs();
+            let tail = &logs[logs.len().saturating_sub(20)..];
+            if !tail.is_empty() {
+                failure.message =
+                    format!("{}\nthe node said:\n{}", failure.message, tail.join("\n"));
+            }
+            failure
+        })?;
         plugin.id = installed.id;
         plugin.version = installed.version;
         Ok(plugin)
@@ -362,7 +396,8 @@ pub struct Installed {
 struct Link {
     /// Closed on drop: the sandbox then ends and removes its node.
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    /// The sandbox's answers, one line each.
+    replies: std::sync::mpsc::Receiver<String>,
 }
 
 /// A plugin installed in a throwaway node of its own.
@@ -373,6 +408,8 @@ pub struct Plugin {
     /// One lock over both ends, held from a request to its answer, so
     /// threads sharing a `Plugin` never read each other's answers.
     link: Mutex<Link>,
+    /// What the node logged, oldest first.
+    logs: Arc<Mutex<Vec<String>>>,
     id: String,
     version: String,
 }
@@ -394,6 +431,13 @@ impl Plugin {
 
     pub fn builder() -> Builder {
         Builder::default()
+    }
+
+    /// What the node has logged so far, oldest first: the plugin's own
+    /// lines (`outpost_sdk::info!`, target `plugin`) among the node's.
+    /// `OUTPOST_LOG` sets the filter (default `info`).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The plugin id, `vendor/name`.
@@ -527,17 +571,23 @@ impl Plugin {
     }
 }
 
+/// The longest the test-kit waits for one answer: an install compiles the
+/// component, and a call has at most a node's largest deadline.
+const ANSWER_WITHIN: Duration = Duration::from_secs(120);
+
 fn read_reply(link: &mut Link) -> Result<Value, Failure> {
-    let mut line = String::new();
-    let read = link
-        .stdout
-        .read_line(&mut line)
-        .map_err(|e| Failure::setup(format!("the sandbox node has gone: {e}")))?;
-    if read == 0 {
-        return Err(Failure::setup(
-            "the sandbox node stopped (its error is above)".into(),
-        ));
-    }
+    let line = match link.replies.recv_timeout(ANSWER_WITHIN) {
+        Ok(line) => line,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            return Err(Failure::setup(format!(
+                "the sandbox node did not answer within {} s",
+                ANSWER_WITHIN.as_secs()
+            )));
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            return Err(Failure::setup("the sandbox node stopped".into()));
+        }
+    };
     serde_json::from_str(&line)
         .map_err(|e| Failure::setup(format!("the sandbox node answered {line:?}: {e}")))
 }
