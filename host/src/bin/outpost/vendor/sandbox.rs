@@ -27,7 +27,7 @@
 //! each job and answers ZPL `~HS` and ESC/POS `DLE EOT` status probes):
 //!
 //! ```text
-//! {"print": {"label": {...}}}          -> {"ok": {"printed": "^XA...", "job": {...}}}
+//! {"print": {"label": {...}}}   -> {"ok": {"printed": "^XA...", "rendered_bytes": 812}, "micros": 950}
 //! {"printer-status": "receipt"}        -> {"ok": {"ready": true, ...}}
 //! ```
 //!
