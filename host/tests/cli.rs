@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fails, free_port, http_get, start_node, succeeds, text};
+use common::{expect_failure, fails, free_port, http_get, outpost, start_node, succeeds, text};
 use std::io::Read;
 use std::process::Command;
 
@@ -144,18 +144,24 @@ fn plugins_of_every_world_can_be_called_by_hand() {
     let forecast: serde_json::Value = serde_json::from_str(&forecast).expect("json");
     assert_eq!(forecast["ok"]["points"][1]["at"], 259_200);
     assert_eq!(forecast["ok"]["points"][0]["expected"], 32.0);
-    let refused = succeeds(
-        data,
-        &[
-            "call",
-            "test/forecaster",
-            "forecast",
-            &request.replace("0.8", "1.5"),
-        ],
-    );
+    // The plugin's own error: printed as its answer, and the exit status
+    // says the call failed (for scripts).
+    let args = [
+        "call",
+        "test/forecaster",
+        "forecast",
+        &request.replace("0.8", "1.5"),
+    ];
+    let output = outpost(data, &args);
+    let stderr = expect_failure(&args, &output);
+    let (refused, _) = text(&output);
     assert!(
         refused.contains("\"invalid-input\": \"coverage: must be in (0, 1)\""),
         "{refused}"
+    );
+    assert!(
+        stderr.contains("answered with its invalid-input error"),
+        "{stderr}"
     );
 }
 
