@@ -583,7 +583,6 @@ pub fn to_val(json: &Value, ty: &Type, path: &mut String) -> Result<Val, String>
                 let value = match (value, &field_ty) {
                     (Some(value), _) => to_val(value, &field_ty, path)?,
                     (None, Type::Option(_)) => Val::Option(None),
-                    (None, Type::List(_)) => Val::List(Vec::new()),
                     (None, _) => match schema::default_field(&name.replace('-', "_")) {
                         Some(default) => to_val(&default, &field_ty, path)?,
                         None => return Err("missing".into()),

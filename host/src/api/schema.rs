@@ -336,9 +336,9 @@ impl From<Receipt> for wit::Receipt {
 /// value the API then takes: the same defaults as the `#[serde(default)]`s
 /// above, for the calls that take WIT-shaped JSON (`outpost call`, the
 /// test-kit, and the API's own plugin calls through `dynamic`), so that
-/// `docs/examples/` works with all of them. There, lists left out are empty
-/// and options `null` in every record, so those calls take a little more
-/// than the typed print routes (a receipt without `lines`), never less.
+/// `docs/examples/` works with all of them. Options left out are `null`
+/// there; the defaults are by field name, not by record, so those calls may
+/// take a little more than the typed print routes, never less.
 pub fn default_field(field: &str) -> Option<serde_json::Value> {
     use serde_json::json;
     Some(match field {
@@ -349,6 +349,9 @@ pub fn default_field(field: &str) -> Option<serde_json::Value> {
         "dots_per_mm" => json!(default_dots_per_mm()),
         "columns" => json!(default_columns()),
         "postal_code" => json!(""),
+        "notes" | "address_lines" | "taxes" | "payments" | "footer" => json!([]),
+        // A quote request for every service.
+        "service_codes" => json!([]),
         // A quote request collected now.
         "ready_at" => json!(crate::clock::now_seconds()),
         "media" => {
