@@ -114,6 +114,22 @@ async fn a_vendor_goes_from_nothing_to_an_installed_plugin_for_every_kind() {
         let key_file = home.join(".config/outpost/acme.key");
         key.save(&key_file).expect("the vendor's key");
 
+        // `outpost vendor <args>` in a crate's folder, as the vendor runs it.
+        let vendor = |folder: &Path, args: &[&str]| {
+            let mut command = outpost(&home);
+            command
+                .current_dir(folder)
+                .env("CARGO_TARGET_DIR", &target)
+                .env("OUTPOST_REGISTRY_TOKEN", &token)
+                .arg("vendor")
+                .args(args);
+            command
+        };
+        let publish = |folder: &Path| {
+            let mut command = vendor(folder, &["publish", "--registry", &url, "--key"]);
+            command.arg(&key_file);
+            command
+        };
         let node = work.path().join("node");
         std::fs::write(work.path().join("root.json"), &root_json).expect("root.json");
         succeed(
@@ -149,25 +165,14 @@ async fn a_vendor_goes_from_nothing_to_an_installed_plugin_for_every_kind() {
                 "{kind}: native and sandbox tests both run:\n{tests}"
             );
             let checked = succeed(
-                outpost(&home)
-                    .current_dir(&folder)
-                    .env("CARGO_TARGET_DIR", &target)
-                    .args(["vendor", "check"]),
+                &mut vendor(&folder, &["check"]),
                 &format!("vendor check {kind}"),
             );
             assert!(
                 checked.contains(&format!("{id}@0.1.0")),
                 "{kind} check:\n{checked}"
             );
-            let published = succeed(
-                outpost(&home)
-                    .current_dir(&folder)
-                    .env("CARGO_TARGET_DIR", &target)
-                    .env("OUTPOST_REGISTRY_TOKEN", &token)
-                    .args(["vendor", "publish", "--registry", &url, "--key"])
-                    .arg(&key_file),
-                &format!("vendor publish {kind}"),
-            );
+            let published = succeed(&mut publish(&folder), &format!("vendor publish {kind}"));
             assert!(
                 published.contains(&format!("published {id}@0.1.0")),
                 "{kind} publish:\n{published}"
@@ -250,15 +255,7 @@ async fn a_vendor_goes_from_nothing_to_an_installed_plugin_for_every_kind() {
         ];
         for (what, file, from, to, expected) in refusals {
             edit(file, from, to);
-            let output = run(
-                outpost(&home)
-                    .current_dir(&printer)
-                    .env("CARGO_TARGET_DIR", &target)
-                    .env("OUTPOST_REGISTRY_TOKEN", &token)
-                    .args(["vendor", "publish", "--registry", &url, "--key"])
-                    .arg(&key_file),
-                what,
-            );
+            let output = run(&mut publish(&printer), what);
             let said = text(&output);
             assert!(
                 !output.status.success(),
@@ -284,15 +281,7 @@ async fn a_vendor_goes_from_nothing_to_an_installed_plugin_for_every_kind() {
             text(&output)
         );
         // Put right, it publishes.
-        succeed(
-            outpost(&home)
-                .current_dir(&printer)
-                .env("CARGO_TARGET_DIR", &target)
-                .env("OUTPOST_REGISTRY_TOKEN", &token)
-                .args(["vendor", "publish", "--registry", &url, "--key"])
-                .arg(&key_file),
-            "publishing the fixed 0.2.0",
-        );
+        succeed(&mut publish(&printer), "publishing the fixed 0.2.0");
 
         // `vendor watch` reloads a changed driver into a local node.
         let dev_node = work.path().join("dev-node");
