@@ -17,12 +17,16 @@ wasmtime::component::bindgen!({
             export outpost:plugins/tokenizer@0.1.0;
             export outpost:plugins/courier@0.1.0;
             export outpost:plugins/forecasting@0.1.0;
+            export outpost:plugins/forecasting@0.2.0;
         }
     ",
-    path: ["../wit/host@0.1.0", "../wit/plugins@0.1.0"],
+    path: ["../wit/host@0.1.0", "../wit/plugins@0.1.0", "../wit/plugins@0.2.0"],
     world: "outpost:node/node",
 });
 
 pub use self::outpost::host::{config, keystore, kv, log, outbox};
-pub use self::outpost::plugins::types;
-pub use exports::outpost::plugins::{courier, forecasting, lifecycle, printer, tokenizer};
+pub use self::outpost::plugins0_1_0::types;
+pub use exports::outpost::plugins0_1_0::{courier, forecasting, lifecycle, printer, tokenizer};
+/// The forecaster's interface at 0.2.0 (calendar, events, candidates and
+/// warnings); everything else a 0.2.0 forecaster uses is the 0.1.0 above.
+pub use exports::outpost::plugins0_2_0::forecasting as forecasting_0_2;

@@ -8,7 +8,7 @@
 //! finish on the version they started with.
 
 use crate::admission::Share;
-use crate::bindings::{courier, forecasting, lifecycle, printer, tokenizer};
+use crate::bindings::{courier, forecasting, forecasting_0_2, lifecycle, printer, tokenizer};
 use crate::contract::{self, ContractError};
 use crate::engine::EngineKind;
 use crate::failure::{CallFailure, PluginFailure};
@@ -157,9 +157,22 @@ impl LoadedPlugin {
             PluginKind::CourierAdapter => {
                 courier::GuestIndices::new(&pre).map_err(link_error)?;
             }
-            PluginKind::Forecaster => {
-                forecasting::GuestIndices::new(&pre).map_err(link_error)?;
-            }
+            // Each contract version has its own bindings; resolving them
+            // type-checks the component against the version it claims.
+            PluginKind::Forecaster => match manifest.world.track() {
+                (0, 1) => {
+                    forecasting::GuestIndices::new(&pre).map_err(link_error)?;
+                }
+                (0, 2) => {
+                    forecasting_0_2::GuestIndices::new(&pre).map_err(link_error)?;
+                }
+                track => {
+                    return Err(LinkError::Link(format!(
+                        "this node has no bindings for forecaster {}.{}",
+                        track.0, track.1
+                    )));
+                }
+            },
         }
         let share = Share::new(spec.limits.concurrency, spec.limits.max_queued);
         Ok(LoadedPlugin {

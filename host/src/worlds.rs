@@ -5,6 +5,13 @@
 //! speak by name, listing the ones it does. Versions follow WIT's semver
 //! rules: a plugin built against 0.1.0 runs on a node that speaks 0.1.x for
 //! any later x, never on 0.2 (for 0.x versions the minor number breaks).
+//!
+//! A node links every version it supports side by side: a forecaster built
+//! against 0.1.0 and one built against 0.2.0 run on the same node. A new
+//! contract version changes only the interfaces it must; the others keep
+//! their old names (the 0.2.0 forecaster exports `lifecycle@0.1.0`), so the
+//! node serves both with one set of host code for everything that did not
+//! change. `docs/wit.md` holds the promise made to vendors.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -66,13 +73,40 @@ impl fmt::Display for PluginKind {
     }
 }
 
-/// The contract versions this node links, per world. A future version is
-/// added here beside the old one, with its bindings, so both keep working.
-const SUPPORTED: &[(PluginKind, u64, u64, u64)] = &[
-    (PluginKind::PrinterDriver, 0, 1, 0),
-    (PluginKind::PaymentTokenizer, 0, 1, 0),
-    (PluginKind::CourierAdapter, 0, 1, 0),
-    (PluginKind::Forecaster, 0, 1, 0),
+/// One world at one contract version, and the versions of the two
+/// interfaces a plugin of it exports.
+struct Contract {
+    kind: PluginKind,
+    version: (u64, u64, u64),
+    lifecycle: &'static str,
+    interface: &'static str,
+}
+
+impl Contract {
+    const fn new(kind: PluginKind, version: (u64, u64, u64), interface: &'static str) -> Contract {
+        Contract {
+            kind,
+            version,
+            lifecycle: "0.1.0",
+            interface,
+        }
+    }
+
+    fn version(&self) -> semver::Version {
+        let (major, minor, patch) = self.version;
+        semver::Version::new(major, minor, patch)
+    }
+}
+
+/// The contract versions this node links, per world, oldest first. A new
+/// version is added here beside the old one, with its bindings
+/// (`bindings.rs`), so both keep working.
+const SUPPORTED: &[Contract] = &[
+    Contract::new(PluginKind::PrinterDriver, (0, 1, 0), "0.1.0"),
+    Contract::new(PluginKind::PaymentTokenizer, (0, 1, 0), "0.1.0"),
+    Contract::new(PluginKind::CourierAdapter, (0, 1, 0), "0.1.0"),
+    Contract::new(PluginKind::Forecaster, (0, 1, 0), "0.1.0"),
+    Contract::new(PluginKind::Forecaster, (0, 2, 0), "0.2.0"),
 ];
 
 /// A world this node supports, at the version a plugin was built against.
@@ -103,7 +137,7 @@ pub enum WorldError {
 pub fn supported_list() -> String {
     SUPPORTED
         .iter()
-        .map(|(kind, major, minor, patch)| format!("{kind}@{major}.{minor}.{patch}"))
+        .map(|contract| format!("{}@{}", contract.kind, contract.version()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -135,24 +169,33 @@ impl World {
             None if path.contains(':') => return Err(WorldError::ForeignPackage(text.to_string())),
             None => path,
         };
+        let requested = format!("{name}@{version}");
         let unsupported = || WorldError::Unsupported {
-            requested: format!("{name}@{version}"),
+            requested: requested.clone(),
         };
         let kind = PluginKind::from_world_name(name).ok_or_else(unsupported)?;
-        let provided = World::provided(kind);
-        if !compatible(&version, &provided) {
-            return Err(unsupported());
-        }
-        Ok(World { kind, version })
+        let world = World { kind, version };
+        world.contract().ok_or_else(unsupported)?;
+        Ok(world)
     }
 
-    /// The version of `kind` this node links.
-    pub fn provided(kind: PluginKind) -> semver::Version {
+    /// The contract version this node links for this world: same track,
+    /// not older than what the plugin was built against.
+    fn contract(&self) -> Option<&'static Contract> {
         SUPPORTED
             .iter()
-            .find(|(k, ..)| *k == kind)
-            .map(|&(_, major, minor, patch)| semver::Version::new(major, minor, patch))
-            .unwrap_or_else(|| semver::Version::new(0, 0, 0))
+            .filter(|contract| contract.kind == self.kind)
+            .find(|contract| compatible(&self.version, &contract.version()))
+    }
+
+    /// The contract's minor track: `0.1` or `0.2`, to tell a forecaster
+    /// built against 0.1.x from one built against 0.2.x.
+    pub fn track(&self) -> (u64, u64) {
+        if self.version.major == 0 {
+            (0, self.version.minor)
+        } else {
+            (self.version.major, 0)
+        }
     }
 
     /// `outpost:plugins/printer-driver@0.1.0`.
@@ -164,15 +207,16 @@ impl World {
         )
     }
 
-    /// The export names this node looks up, at the version it links.
+    /// The export names this node looks up, at the versions it links for
+    /// this world.
     pub fn lifecycle_export(&self) -> String {
-        let provided = World::provided(self.kind);
-        format!("{PLUGIN_PACKAGE}/lifecycle@{provided}")
+        let version = self.contract().map_or("0.1.0", |c| c.lifecycle);
+        format!("{PLUGIN_PACKAGE}/lifecycle@{version}")
     }
 
     pub fn kind_export(&self) -> String {
-        let provided = World::provided(self.kind);
-        format!("{PLUGIN_PACKAGE}/{}@{provided}", self.kind.interface_name())
+        let version = self.contract().map_or("0.1.0", |c| c.interface);
+        format!("{PLUGIN_PACKAGE}/{}@{version}", self.kind.interface_name())
     }
 }
 
@@ -221,6 +265,26 @@ mod tests {
         assert!(World::resolve("printer-driver").is_err());
         assert!(World::resolve("acme:things/printer-driver@0.1.0").is_err());
         assert!(World::resolve("scale@0.1.0").is_err());
+        let too_new = World::resolve("forecaster@0.3.0")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            too_new.contains("forecaster@0.1.0, forecaster@0.2.0"),
+            "{too_new}"
+        );
+    }
+
+    #[test]
+    fn both_forecaster_versions_resolve_side_by_side() {
+        let old = World::resolve("outpost:plugins/forecaster@0.1.0").expect("0.1.0");
+        let new = World::resolve("outpost:plugins/forecaster@0.2.0").expect("0.2.0");
+        assert_eq!(old.kind_export(), "outpost:plugins/forecasting@0.1.0");
+        assert_eq!(new.kind_export(), "outpost:plugins/forecasting@0.2.0");
+        // What did not change keeps its name.
+        assert_eq!(new.lifecycle_export(), "outpost:plugins/lifecycle@0.1.0");
+        assert_eq!((old.track(), new.track()), ((0, 1), (0, 2)));
+        assert!(World::resolve("printer-driver@0.2.0").is_err());
     }
 
     #[test]
@@ -239,6 +303,10 @@ mod tests {
         assert_eq!(
             kind_of_export("outpost:plugins/forecasting@0.1.0"),
             Some((PluginKind::Forecaster, "0.1.0".to_string()))
+        );
+        assert_eq!(
+            kind_of_export("outpost:plugins/forecasting@0.2.0"),
+            Some((PluginKind::Forecaster, "0.2.0".to_string()))
         );
         assert_eq!(kind_of_export("outpost:plugins/lifecycle@0.1.0"), None);
         assert_eq!(kind_of_export("wasi:cli/run@0.2.0"), None);

@@ -773,3 +773,97 @@ fn a_running_node_is_changed_and_steered_from_the_command_line() {
     common::signal(&node, "-TERM");
     assert!(node.wait().expect("exits").success());
 }
+
+/// A shop's own sales file (the last 120 days of the bike-sharing casual
+/// rentals, real daily demand) through `forecast --csv` with a calendar, and
+/// `forecast backtest` telling how far to trust it.
+#[test]
+fn forecasts_from_a_sales_file_with_a_calendar_and_a_backtest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    succeeds(
+        data,
+        &[
+            "plugin",
+            "add",
+            outpost_plugin_artifacts::FORECASTER.package_dir,
+            "--yes",
+        ],
+    );
+    let sold = include_str!("../../tests/reference/data/bike_sharing_daily.csv");
+    let lines: Vec<&str> = sold.lines().skip(1).collect();
+    let mut csv = String::from("date,quantity\n");
+    for line in &lines[lines.len() - 120..] {
+        let fields: Vec<&str> = line.split(',').collect();
+        csv.push_str(&format!("{},{}\n", fields[0], fields[1]));
+    }
+    // A return on the last day, as a till export writes it.
+    csv.push_str("2012-12-31,-5\n");
+    let sales = data.join("casual.csv");
+    std::fs::write(&sales, &csv).expect("write csv");
+    let calendar = data.join("shop.toml");
+    std::fs::write(
+        &calendar,
+        "open = [\"mon\", \"thu\", \"fri\", \"sat\", \"sun\"]\n[[event]]\nname = \"market day\"\ndates = [\"2012-12-01\", \"2012-12-15\", \"2013-01-05\"]\n",
+    )
+    .expect("write calendar");
+    let sales = sales.to_str().expect("utf-8 path");
+    let calendar = calendar.to_str().expect("utf-8 path");
+
+    let args = [
+        "forecast",
+        "--csv",
+        sales,
+        "--calendar",
+        calendar,
+        "--horizon",
+        "7",
+    ];
+    let output = outpost(data, &args);
+    let (shown, notes) = text(&output);
+    assert!(output.status.success(), "{shown}{notes}");
+    assert!(notes.contains("1 return line(s) netted"), "{notes}");
+    assert!(
+        shown.contains("over open days (closed Tuesday, Wednesday)"),
+        "{shown}"
+    );
+    assert!(shown.contains("2013-01-01     closed"), "{shown}");
+    assert!(shown.contains("market day"), "{shown}");
+    assert!(shown.contains("tried on the history (MASE"), "{shown}");
+
+    let report = succeeds(
+        data,
+        &[
+            "forecast",
+            "backtest",
+            "--csv",
+            sales,
+            "--calendar",
+            calendar,
+        ],
+    );
+    assert!(
+        report.contains("forecasts from 8 past mornings, 14 days ahead"),
+        "{report}"
+    );
+    assert!(report.contains("mean MASE"), "{report}");
+    let json = succeeds(data, &["forecast", "backtest", "--csv", sales, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let mase = json["mase"].as_f64().expect("mase");
+    let naive = json["naive_mase"].as_f64().expect("naive");
+    assert!(mase < naive, "{json}");
+    let coverage = json["coverage"].as_f64().expect("coverage");
+    assert!((0.6..=1.0).contains(&coverage), "{json}");
+
+    // A sales file whose first line is data in another date format.
+    let european = data.join("european.csv");
+    std::fs::write(&european, "23/11/2026,5\n24/11/2026,6\n").expect("write");
+    let refused = fails(
+        data,
+        &["forecast", "--csv", european.to_str().expect("utf-8")],
+    );
+    assert!(
+        refused.contains("european.csv line 1: \"23/11/2026\" is not a date"),
+        "{refused}"
+    );
+}

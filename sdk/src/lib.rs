@@ -91,9 +91,15 @@ pub use outpost_sdk_payment_tokenizer::export_payment_tokenizer;
 pub use outpost_sdk_courier_adapter as courier_adapter;
 pub use outpost_sdk_courier_adapter::export_courier_adapter;
 
-/// The `forecaster` world: implement [`Lifecycle`](forecaster::Lifecycle) and
+/// The `forecaster` world at 0.2.0 (opening calendar, events, the methods
+/// tried and warnings): implement [`Lifecycle`](forecaster::Lifecycle) and
 /// [`Forecasting`](forecaster::Forecasting), then call [`export_forecaster!`].
 pub use outpost_sdk_forecaster as forecaster;
 pub use outpost_sdk_forecaster::export_forecaster;
+
+/// The `forecaster` world at 0.1.0, for a forecaster not yet moved to 0.2.0:
+/// nodes keep running it (`docs/wit.md`). Call [`export_forecaster_0_1!`].
+pub use outpost_sdk_forecaster_0_1 as forecaster_0_1;
+pub use outpost_sdk_forecaster_0_1::export_forecaster_0_1;
 
 pub use outpost_sdk_core::{debug, error, info, trace, warn};

@@ -457,42 +457,63 @@ async fn plugins_reaching_past_their_grants_are_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forecasts_through_the_node_match_the_reference_values() {
+async fn forecasts_through_the_node_match_the_model_run_natively() {
+    // The reference series (whose Holt-Winters and Croston fits match
+    // statsmodels and statsforecast: plugins/forecaster/tests/reference.rs):
+    // the node's answer is the model's, number for number, with the method
+    // it chose and the ones it tried.
     let stall = Stall::start(10).await;
     let reference: Value =
         serde_json::from_str(include_str!("../reference/forecasts.json")).expect("reference");
     for case in reference["cases"].as_array().expect("cases") {
-        let observations: Vec<Value> = case["history"]
+        let values: Vec<f64> = case["history"]
             .as_array()
             .expect("history")
             .iter()
-            .enumerate()
-            .map(
-                |(day, value)| json!({ "at": 1_700_006_400 + day as i64 * 86_400, "value": value }),
-            )
+            .map(|v| v.as_f64().expect("number"))
             .collect();
+        let horizon = case["horizon"].as_u64().expect("horizon") as usize;
+        let mut native = forecaster::model::Request::daily(&values, horizon, 0.8);
+        for (at, _) in &mut native.observations {
+            *at += 1_700_006_400;
+        }
+        let observations: Vec<Value> = native
+            .observations
+            .iter()
+            .map(|(at, value)| json!({ "at": at, "value": value }))
+            .collect();
+        let want = forecaster::model::forecast(&native).expect("native forecast");
         let request = json!({ "request": {
             "history": { "item": case["name"], "unit": "units", "interval": "day",
                          "observations": observations },
-            "horizon": case["horizon"], "coverage": 0.8 } });
+            "horizon": horizon, "coverage": 0.8 } });
         let (status, body) = stall
             .client
             .post("/v1/forecasts", &request.to_string())
             .await;
         assert!(status.is_success(), "{body}");
-        let points = body["forecast"]["points"].as_array().expect("points");
-        for (point, expected) in points
-            .iter()
-            .zip(case["expected"].as_array().expect("expected"))
-        {
-            let got = point["expected"].as_f64().expect("number");
-            let want = expected.as_f64().expect("number");
-            assert!(
-                (got - want).abs() < 1e-6,
-                "{}: {got} vs {want}",
-                case["name"]
-            );
-            assert!(point["lower"].as_f64() <= Some(got) && point["upper"].as_f64() >= Some(got));
+        let forecast = &body["forecast"];
+        assert_eq!(forecast["method"], want.method, "{}", case["name"]);
+        assert_eq!(
+            forecast["candidates"].as_array().map(Vec::len),
+            Some(want.candidates.len())
+        );
+        let points = forecast["points"].as_array().expect("points");
+        assert_eq!(points.len(), horizon);
+        for (point, expected) in points.iter().zip(&want.points) {
+            for (field, value) in [
+                ("expected", expected.expected),
+                ("lower", expected.lower),
+                ("upper", expected.upper),
+            ] {
+                let got = point[field].as_f64().expect("number");
+                assert!(
+                    (got - value).abs() < 1e-9,
+                    "{} {field}: {got} vs {value}",
+                    case["name"]
+                );
+            }
+            assert_eq!(point["open"], true);
         }
     }
     let (status, body) = stall

@@ -484,6 +484,8 @@ fn the_sdk_crates_package_as_published() {
                 "-p",
                 "outpost-sdk-forecaster",
                 "-p",
+                "outpost-sdk-forecaster-0-1",
+                "-p",
                 "outpost-sdk",
                 "-p",
                 "outpost-testkit",

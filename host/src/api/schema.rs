@@ -350,6 +350,10 @@ pub fn default_field(field: &str) -> Option<serde_json::Value> {
         "columns" => json!(default_columns()),
         "postal_code" => json!(""),
         "notes" | "address_lines" | "taxes" | "payments" | "footer" => json!([]),
+        // A forecast request (forecaster@0.2.0) without events, and a
+        // calendar that only names what it changes.
+        "events" | "open_weekdays" | "closed_dates" | "open_dates" => json!([]),
+        "utc_offset_minutes" => json!(0),
         // A quote request for every service.
         "service_codes" => json!([]),
         // A quote request collected now.

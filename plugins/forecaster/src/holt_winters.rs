@@ -65,9 +65,37 @@ pub fn initial_states(y: &[f64], m: usize) -> (f64, f64, Vec<f64>) {
     (level, trend, seasonals)
 }
 
+/// Start values from up to four seasons instead of two: the trend is the
+/// step from the first season's mean to the last's, the seasonal terms the
+/// average of each season's own deviations. Two seasons of daily sales carry
+/// a week-to-week wobble that a small β then keeps as a trend for months;
+/// four average most of it out. Needs two full seasons.
+pub fn settled_states(y: &[f64], m: usize) -> (f64, f64, Vec<f64>) {
+    let seasons = (y.len() / m).clamp(2, 4);
+    let means: Vec<f64> = (0..seasons)
+        .map(|j| y[j * m..(j + 1) * m].iter().sum::<f64>() / m as f64)
+        .collect();
+    let level = means[0];
+    let trend = (means[seasons - 1] - means[0]) / ((seasons - 1) * m) as f64;
+    let seasonals = (0..m)
+        .map(|slot| {
+            (0..seasons)
+                .map(|j| y[j * m + slot] - means[j])
+                .sum::<f64>()
+                / seasons as f64
+        })
+        .collect();
+    (level, trend, seasonals)
+}
+
 /// Runs the recursions over `y` with fixed parameters.
 pub fn run(y: &[f64], m: usize, params: Params) -> Fit {
-    let (mut level, mut trend, mut seasonals) = initial_states(y, m);
+    run_from(y, m, params, initial_states(y, m))
+}
+
+/// [`run`] from the given start values.
+pub fn run_from(y: &[f64], m: usize, params: Params, start: (f64, f64, Vec<f64>)) -> Fit {
+    let (mut level, mut trend, mut seasonals) = start;
     let Params { alpha, beta, gamma } = params;
     let mut sse = 0.0;
     for (t, &value) in y.iter().enumerate() {
@@ -144,9 +172,15 @@ fn sse_lanes(
     sse
 }
 
-/// The best parameters on the grid for `y`.
+/// The best parameters on the grid for `y`, from statsmodels' "simple"
+/// start values (what the reference tests compare).
 pub fn fit(y: &[f64], m: usize) -> Fit {
-    let (level, trend, start) = initial_states(y, m);
+    fit_from(y, m, initial_states(y, m))
+}
+
+/// [`fit`] from the given start values.
+pub fn fit_from(y: &[f64], m: usize, states: (f64, f64, Vec<f64>)) -> Fit {
+    let (level, trend, start) = states.clone();
     let mut scratch = Vec::with_capacity(m);
     let mut best: Option<(Params, f64)> = None;
     for &alpha in &ALPHAS {
@@ -184,7 +218,7 @@ pub fn fit(y: &[f64], m: usize) -> Fit {
         },
         |(params, _)| params,
     );
-    run(y, m, params)
+    run_from(y, m, params, states)
 }
 
 impl Fit {

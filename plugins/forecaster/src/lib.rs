@@ -1,38 +1,36 @@
 //! Outpost's reference forecaster: daily (or hourly, weekly) demand
 //! forecasts with prediction intervals, computed on the node with no network.
 //!
-//! The arithmetic lives in [`model`], [`holt_winters`] and [`croston`], plain
-//! Rust with no WIT types, so it can be tested and benchmarked natively; this
+//! The arithmetic lives in [`model`] and the modules it uses, plain Rust
+//! with no WIT types, so it can be tested and benchmarked natively; this
 //! file only checks the request and translates to and from the
-//! `outpost:plugins/forecasting` records.
+//! `outpost:plugins/forecasting@0.2.0` records.
 
+pub mod backtest;
+pub mod calendar;
+pub mod cleaning;
 pub mod croston;
 pub mod holt_winters;
+pub mod methods;
 pub mod model;
 pub mod normal;
 
+use calendar::{Calendar, Interval as Period};
 use outpost_sdk::forecaster::{
-    DemandForecast, ForecastPoint, ForecastRequest, Forecasting, HealthReport, HealthStatus,
-    Interval, Lifecycle, PluginInfo,
+    Candidate, DemandForecast, ForecastPoint, ForecastRequest, Forecasting, HealthReport,
+    HealthStatus, Interval, Lifecycle, OpeningCalendar, PluginInfo, Weekday,
 };
 use outpost_sdk::types::PluginError;
 
 struct Forecaster;
 
-/// Seconds per period, and the seasonal cycle in periods.
-pub fn period(interval: Interval) -> (i64, usize) {
-    match interval {
-        Interval::Hour => (3_600, 24),
-        Interval::Day => (86_400, 7),
-        Interval::Week => (604_800, 52),
-    }
-}
-
 impl Lifecycle for Forecaster {
     fn info() -> PluginInfo {
         PluginInfo {
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Demand forecasts: Holt-Winters or Croston/SBA, chosen by the data".into(),
+            description: "Demand forecasts for a shop's own rhythm: opening days, events, and \
+                          the method that did best on its history"
+                .into(),
             support: "https://github.com/outpost-edge/outpost/issues".into(),
         }
     }
@@ -49,6 +47,39 @@ impl Lifecycle for Forecaster {
     }
 }
 
+fn calendar(given: &OpeningCalendar) -> Calendar {
+    let mut calendar = Calendar {
+        utc_offset_minutes: given.utc_offset_minutes,
+        ..Calendar::default()
+    };
+    if !given.open_weekdays.is_empty() {
+        calendar.open_weekdays = [false; 7];
+        for day in &given.open_weekdays {
+            let index = match day {
+                Weekday::Monday => 0,
+                Weekday::Tuesday => 1,
+                Weekday::Wednesday => 2,
+                Weekday::Thursday => 3,
+                Weekday::Friday => 4,
+                Weekday::Saturday => 5,
+                Weekday::Sunday => 6,
+            };
+            calendar.open_weekdays[index] = true;
+        }
+    }
+    calendar.closed_dates = given
+        .closed_dates
+        .iter()
+        .map(|at| calendar.local_day(*at))
+        .collect();
+    calendar.open_dates = given
+        .open_dates
+        .iter()
+        .map(|at| calendar.local_day(*at))
+        .collect();
+    calendar
+}
+
 impl Forecasting for Forecaster {
     fn forecast(request: ForecastRequest) -> Result<DemandForecast, PluginError> {
         let history = &request.history;
@@ -57,46 +88,75 @@ impl Forecasting for Forecaster {
                 "history.item: must not be empty",
             ));
         }
-        let (step, season) = period(history.interval);
-        for (index, pair) in history.observations.windows(2).enumerate() {
-            if pair[1].at - pair[0].at != step {
-                return Err(PluginError::invalid_input(format!(
-                    "history.observations[{}].at: observations must be one {} apart, oldest \
-                     first, with no gaps (send 0 for a period without sales)",
-                    index + 1,
-                    match history.interval {
-                        Interval::Hour => "hour",
-                        Interval::Day => "day",
-                        Interval::Week => "week",
-                    }
-                )));
+        if let Some(given) = &request.calendar {
+            if !(-18 * 60..=18 * 60).contains(&given.utc_offset_minutes) {
+                return Err(PluginError::invalid_input(
+                    "calendar.utc-offset-minutes: must be within ±1080 (18 hours)",
+                ));
+            }
+            for (field, dates) in [
+                ("closed-dates", &given.closed_dates),
+                ("open-dates", &given.open_dates),
+            ] {
+                if let Some(index) = dates
+                    .iter()
+                    .position(|at| !(-model::MAX_TIMESTAMP..=model::MAX_TIMESTAMP).contains(at))
+                {
+                    return Err(PluginError::invalid_input(format!(
+                        "calendar.{field}[{index}]: must be a time in the years 0 to 9999"
+                    )));
+                }
             }
         }
-        let values: Vec<f64> = history.observations.iter().map(|o| o.value).collect();
-        let horizon = usize::try_from(request.horizon).unwrap_or(usize::MAX);
-        let result = model::forecast(&values, season, horizon, request.coverage)
+        let native = model::Request {
+            observations: history
+                .observations
+                .iter()
+                .map(|o| (o.at, o.value))
+                .collect(),
+            interval: match history.interval {
+                Interval::Hour => Period::Hour,
+                Interval::Day => Period::Day,
+                Interval::Week => Period::Week,
+            },
+            horizon: usize::try_from(request.horizon).unwrap_or(usize::MAX),
+            coverage: request.coverage,
+            calendar: request.calendar.as_ref().map(calendar),
+            events: request
+                .events
+                .iter()
+                .map(|e| (e.name.clone(), e.at))
+                .collect(),
+        };
+        let result = model::forecast(&native)
             .map_err(|model::ForecastError::Invalid(why)| PluginError::invalid_input(why))?;
-        let last = history.observations.last().map_or(0, |o| o.at);
         outpost_sdk::debug!(
             "{}: {} observations, {}",
             history.item,
-            values.len(),
+            history.observations.len(),
             result.method
         );
         Ok(DemandForecast {
             item: history.item.clone(),
             points: result
                 .points
-                .iter()
-                .zip(1i64..)
-                .map(|(point, n)| ForecastPoint {
-                    at: last + n * step,
+                .into_iter()
+                .map(|point| ForecastPoint {
+                    at: point.at,
                     expected: point.expected,
                     lower: point.lower,
                     upper: point.upper,
+                    open: point.open,
+                    events: point.events,
                 })
                 .collect(),
             method: result.method,
+            candidates: result
+                .candidates
+                .into_iter()
+                .map(|(method, mase)| Candidate { method, mase })
+                .collect(),
+            warnings: result.warnings,
         })
     }
 }

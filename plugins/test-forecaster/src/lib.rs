@@ -1,7 +1,7 @@
 //! A test-only forecaster: the mean of the last week of observations, with an
 //! interval from their spread. Enough to be a real component of another world.
 
-use outpost_sdk::forecaster::{
+use outpost_sdk::forecaster_0_1::{
     DemandForecast, ForecastPoint, ForecastRequest, Forecasting, HealthReport, HealthStatus,
     Interval, Lifecycle, PluginInfo,
 };
@@ -70,4 +70,4 @@ impl Forecasting for MovingAverage {
     }
 }
 
-outpost_sdk::export_forecaster!(MovingAverage);
+outpost_sdk::export_forecaster_0_1!(MovingAverage);

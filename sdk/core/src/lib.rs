@@ -47,9 +47,11 @@ mod testing;
 #[doc(hidden)]
 #[macro_export]
 macro_rules! world_bindings {
-    ($world:literal, $export_macro:literal, $bindings_module:literal, $interface:ident as $Trait:ident) => {
+    ($world:literal, $export_macro:literal, $bindings_module:literal, $package:ident::$interface:ident as $Trait:ident) => {
+        // Every contract version is on the path, so wit-bindgen names each
+        // package module with its version: `plugins0_1_0`, `plugins0_2_0`.
         wit_bindgen::generate!({
-            path: ["wit/host@0.1.0", "wit/plugins@0.1.0"],
+            path: ["wit/host@0.1.0", "wit/plugins@0.1.0", "wit/plugins@0.2.0"],
             world: $world,
             with: {
                 "outpost:host/log@0.1.0": outpost_sdk_core::bindings::outpost::host::log,
@@ -66,8 +68,9 @@ macro_rules! world_bindings {
             generate_all,
         });
 
-        pub use self::exports::outpost::plugins::$interface::{Guest as $Trait, *};
-        pub use self::exports::outpost::plugins::lifecycle::{
+        pub use self::exports::outpost::$package::$interface::{Guest as $Trait, *};
+        // `lifecycle` did not change in 0.2.0: every world exports 0.1.0's.
+        pub use self::exports::outpost::plugins0_1_0::lifecycle::{
             Guest as Lifecycle, HealthReport, HealthStatus, PluginInfo,
         };
     };

@@ -306,15 +306,42 @@ pub enum Command {
     /// Forecast demand with the forecaster
     ///
     /// Either FILE (or standard input) with a forecast request as JSON
-    /// (docs/examples/forecast.json), or --csv with daily sales, one
-    /// `date,quantity` line per day (2026-11-23,41); a header line is fine.
-    #[command(after_help = "Example:\n  outpost forecast --csv loaves.csv --horizon 3")]
+    /// (docs/examples/forecast.json), or --csv with sales as `date,quantity`
+    /// lines (2026-11-23,41). Several lines for one day add up; a negative
+    /// quantity is a return and nets off that day; a header line is fine.
+    ///
+    /// --calendar names the days the shop opens and its events, in TOML:
+    ///
+    ///   open = ["mon", "thu", "fri", "sat", "sun"]
+    ///   closed = ["2026-12-25"]          # holidays
+    ///   open-dates = ["2026-12-22"]      # open against the pattern
+    ///   [[event]]
+    ///   name = "market day"
+    ///   dates = ["2026-11-07", "2026-11-21", "2026-12-05"]
+    ///
+    /// Closed days are forecast as 0 and left out of the history; an event's
+    /// effect is learned from its earlier dates. Without a calendar, a
+    /// weekday that never sells is taken as closed (the answer says so).
+    /// `outpost forecast backtest` tells how far to trust the numbers.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  outpost forecast --csv loaves.csv --horizon 3\n  outpost forecast --csv loaves.csv --calendar shop.toml\n  outpost forecast backtest --csv loaves.csv --calendar shop.toml"
+    )]
     Forecast {
+        #[command(subcommand)]
+        check: Option<ForecastCommand>,
         #[command(flatten)]
         input: TradeInput,
-        /// Daily sales as CSV instead of a JSON request
+        /// Sales as CSV instead of a JSON request
         #[arg(long, value_name = "FILE", conflicts_with = "file")]
         csv: Option<PathBuf>,
+        /// The shop's opening days and events (TOML, as above)
+        #[arg(long, value_name = "FILE", requires = "csv")]
+        calendar: Option<PathBuf>,
+        /// The last day the sales file is complete for [default: its last
+        /// date]; open days after its last sale count as no sales
+        #[arg(long, value_name = "DATE", requires = "csv")]
+        until: Option<String>,
         /// The item's name [default: the CSV file's name]
         #[arg(long, requires = "csv")]
         item: Option<String>,
@@ -569,6 +596,45 @@ pub struct TradeInput {
     /// Print the API's JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ForecastCommand {
+    /// How accurate forecasts for this shop have been
+    ///
+    /// Replays the last weeks of the sales file: for each of --origins
+    /// weeks, forecasts --horizon days from the history before it (at most
+    /// a year) through the node's forecaster, as if on that morning, and
+    /// compares with what then sold. Prints each week's MASE (mean absolute
+    /// error over the history's typical week-to-week change: below 1 is
+    /// better than "same as last week"), the same for "same weekday last
+    /// week" itself, and how often the interval held the outcome.
+    #[command(
+        after_help = "Example:\n  outpost forecast backtest --csv loaves.csv --calendar shop.toml"
+    )]
+    Backtest {
+        /// Sales as `date,quantity` lines
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+        /// The shop's opening days and events (see `outpost forecast --help`)
+        #[arg(long, value_name = "FILE")]
+        calendar: Option<PathBuf>,
+        /// Days forecast from each origin
+        #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=366))]
+        horizon: u32,
+        /// How many weekly origins to replay, newest last
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=104))]
+        origins: u32,
+        /// The interval's coverage, 0 to 1
+        #[arg(long, default_value_t = 0.8)]
+        coverage: f64,
+        /// Use this forecaster instead of the default
+        #[arg(long, value_name = "PLUGIN")]
+        plugin: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,11 +1,11 @@
 //! What each command does.
 
 use crate::cli::{
-    BundleCommand, Command, KeysCommand, OutboxCommand, PluginCommand, TradeInput, TrustCommand,
-    VendorCommand,
+    BundleCommand, Command, ForecastCommand, KeysCommand, OutboxCommand, PluginCommand, TradeInput,
+    TrustCommand, VendorCommand,
 };
 use crate::link::Link;
-use crate::trade::{self, ForecastInput, Input};
+use crate::trade::{self, BacktestInput, ForecastInput, Input};
 use anyhow::{Context, bail};
 use outpost::api;
 use outpost::config::{DEFAULT_CONFIG_TOML, NodeConfig};
@@ -180,8 +180,35 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             json,
         ),
         Command::Forecast {
+            check:
+                Some(ForecastCommand::Backtest {
+                    csv,
+                    calendar,
+                    horizon,
+                    origins,
+                    coverage,
+                    plugin,
+                    json,
+                }),
+            ..
+        } => trade::backtest(
+            &Link::open(data_dir, config)?,
+            BacktestInput {
+                csv,
+                calendar,
+                horizon,
+                origins,
+                coverage,
+                plugin,
+                json,
+            },
+        ),
+        Command::Forecast {
+            check: None,
             input,
             csv,
+            calendar,
+            until,
             item,
             unit,
             horizon,
@@ -191,6 +218,8 @@ pub fn run(command: Command, data_dir: &Path, config: Option<&Path>) -> anyhow::
             as_input(&input),
             ForecastInput {
                 csv,
+                calendar,
+                until,
                 item,
                 unit,
                 horizon,

@@ -12,6 +12,7 @@ mod outbox;
 mod plugins;
 mod registry;
 mod runbook;
+mod sales;
 mod service;
 mod trade;
 mod updates;

@@ -3,6 +3,7 @@
 //! `link`), so a script can switch between the CLI and HTTP freely.
 
 use crate::link::Link;
+use crate::sales;
 use anyhow::{Context, bail};
 use hyper::Method;
 use serde_json::{Value, json};
@@ -304,27 +305,114 @@ pub fn track(link: &Link, number: &str, plugin: Option<&str>, json: bool) -> any
 /// A forecast from JSON, or from a CSV of daily sales.
 pub struct ForecastInput {
     pub csv: Option<PathBuf>,
+    pub calendar: Option<PathBuf>,
+    pub until: Option<String>,
     pub item: Option<String>,
     pub unit: String,
     pub horizon: u32,
     pub coverage: f64,
 }
 
+/// The most history sent with one forecast: a year is what the forecaster's
+/// weekly and seasonal patterns need, and keeps each call a few
+/// milliseconds.
+const HISTORY_DAYS: i64 = 364;
+
+fn item_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "item".into())
+}
+
+/// The request for `days` of `sales` (closed days left out by `calendar`).
+fn sales_request(
+    sales: &sales::Sales,
+    calendar: Option<&sales::ShopCalendar>,
+    (from, to): (i64, i64),
+    (item, unit): (&str, &str),
+    (horizon, coverage): (u32, f64),
+) -> (Value, sales::History) {
+    let mut history = sales::observations(sales, calendar, from, to);
+    let observations = std::mem::take(&mut history.observations);
+    let mut request = json!({
+        "history": { "item": item, "unit": unit, "interval": "day",
+                     "observations": observations },
+        "horizon": horizon,
+        "coverage": coverage,
+    });
+    if let Some(calendar) = calendar {
+        calendar.request_fields(&mut request);
+    }
+    (request, history)
+}
+
+/// Text a plugin wrote, safe to print: control characters (a hostile
+/// plugin's terminal escapes) shown as `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn read_sales(
+    csv: &Path,
+    calendar: Option<&Path>,
+) -> anyhow::Result<(sales::Sales, Option<sales::ShopCalendar>)> {
+    let sales = sales::read_csv(csv)?;
+    for note in &sales.notes {
+        eprintln!("note: {note}");
+    }
+    let calendar = calendar.map(sales::read_calendar).transpose()?;
+    Ok((sales, calendar))
+}
+
 pub fn forecast(link: &Link, input: Input, from: ForecastInput) -> anyhow::Result<()> {
     let mut body = match &from.csv {
         Some(path) => {
-            let observations = read_sales_csv(path)?;
-            let item = from.item.clone().unwrap_or_else(|| {
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "item".into())
-            });
-            json!({ "request": {
-                "history": { "item": item, "unit": from.unit, "interval": "day",
-                             "observations": observations },
-                "horizon": from.horizon,
-                "coverage": from.coverage,
-            }})
+            let (sales, calendar) = read_sales(path, from.calendar.as_deref())?;
+            let (first, last) = match (sales.days.keys().next(), sales.days.keys().last()) {
+                (Some(first), Some(last)) => (*first, *last),
+                _ => bail!("{} holds no sales", path.display()),
+            };
+            let item = from.item.clone().unwrap_or_else(|| item_name(path));
+            // A till export lists days with sales only: --until says up to
+            // when the file is complete, so days after its last sale count.
+            let last = match from.until.as_deref() {
+                Some(until) => sales::parse_date(until)
+                    .with_context(|| format!("--until {until:?} is not a date like 2026-11-23"))?
+                    .max(first),
+                None => last,
+            };
+            let start = (last + 1 - HISTORY_DAYS).max(first);
+            let (request, history) = sales_request(
+                &sales,
+                calendar.as_ref(),
+                (start, last + 1),
+                (&item, &from.unit),
+                (from.horizon, from.coverage),
+            );
+            eprintln!(
+                "note: history {} to {}, forecasting from {}",
+                sales::date(start),
+                sales::date(last),
+                sales::date(last + 1)
+            );
+            if history.missing > 0 {
+                eprintln!(
+                    "note: {} open day(s) missing from {} were counted as no sales",
+                    history.missing,
+                    path.display()
+                );
+            }
+            if let Some(first_closed) = history.sold_while_closed.first() {
+                eprintln!(
+                    "note: sales on {} day(s) the calendar closes were left out (first {}); \
+                     check the calendar",
+                    history.sold_while_closed.len(),
+                    sales::date(*first_closed)
+                );
+            }
+            json!({ "request": request })
         }
         None => body(&input, "request", "the forecast request")?,
     };
@@ -341,9 +429,9 @@ pub fn forecast(link: &Link, input: Input, from: ForecastInput) -> anyhow::Resul
     let coverage = body["request"]["coverage"].as_f64().unwrap_or(0.0);
     println!(
         "{} ({}), {}:",
-        text(forecast, "item"),
-        text(&body["request"]["history"], "unit"),
-        text(forecast, "method")
+        printable(text(forecast, "item")),
+        printable(text(&body["request"]["history"], "unit")),
+        printable(text(forecast, "method"))
     );
     println!(
         "  {:<10} {:>10}   {:.0}% INTERVAL",
@@ -353,89 +441,185 @@ pub fn forecast(link: &Link, input: Input, from: ForecastInput) -> anyhow::Resul
     );
     for point in forecast["points"].as_array().into_iter().flatten() {
         let day = utc(point["at"].as_i64().unwrap_or(0));
+        let day = day.get(..10).unwrap_or(&day);
+        let events = match point_events(point) {
+            events if events.is_empty() => String::new(),
+            events => format!("   {events}"),
+        };
+        // 0.1.0 forecasters have no `open`: every day is open to them.
+        if point["open"] == json!(false) {
+            println!("  {day:<10} {:>10}{events}", "closed");
+            continue;
+        }
         println!(
-            "  {:<10} {:>10.1}   {:.1} to {:.1}",
-            day.get(..10).unwrap_or(&day),
+            "  {:<10} {:>10.1}   {:.1} to {:.1}{events}",
+            day,
             point["expected"].as_f64().unwrap_or(f64::NAN),
             point["lower"].as_f64().unwrap_or(f64::NAN),
             point["upper"].as_f64().unwrap_or(f64::NAN),
         );
     }
+    if let Some(tried) = methods_tried(forecast) {
+        println!("tried on the history (MASE, below 1 beats last week's sales): {tried}");
+    }
+    for warning in forecast["warnings"].as_array().into_iter().flatten() {
+        println!(
+            "warning: {}",
+            printable(warning.as_str().unwrap_or_default())
+        );
+    }
     Ok(())
 }
 
-/// `date,quantity` per line (ISO dates, UTC days); a header line and blank
-/// lines are skipped.
-fn read_sales_csv(path: &Path) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read sales from {}", path.display()))?;
-    let mut days = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let where_ = || format!("{} line {}", path.display(), index + 1);
-        let Some((date, quantity)) = line.split_once(',') else {
-            bail!("{}: expected `date,quantity`, got {line:?}", where_());
-        };
-        let Some(day) = parse_date(date.trim()) else {
-            if index == 0 {
-                continue; // a header
-            }
-            bail!("{}: {date:?} is not a date like 2026-11-23", where_());
-        };
-        let quantity: f64 = quantity
-            .trim()
-            .parse()
-            .ok()
-            .filter(|q: &f64| q.is_finite())
-            .with_context(|| format!("{}: {quantity:?} is not a number", where_()))?;
-        days.push((day, quantity, index + 1));
-    }
-    if days.is_empty() {
-        bail!(
-            "{} holds no sales; write one `date,quantity` line per day",
-            path.display()
-        );
-    }
-    days.sort_by_key(|&(day, _, _)| day);
-    let mut observations = Vec::with_capacity(days.len());
-    let mut filled = 0;
-    for pair in days.windows(2) {
-        let ((day, quantity, _), (next, _, line)) = (pair[0], pair[1]);
-        if next == day {
-            bail!(
-                "{} line {line}: {} appears twice; write one line per day",
-                path.display(),
-                utc(day * 86_400).get(..10).unwrap_or_default()
-            );
-        }
-        observations.push(json!({ "at": day * 86_400, "value": quantity }));
-        // A day missing from the file sold nothing: the forecaster wants
-        // every day, one apart.
-        for gap in day + 1..next {
-            observations.push(json!({ "at": gap * 86_400, "value": 0.0 }));
-            filled += 1;
-        }
-    }
-    if let Some(&(day, quantity, _)) = days.last() {
-        observations.push(json!({ "at": day * 86_400, "value": quantity }));
-    }
-    if filled > 0 {
-        eprintln!(
-            "note: {filled} day(s) missing from {} were counted as no sales",
-            path.display()
-        );
-    }
-    Ok(observations)
+/// The events a forecast point names, printable: "market day, festival".
+pub fn point_events(point: &Value) -> String {
+    let events: Vec<&str> = point["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    printable(&events.join(", "))
 }
 
-/// Days since 1970-01-01 for an ISO date, `2026-11-23`.
-fn parse_date(text: &str) -> Option<i64> {
-    let date: jiff::civil::Date = text.parse().ok()?;
-    let midnight = date.to_zoned(jiff::tz::TimeZone::UTC).ok()?;
-    Some(midnight.timestamp().as_second().div_euclid(86_400))
+/// "holt-winters additive 0.61, seasonal naive 1.01": the methods a
+/// forecaster (0.2.0) tried, with their backtest MASE; `None` from one that
+/// does not say.
+pub fn methods_tried(forecast: &Value) -> Option<String> {
+    let tried: Vec<String> = forecast["candidates"]
+        .as_array()?
+        .iter()
+        .map(|c| {
+            let method = text(c, "method");
+            let short = method.split(" (").next().unwrap_or(method);
+            format!(
+                "{} {:.2}",
+                printable(short),
+                c["mase"].as_f64().unwrap_or(f64::NAN)
+            )
+        })
+        .collect();
+    (!tried.is_empty()).then(|| tried.join(", "))
+}
+
+/// `outpost forecast backtest`.
+pub struct BacktestInput {
+    pub csv: PathBuf,
+    pub calendar: Option<PathBuf>,
+    pub horizon: u32,
+    pub origins: u32,
+    pub coverage: f64,
+    pub plugin: Option<String>,
+    pub json: bool,
+}
+
+pub fn backtest(link: &Link, input: BacktestInput) -> anyhow::Result<()> {
+    if !(input.coverage > 0.0 && input.coverage < 1.0) {
+        bail!("--coverage must be between 0 and 1, such as 0.8");
+    }
+    let (sales, calendar) = read_sales(&input.csv, input.calendar.as_deref())?;
+    let (first, last) = match (sales.days.keys().next(), sales.days.keys().last()) {
+        (Some(first), Some(last)) => (*first, *last),
+        _ => bail!("{} holds no sales", input.csv.display()),
+    };
+    let horizon = i64::from(input.horizon);
+    let item = item_name(&input.csv);
+    let mut origins = Vec::new();
+    let mut skipped = 0;
+    for week in (0..i64::from(input.origins)).rev() {
+        let origin = last + 1 - horizon - 7 * week;
+        let first_day = (origin - HISTORY_DAYS).max(first);
+        // Two weeks of history at least, or there is nothing to learn from.
+        if origin - first_day < 14 {
+            skipped += 1;
+            continue;
+        }
+        let (request, _) = sales_request(
+            &sales,
+            calendar.as_ref(),
+            (first_day, origin),
+            (&item, "units"),
+            (input.horizon, input.coverage),
+        );
+        let mut body = json!({ "request": request });
+        if let Some(plugin) = &input.plugin {
+            body["plugin"] = json!(plugin);
+        }
+        let answer = link
+            .request(Method::POST, "/v1/forecasts", Some(&body))?
+            .ok("forecasting")
+            .with_context(|| format!("forecasting from {}", sales::date(origin)))?;
+        let window = sales::Window {
+            first_day,
+            origin,
+            horizon,
+        };
+        match sales::score(&sales, calendar.as_ref(), &window, &answer["forecast"]) {
+            Some(scored) => origins.push(scored),
+            None => skipped += 1,
+        }
+    }
+    if origins.is_empty() {
+        bail!(
+            "{} is too short to replay: it needs at least {} days (two weeks of history and \
+             --horizon {} days to check)",
+            input.csv.display(),
+            14 + horizon,
+            horizon
+        );
+    }
+    let result = sales::summarize(origins, input.coverage);
+    if input.json {
+        return print_json(&serde_json::to_value(&result)?);
+    }
+    println!(
+        "{}: forecasts from {} past mornings, {} days ahead each",
+        item,
+        result.origins.len(),
+        horizon
+    );
+    println!(
+        "  {:<10} {:>6} {:>10} {:>9}   METHOD",
+        "FROM", "MASE", "LAST WEEK", "INTERVAL"
+    );
+    for origin in &result.origins {
+        println!(
+            "  {:<10} {:>6.2} {:>10.2} {:>9}   {}",
+            origin.date,
+            origin.mase,
+            origin.naive_mase,
+            format!("{}/{}", origin.inside, origin.days),
+            printable(&origin.method)
+        );
+    }
+    println!(
+        "mean MASE {:.2} (same weekday last week: {:.2}); the {:.0}% interval held {:.0}% of days",
+        result.mase,
+        result.naive_mase,
+        result.nominal_coverage * 100.0,
+        result.coverage * 100.0
+    );
+    let verdict = if result.mase < result.naive_mase {
+        format!(
+            "forecasts were {:.0}% closer than last week's sales",
+            (1.0 - result.mase / result.naive_mase) * 100.0
+        )
+    } else {
+        "forecasts were no better than last week's sales: plan with care".to_string()
+    };
+    let trust = if result.coverage + 0.1 < result.nominal_coverage {
+        "; the interval was too narrow, so plan for more than its range"
+    } else {
+        ""
+    };
+    println!("{verdict}{trust}");
+    if skipped > 0 {
+        println!(
+            "({skipped} earlier origin(s) skipped: under two weeks of history before them, a \
+             history with no week-to-week change to scale by, or no open day to score)"
+        );
+    }
+    Ok(())
 }
 
 /// `2026-11-23 14:05 UTC` for seconds since the epoch.
@@ -480,6 +664,7 @@ fn money(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sales::parse_date;
 
     #[test]
     fn dates_round_trip() {
@@ -513,25 +698,29 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("loaves.csv");
         std::fs::write(&path, "date,sold\n2026-11-01,40\n\n2026-11-02,38.5\n").expect("write");
-        let observations = read_sales_csv(&path).expect("parsed");
-        assert_eq!(observations.len(), 2);
-        assert_eq!(observations[1]["value"], 38.5);
+        let sales = sales::read_csv(&path).expect("parsed");
+        assert_eq!(sales.days.len(), 2);
         std::fs::write(&path, "2026-11-01,40\n2026-11-02,many\n").expect("write");
-        let error = read_sales_csv(&path).expect_err("refused").to_string();
+        let error = sales::read_csv(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
             error.contains("line 2") && error.contains("many"),
             "{error}"
         );
-        // Out of order and with a gap: sorted, and the gap sold nothing.
-        std::fs::write(&path, "2026-11-04,7\n2026-11-01,40\n").expect("write");
-        let observations = read_sales_csv(&path).expect("parsed");
-        let values: Vec<f64> = observations
+        // Out of order, with a gap, and two lines for one day: sorted, the
+        // lines added up, and the open day missing counted as no sales.
+        std::fs::write(&path, "2026-11-04,7\n2026-11-01,40\n2026-11-01,2\n").expect("write");
+        let sales = sales::read_csv(&path).expect("parsed");
+        let (first, last) = (20_758, 20_761);
+        let history = sales::observations(&sales, None, first, last + 1);
+        let values: Vec<f64> = history
+            .observations
             .iter()
             .filter_map(|o| o["value"].as_f64())
             .collect();
-        assert_eq!(values, [40.0, 0.0, 0.0, 7.0]);
-        std::fs::write(&path, "2026-11-01,4\n2026-11-01,5\n").expect("write");
-        let error = read_sales_csv(&path).expect_err("refused").to_string();
-        assert!(error.contains("2026-11-01 appears twice"), "{error}");
+        assert_eq!(values, [42.0, 0.0, 0.0, 7.0]);
+        assert_eq!(history.missing, 2);
     }
 }

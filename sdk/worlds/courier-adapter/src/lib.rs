@@ -5,7 +5,7 @@ outpost_sdk_core::world_bindings!(
     "outpost:plugins/courier-adapter@0.1.0",
     "export_courier_adapter",
     "outpost_sdk::courier_adapter",
-    courier as Courier
+    plugins0_1_0::courier as Courier
 );
 
 /// The label records live in `outpost:plugins/types`, shared by the worlds

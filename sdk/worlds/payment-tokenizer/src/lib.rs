@@ -5,5 +5,5 @@ outpost_sdk_core::world_bindings!(
     "outpost:plugins/payment-tokenizer@0.1.0",
     "export_payment_tokenizer",
     "outpost_sdk::payment_tokenizer",
-    tokenizer as Tokenizer
+    plugins0_1_0::tokenizer as Tokenizer
 );

@@ -5,7 +5,7 @@ outpost_sdk_core::world_bindings!(
     "outpost:plugins/printer-driver@0.1.0",
     "export_printer_driver",
     "outpost_sdk::printer_driver",
-    printer as Printer
+    plugins0_1_0::printer as Printer
 );
 
 /// The label records live in `outpost:plugins/types`, shared by the worlds

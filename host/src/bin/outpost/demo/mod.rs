@@ -187,25 +187,41 @@ fn demo_config(
     )
 }
 
-/// Eight weeks of a bakery's daily loaf sales, for the forecast step.
+/// Eight weeks of a bakery's daily loaf sales, for the forecast step: closed
+/// on Tuesdays, busier on the fortnightly Saturday market.
 fn bakery_history() -> String {
-    let shape = [42.0, 38.0, 40.0, 45.0, 58.0, 75.0, 61.0];
-    let start = 1_760_000_000 - 1_760_000_000 % 86_400;
+    // Monday first.
+    let shape = [42.0, 0.0, 40.0, 45.0, 58.0, 75.0, 61.0];
+    let first_day = 1_760_000_000 / 86_400;
+    let weekday = |day: i64| ((day + 3) % 7) as usize;
+    let market = |day: i64| weekday(day) == 5 && (day - first_day) / 7 % 2 == 0;
     let observations: Vec<Value> = (0..56)
-        .map(|t: i64| {
+        .map(|t: i64| first_day + t)
+        .filter(|day| weekday(*day) != 1)
+        .map(|day| {
+            let t = day - first_day;
             let wobble = ((t * 37) % 11) as f64 - 5.0;
+            let boost = if market(day) { 1.5 } else { 1.0 };
             serde_json::json!({
-                "at": start + t * 86_400,
-                "value": shape[(t % 7) as usize] + 0.15 * t as f64 + wobble,
+                "at": day * 86_400,
+                "value": (shape[weekday(day)] + 0.15 * t as f64 + wobble) * boost,
             })
         })
+        .collect();
+    let events: Vec<Value> = (0..63)
+        .map(|t: i64| first_day + t)
+        .filter(|day| market(*day))
+        .map(|day| serde_json::json!({ "name": "market day", "at": day * 86_400 }))
         .collect();
     serde_json::json!({
         "request": {
             "history": { "item": "sourdough-loaf", "unit": "loaves", "interval": "day",
                          "observations": observations },
-            "horizon": 1,
+            "horizon": 7,
             "coverage": 0.8,
+            "calendar": { "open_weekdays": ["monday", "wednesday", "thursday", "friday",
+                                            "saturday", "sunday"] },
+            "events": events,
         }
     })
     .to_string()
@@ -793,7 +809,8 @@ async fn offline_story(
 
     step(
         11,
-        "Tomorrow's bake: POST /v1/forecasts with eight weeks of sales",
+        "Next week's bake: POST /v1/forecasts with eight weeks of sales, the shop's \
+         calendar (closed Tuesdays) and its market days",
     );
     let (status, body) = client
         .request(Method::POST, "/v1/forecasts", Some(&bakery_history()))
@@ -802,14 +819,34 @@ async fn offline_story(
         bail!("the forecast failed ({status}): {body}");
     }
     let forecast = &body["forecast"];
-    let point = &forecast["points"][0];
     println!(
-        "   -> {status}: {:.0} loaves expected (80% between {:.0} and {:.0}); method: {}",
-        point["expected"].as_f64().unwrap_or_default(),
-        point["lower"].as_f64().unwrap_or_default(),
-        point["upper"].as_f64().unwrap_or_default(),
+        "   -> {status}: {}",
         forecast["method"].as_str().unwrap_or_default()
     );
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    for point in forecast["points"].as_array().into_iter().flatten() {
+        let day = point["at"].as_i64().unwrap_or_default() / 86_400;
+        let name = DAYS[((day + 3) % 7) as usize];
+        let events = crate::trade::point_events(point);
+        if point["open"] == false {
+            println!("      {name}  closed");
+            continue;
+        }
+        println!(
+            "      {name}  {:>3.0} loaves (80% between {:.0} and {:.0}){}",
+            point["expected"].as_f64().unwrap_or_default(),
+            point["lower"].as_f64().unwrap_or_default(),
+            point["upper"].as_f64().unwrap_or_default(),
+            if events.is_empty() {
+                String::new()
+            } else {
+                format!("  {events}")
+            }
+        );
+    }
+    if let Some(tried) = crate::trade::methods_tried(forecast) {
+        println!("      tried on the history (MASE, below 1 beats last week): {tried}");
+    }
     Ok(())
 }
 
