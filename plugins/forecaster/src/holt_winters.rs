@@ -184,12 +184,16 @@ pub fn fit_from(y: &[f64], m: usize, states: (f64, f64, Vec<f64>)) -> Fit {
     let mut scratch = Vec::with_capacity(m);
     let mut best: Option<(Params, f64)> = None;
     for &alpha in &ALPHAS {
+        // On the stack: in the sandbox an allocation per (α, β) was a
+        // visible share of a short history's fit.
+        let mut allowed = [0.0; GAMMAS.len()];
+        let mut count = 0;
+        for &gamma in GAMMAS.iter().filter(|&&g| g <= 1.0 - alpha + 1e-9) {
+            allowed[count] = gamma;
+            count += 1;
+        }
+        let gammas = &allowed[..count];
         for &beta in &BETAS {
-            let gammas: Vec<f64> = GAMMAS
-                .iter()
-                .copied()
-                .filter(|&g| g <= 1.0 - alpha + 1e-9)
-                .collect();
             for chunk in gammas.chunks(LANES) {
                 // A short last chunk repeats its last γ; the extra lanes are
                 // not looked at.
