@@ -414,7 +414,19 @@ fn call_values(
             to_val(arg, ty, &mut path).map_err(|message| DynamicCallError::BadArgument {
                 name: name.clone(),
                 path,
-                message,
+                // Fields differ between contract versions: say which one
+                // this plugin speaks, so a caller sending 0.2.0's fields to
+                // a 0.1.0 plugin knows why (the API, `outpost call`, the
+                // test-kit alike).
+                message: if message.starts_with("unknown field") {
+                    format!(
+                        "{message} ({} is built against {})",
+                        plugin.id(),
+                        plugin.manifest.world
+                    )
+                } else {
+                    message
+                },
             })?;
         values.push(value);
     }

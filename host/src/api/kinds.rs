@@ -227,7 +227,6 @@ async fn call_picked(
     let caller = node.clone();
     let deadline = plugin.spec.limits.deadline;
     let plugin_name = plugin.id().to_string();
-    let world = plugin.manifest.world.to_string();
     let started = std::time::Instant::now();
     let outcome = admission
         .run(move || dynamic::call_for_api(&caller, &plugin, route.function, &[argument]))
@@ -247,14 +246,7 @@ async fn call_picked(
                     route.argument.to_string()
                 }
             ),
-            // Fields differ between contract versions: say which one this
-            // plugin speaks, so a caller sending 0.2.0's fields to a 0.1.0
-            // plugin knows why.
-            message: if message.starts_with("unknown field") {
-                format!("{message} ({plugin_name} is built against {world})")
-            } else {
-                message
-            },
+            message,
         },
         DynamicCallError::Call(error) => ApiError::Call(error),
         card @ DynamicCallError::CardData { .. } => ApiError::CardData(card.to_string()),

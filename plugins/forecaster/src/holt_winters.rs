@@ -238,17 +238,24 @@ impl Fit {
     /// smoothing form is equivalent to. σ² is the mean squared one-step error.
     pub fn variance(&self, h: usize) -> f64 {
         let sigma2 = self.sse / self.observations.max(1) as f64;
-        let Params { alpha, beta, gamma } = self.params;
-        let beta = alpha * beta;
-        let h = h as f64;
-        let m = self.season as f64;
-        let k = ((h - 1.0) / m).floor();
-        sigma2
-            * (1.0
-                + (h - 1.0)
-                    * (alpha * alpha + alpha * beta * h + beta * beta * h * (2.0 * h - 1.0) / 6.0)
-                + gamma * k * (2.0 * alpha + gamma + beta * m * (k + 1.0)))
+        variance(self.params, self.season, sigma2, h)
     }
+}
+
+/// [`Fit::variance`] from the parameters and a one-step σ² measured
+/// elsewhere (the forecaster's runner measures it on its way through the
+/// history, so the fit need not be run again).
+pub fn variance(params: Params, season: usize, sigma2: f64, h: usize) -> f64 {
+    let Params { alpha, beta, gamma } = params;
+    let beta = alpha * beta;
+    let h = h as f64;
+    let m = season as f64;
+    let k = ((h - 1.0) / m).floor();
+    sigma2
+        * (1.0
+            + (h - 1.0)
+                * (alpha * alpha + alpha * beta * h + beta * beta * h * (2.0 * h - 1.0) / 6.0)
+            + gamma * k * (2.0 * alpha + gamma + beta * m * (k + 1.0)))
 }
 
 #[cfg(test)]

@@ -278,7 +278,7 @@ pub fn forecast(request: &Request) -> Result<Forecast, ForecastError> {
     for &value in y {
         runner.observe(value);
     }
-    let variance = Variance::new(&chosen, &runner, y, season);
+    let variance = Variance::new(&chosen, &runner, season);
 
     // Open-week steps ahead, then the calendar's periods.
     let z = normal::quantile(0.5 + request.coverage / 2.0);
@@ -387,23 +387,17 @@ struct Variance {
 }
 
 enum VarianceKind {
-    HoltWinters(crate::holt_winters::Fit),
+    HoltWinters(crate::holt_winters::Params),
     SeasonalNaive,
     Smoothing(f64),
     Flat,
 }
 
 impl Variance {
-    fn new(fitted: &Fitted, runner: &Runner, y: &[f64], season: usize) -> Variance {
+    /// `runner` has walked the whole history: its one-step error is σ².
+    fn new(fitted: &Fitted, runner: &Runner, season: usize) -> Variance {
         let kind = match fitted {
-            Fitted::HoltWinters(params) => {
-                VarianceKind::HoltWinters(crate::holt_winters::run_from(
-                    y,
-                    season,
-                    *params,
-                    crate::holt_winters::settled_states(y, season),
-                ))
-            }
+            Fitted::HoltWinters(params) => VarianceKind::HoltWinters(*params),
             Fitted::SeasonalNaive => VarianceKind::SeasonalNaive,
             Fitted::SimpleSmoothing { alpha } => VarianceKind::Smoothing(*alpha),
             Fitted::Croston { .. } | Fitted::Tsb { .. } => VarianceKind::Flat,
@@ -418,7 +412,9 @@ impl Variance {
     fn at(&self, h: usize) -> f64 {
         let h = h.max(1);
         match &self.kind {
-            VarianceKind::HoltWinters(fit) => fit.variance(h),
+            VarianceKind::HoltWinters(params) => {
+                crate::holt_winters::variance(*params, self.season, self.sigma2, h)
+            }
             VarianceKind::SeasonalNaive => self.sigma2 * ((h - 1) / self.season + 1) as f64,
             VarianceKind::Smoothing(alpha) => {
                 self.sigma2 * (1.0 + (h as f64 - 1.0) * alpha * alpha)
