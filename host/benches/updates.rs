@@ -368,6 +368,17 @@ fn swaps(measuring: bool, via: Via, callers: usize) {
         percentile(&swapping, 0.99)
     );
     println!("  p99 during / steady: {:.2}", ratio(&swapping));
+    // Independent of how long the windows are: how many calls each swap or
+    // rollback held up past twice the steady p99.
+    let held_up = swapping
+        .iter()
+        .filter(|took| took.as_secs_f64() > 2.0 * steady_p99)
+        .count();
+    println!(
+        "  calls held up past 2x the steady p99: {held_up} in {} swaps and rollbacks ({:.2} each)",
+        windows.len(),
+        held_up as f64 / windows.len().max(1) as f64
+    );
     println!(
         "  control, unrelated work on another thread: p99 {:.1?} ({:.2}x steady)",
         percentile(&neighbour, 0.99),

@@ -19,8 +19,9 @@ use crate::card_data::CardGuard;
 use crate::node::Node;
 use crate::plugins::LoadedPlugin;
 use serde_json::{Map, Value, json};
+use std::fmt::Write as _;
 use std::sync::Arc;
-use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::types::{ComponentFunc, ComponentItem, Record};
 use wasmtime::component::{ComponentExportIndex, Type, Val};
 
 #[derive(Debug, thiserror::Error)]
@@ -497,9 +498,10 @@ fn bytes_from(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// A `local-datetime` record (year to second) from the API's text form.
-fn local_datetime(fields: &[(String, Type)], text: &str) -> Option<Val> {
+fn local_datetime(record: &Record, text: &str) -> Option<Val> {
     const PARTS: [&str; 6] = ["year", "month", "day", "hour", "minute", "second"];
-    if fields.len() != PARTS.len() || fields.iter().zip(PARTS).any(|((n, _), p)| n != p) {
+    if record.fields().len() != PARTS.len() || record.fields().zip(PARTS).any(|(f, p)| f.name != p)
+    {
         return None;
     }
     let at = schema::parse_local_datetime(text)?;
@@ -514,6 +516,18 @@ fn local_datetime(fields: &[(String, Type)], text: &str) -> Option<Val> {
     Some(Val::Record(
         PARTS.iter().map(|p| p.to_string()).zip(values).collect(),
     ))
+}
+
+/// Whether a JSON key names the WIT field `field`: its kebab-case name, or
+/// the same with every `-` written `_` (never a mix); compared in place,
+/// since it runs for every key of every record an API call carries.
+fn names_field(key: &str, field: &str) -> bool {
+    key == field
+        || (key.len() == field.len()
+            && key
+                .bytes()
+                .zip(field.bytes())
+                .all(|(k, f)| if f == b'-' { k == b'_' } else { k == f }))
 }
 
 /// Converts `json` to a value of type `ty`; `path` says where a problem is.
@@ -553,55 +567,52 @@ pub fn to_val(json: &Value, ty: &Type, path: &mut String) -> Result<Val, String>
             let mut values = Vec::with_capacity(items.len());
             for (index, element) in items.iter().enumerate() {
                 let before = path.len();
-                path.push_str(&format!("[{index}]"));
+                let _ = write!(path, "[{index}]");
                 values.push(to_val(element, &item, path)?);
                 path.truncate(before);
             }
             Val::List(values)
         }
         Type::Record(record) => {
-            let fields: Vec<_> = record
-                .fields()
-                .map(|f| (f.name.to_string(), f.ty))
-                .collect();
             // A `local-datetime` as the API takes it: "2026-11-23T14:05".
             if let Some(text) = json.as_str()
-                && let Some(at) = local_datetime(&fields, text)
+                && let Some(at) = local_datetime(record, text)
             {
                 return Ok(at);
             }
             let object = json.as_object().ok_or_else(|| expected("an object"))?;
             for key in object.keys() {
-                let known = fields
-                    .iter()
-                    .any(|(name, _)| *name == *key || name.replace('-', "_") == *key);
-                if !known {
-                    let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+                if !record.fields().any(|field| names_field(key, field.name)) {
+                    let names: Vec<&str> = record.fields().map(|field| field.name).collect();
                     return Err(format!(
                         "unknown field {key:?}; fields are {}",
                         names.join(", ")
                     ));
                 }
             }
-            let mut values = Vec::with_capacity(fields.len());
-            for (name, field_ty) in fields {
-                let value = object
-                    .get(&name)
-                    .or_else(|| object.get(&name.replace('-', "_")));
+            let mut values = Vec::with_capacity(record.fields().len());
+            for field in record.fields() {
+                let name = field.name;
+                let value = object.get(name).or_else(|| {
+                    object
+                        .iter()
+                        .find(|(key, _)| names_field(key, name))
+                        .map(|(_, value)| value)
+                });
                 let before = path.len();
                 path.push('.');
-                path.push_str(&name);
+                path.push_str(name);
                 // Left out: what the API would take (`schema::default_field`).
-                let value = match (value, &field_ty) {
-                    (Some(value), _) => to_val(value, &field_ty, path)?,
+                let value = match (value, &field.ty) {
+                    (Some(value), _) => to_val(value, &field.ty, path)?,
                     (None, Type::Option(_)) => Val::Option(None),
                     (None, _) => match schema::default_field(&name.replace('-', "_")) {
-                        Some(default) => to_val(&default, &field_ty, path)?,
+                        Some(default) => to_val(&default, &field.ty, path)?,
                         None => return Err("missing".into()),
                     },
                 };
                 path.truncate(before);
-                values.push((name, value));
+                values.push((name.to_string(), value));
             }
             Val::Record(values)
         }
@@ -618,7 +629,7 @@ pub fn to_val(json: &Value, ty: &Type, path: &mut String) -> Result<Val, String>
             let mut values = Vec::new();
             for (index, (element, element_ty)) in items.iter().zip(&types).enumerate() {
                 let before = path.len();
-                path.push_str(&format!("[{index}]"));
+                let _ = write!(path, "[{index}]");
                 values.push(to_val(element, element_ty, path)?);
                 path.truncate(before);
             }
@@ -819,5 +830,16 @@ mod tests {
             Some(Box::new(Val::String("why".into()))),
         )))));
         assert_eq!(from_val(&err), json!({"err": {"invalid-input": "why"}}));
+    }
+
+    #[test]
+    fn json_keys_name_fields_in_either_case() {
+        assert!(names_field("utc-offset-minutes", "utc-offset-minutes"));
+        assert!(names_field("utc_offset_minutes", "utc-offset-minutes"));
+        // One spelling or the other, not a mix of the two.
+        assert!(!names_field("utc_offset-minutes", "utc-offset-minutes"));
+        assert!(!names_field("utc-offset_minutes", "utc-offset-minutes"));
+        assert!(!names_field("utc_offset_minute", "utc-offset-minutes"));
+        assert!(!names_field("utcXoffsetXminutes", "utc-offset-minutes"));
     }
 }
