@@ -354,26 +354,27 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// A sales file (its notes told), its first and last day, and the calendar.
 fn read_sales(
     csv: &Path,
     calendar: Option<&Path>,
-) -> anyhow::Result<(sales::Sales, Option<sales::ShopCalendar>)> {
+) -> anyhow::Result<(sales::Sales, (i64, i64), Option<sales::ShopCalendar>)> {
     let sales = sales::read_csv(csv)?;
     for note in &sales.notes {
         eprintln!("note: {note}");
     }
+    let span = match (sales.days.keys().next(), sales.days.keys().last()) {
+        (Some(first), Some(last)) => (*first, *last),
+        _ => bail!("{} holds no sales", csv.display()),
+    };
     let calendar = calendar.map(sales::read_calendar).transpose()?;
-    Ok((sales, calendar))
+    Ok((sales, span, calendar))
 }
 
 pub fn forecast(link: &Link, input: Input, from: ForecastInput) -> anyhow::Result<()> {
     let mut body = match &from.csv {
         Some(path) => {
-            let (sales, calendar) = read_sales(path, from.calendar.as_deref())?;
-            let (first, last) = match (sales.days.keys().next(), sales.days.keys().last()) {
-                (Some(first), Some(last)) => (*first, *last),
-                _ => bail!("{} holds no sales", path.display()),
-            };
+            let (sales, (first, last), calendar) = read_sales(path, from.calendar.as_deref())?;
             let item = from.item.clone().unwrap_or_else(|| item_name(path));
             // A till export lists days with sales only: --until says up to
             // when the file is complete, so days after its last sale count.
@@ -517,11 +518,7 @@ pub fn backtest(link: &Link, input: BacktestInput) -> anyhow::Result<()> {
     if !(input.coverage > 0.0 && input.coverage < 1.0) {
         bail!("--coverage must be between 0 and 1, such as 0.8");
     }
-    let (sales, calendar) = read_sales(&input.csv, input.calendar.as_deref())?;
-    let (first, last) = match (sales.days.keys().next(), sales.days.keys().last()) {
-        (Some(first), Some(last)) => (*first, *last),
-        _ => bail!("{} holds no sales", input.csv.display()),
-    };
+    let (sales, (first, last), calendar) = read_sales(&input.csv, input.calendar.as_deref())?;
     let horizon = i64::from(input.horizon);
     let item = item_name(&input.csv);
     let mut origins = Vec::new();
