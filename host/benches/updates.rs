@@ -380,12 +380,12 @@ fn swaps(measuring: bool, via: Via, callers: usize) {
     };
     // A first call on a version is slow on its own (cold caches), so the
     // two causes are counted apart: the rest is the swap's own work.
+    let held_up_in_swaps = held_up(&swapping);
     println!(
-        "  calls held up past 2x the steady p99: {} in {} swaps and rollbacks ({:.2} each), \
+        "  calls held up past 2x the steady p99: {held_up_in_swaps} in {} swaps and rollbacks ({:.2} each), \
          {} of them a caller's first call on a newly loaded version",
-        held_up(&swapping),
         windows.len(),
-        held_up(&swapping) as f64 / windows.len().max(1) as f64,
+        held_up_in_swaps as f64 / windows.len().max(1) as f64,
         held_up(&first_on_new),
     );
     println!(
